@@ -1,0 +1,78 @@
+"""py4dstem-compressed: compressed 4D-STEM data for py4DSTEM multislice ptychography.
+
+Data flow: :class:`DetectorGeometry` -> a basis generator (:func:`zernike_basis`,
+:func:`binning_basis`, :func:`diffraction_pattern_basis`, :func:`pca_basis`) ->
+:func:`compress` -> :class:`CompressedDataCube` (an EMD object: ``py4DSTEM.save`` /
+``py4DSTEM.read``) -> reconstruction -> metrics and plots.
+
+Importing this package registers its EMD classes with emdfile (``_emd_hook``);
+import it before ``py4DSTEM.read`` on a file that holds them.
+"""
+
+from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.basis_families import (
+    binning_basis,
+    diffraction_pattern_basis,
+    pca_basis,
+    zernike_basis,
+)
+from py4dstem_compressed.compress import compress
+from py4dstem_compressed.emd import emd_class_name, save
+from py4dstem_compressed.geometry import DetectorGeometry
+from py4dstem_compressed.metrics import (
+    AngleCurves,
+    BasisAngles,
+    angle_curves,
+    basis_angles,
+    compression_ratio,
+    stored_compression_ratio,
+)
+from py4dstem_compressed.storage import CompressedDataCube, read_compressed
+from py4dstem_compressed.version import FORMAT_VERSION, __version__
+
+#: emdfile looks for EMD classes in imported modules that set this flag.
+_emd_hook = True
+
+# Files name their classes "<Class> (written by py4dstem-compressed: run `import ...`)" so
+# that reading without the plugin fails with a message saying what to do; register those
+# names here so that emdfile finds the classes once the plugin is imported.
+for _cls in (Basis, CompressedDataCube):
+    globals()[emd_class_name(_cls)] = _cls
+del _cls
+
+__all__ = [
+    "FORMAT_VERSION",
+    "AngleCurves",
+    "Basis",
+    "BasisAngles",
+    "CompressedDataCube",
+    "DetectorGeometry",
+    "__version__",
+    "angle_curves",
+    "basis_angles",
+    "binning_basis",
+    "compress",
+    "compression_ratio",
+    "diffraction_pattern_basis",
+    "pca_basis",
+    "read_compressed",
+    "save",
+    "stored_compression_ratio",
+    "zernike_basis",
+]
+
+
+def __getattr__(name):
+    # Optional parts are imported on first use, keeping `import py4dstem_compressed` light.
+    lazy = {
+        "CompressedMultislicePtychography": "py4dstem_compressed.ptychography",
+        "fourier_shell_correlation": "py4dstem_compressed.resolution",
+        "register_to_ground_truth": "py4dstem_compressed.resolution",
+        "datasets": "py4dstem_compressed.datasets",
+    }
+    if name in lazy:
+        import importlib
+
+        module = importlib.import_module(lazy[name])
+        return module if name == "datasets" else getattr(module, name)
+    raise AttributeError(f"module 'py4dstem_compressed' has no attribute {name!r}")

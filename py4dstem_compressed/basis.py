@@ -1,0 +1,256 @@
+"""``Basis``: a set of orthonormal compression masks, stored as an EMD object.
+
+Masks live in the detector frame (the frame of ``datacube.data[rx, ry]``), BF
+masks first, then DF masks. The generators that build them are in
+:mod:`py4dstem_compressed.basis_families`.
+"""
+
+from __future__ import annotations
+
+import json
+from os.path import basename
+
+import numpy as np
+from emdfile import Array, Custom
+
+from py4dstem_compressed.emd import (
+    read_format_metadata,
+    stamp_class_name,
+    to_numpy,
+    write_format_metadata,
+)
+from py4dstem_compressed.geometry import DetectorGeometry
+
+__all__ = ["Basis"]
+
+ORTHONORMALITY_TOLERANCE = 1e-5
+KINDS = ("binning", "zernike", "diffraction_pattern", "pca", "custom")
+
+
+class Basis(Custom):
+    """Orthonormal masks that compress diffraction patterns (Eq. 8).
+
+    Parameters
+    ----------
+    masks : numpy.ndarray
+        ``(K, Qx, Qy)`` masks in the detector frame, ``num_bf`` bright-field
+        masks first, then ``num_df`` dark-field masks. Stored as float32.
+    num_bf, num_df : int
+        Number of BF and DF masks (``num_bf + num_df == K``).
+    geometry : DetectorGeometry
+        The detector regions the masks were built for.
+    kind : str
+        Generator name: ``"binning"``, ``"zernike"``, ``"diffraction_pattern"``,
+        ``"pca"`` or ``"custom"``.
+    parameters : dict, optional
+        The generator's arguments (JSON-serialisable), so the basis can be
+        regenerated and described.
+    positions : numpy.ndarray, optional
+        ``(N, 2)`` scan positions ``(rx, ry)`` sampled by data-derived bases.
+    mode : {"amplitude", "intensity"}, optional
+        For data-derived bases: whether the masks were built from amplitudes
+        ``sqrt(I)`` or intensities ``I``.
+    name : str
+        EMD node name.
+    validate : bool
+        Check orthonormality (max ``|M M^T - I| < 1e-5`` in float64) and that
+        each mask lives in its own region.
+    """
+
+    def __init__(
+        self,
+        masks: np.ndarray,
+        num_bf: int,
+        num_df: int,
+        geometry: DetectorGeometry,
+        kind: str = "custom",
+        parameters: dict | None = None,
+        positions: np.ndarray | None = None,
+        mode: str | None = None,
+        name: str = "basis",
+        validate: bool = True,
+    ) -> None:
+        Custom.__init__(self, name=name)
+        masks = np.ascontiguousarray(to_numpy(masks), dtype=np.float32)
+        if masks.ndim != 3:
+            raise ValueError(f"masks must be (K, Qx, Qy), got shape {masks.shape}")
+        if not isinstance(geometry, DetectorGeometry):
+            raise TypeError(f"geometry must be a DetectorGeometry, got {type(geometry).__name__}")
+        if masks.shape[1:] != geometry.shape:
+            raise ValueError(
+                f"masks are {masks.shape[1:]} px but the geometry's detector is {geometry.shape}"
+            )
+        if int(num_bf) + int(num_df) != masks.shape[0] or num_bf < 0 or num_df < 0:
+            raise ValueError(
+                f"num_bf ({num_bf}) + num_df ({num_df}) must equal the number of masks "
+                f"({masks.shape[0]})"
+            )
+        if kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+        if mode not in (None, "amplitude", "intensity"):
+            raise ValueError(f"mode must be None, 'amplitude' or 'intensity', got {mode!r}")
+        self.geometry = geometry
+        self.num_bf = int(num_bf)
+        self.num_df = int(num_df)
+        self.kind = kind
+        self.parameters = dict(parameters or {})
+        self.mode = mode
+        self._masks = Array(data=masks, name="masks")
+        self._positions = None
+        if positions is not None:
+            pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+            self._positions = Array(data=pos, name="positions")
+        self._detector_mask = None
+        if geometry.mask is not None:
+            self._detector_mask = Array(data=geometry.mask.astype(np.uint8), name="detector_mask")
+        if validate:
+            self.validate()
+
+    # ----------------------------------------------------------------- access
+    @property
+    def masks(self) -> np.ndarray:
+        """``(K, Qx, Qy)`` float32 masks, detector frame."""
+        return self._masks.data
+
+    @property
+    def masks_flat(self) -> np.ndarray:
+        """``(K, Qx * Qy)`` float32 view of the masks (rows are flattened masks)."""
+        return self.masks.reshape(self.num_masks, -1)
+
+    @property
+    def num_masks(self) -> int:
+        """Total number of masks ``K``."""
+        return self.num_bf + self.num_df
+
+    @property
+    def bf_masks(self) -> np.ndarray:
+        """``(num_bf, Qx, Qy)`` bright-field masks."""
+        return self.masks[: self.num_bf]
+
+    @property
+    def df_masks(self) -> np.ndarray:
+        """``(num_df, Qx, Qy)`` dark-field masks."""
+        return self.masks[self.num_bf :]
+
+    @property
+    def region_index(self) -> np.ndarray:
+        """``(K,)`` int8: 0 for a BF mask, 1 for a DF mask."""
+        return np.repeat(np.array([0, 1], np.int8), [self.num_bf, self.num_df])
+
+    @property
+    def positions(self) -> np.ndarray | None:
+        """``(N, 2)`` scan positions ``(rx, ry)`` sampled by a data-derived basis, else None."""
+        return None if self._positions is None else self._positions.data
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Detector shape ``(Qx, Qy)`` [px]."""
+        return self.geometry.shape
+
+    def describe(self) -> str:
+        """One line saying what the basis is."""
+        params = ", ".join(f"{k}={v}" for k, v in self.parameters.items())
+        return (
+            f"{self.kind} basis: {self.num_bf} BF + {self.num_df} DF masks on a "
+            f"{self.shape[0]}x{self.shape[1]} px detector ({params})"
+        )
+
+    def __repr__(self) -> str:
+        return f"Basis({self.describe()})"
+
+    # ------------------------------------------------------------- validation
+    def orthonormality_error(self) -> float:
+        """``max |M M^T - I|`` computed in float64."""
+        m = self.masks_flat.astype(np.float64)
+        gram = m @ m.T
+        return float(np.abs(gram - np.eye(self.num_masks)).max()) if self.num_masks else 0.0
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` unless the masks are orthonormal and live in their regions."""
+        masks = self.masks
+        if not np.all(np.isfinite(masks)):
+            raise ValueError("masks contain NaN or inf")
+        outside_bf = np.abs(self.bf_masks[:, ~self.geometry.bf]).max(initial=0.0)
+        outside_df = np.abs(self.df_masks[:, ~self.geometry.df]).max(initial=0.0)
+        if outside_bf > 0 or outside_df > 0:
+            raise ValueError(
+                "every BF mask must vanish outside the bright-field disk and every DF mask "
+                "outside the dark-field region of the basis geometry"
+            )
+        err = self.orthonormality_error()
+        if err > ORTHONORMALITY_TOLERANCE:
+            raise ValueError(
+                f"masks are not orthonormal: max |M M^T - I| = {err:.2e} > "
+                f"{ORTHONORMALITY_TOLERANCE:g}"
+            )
+
+    def check_detector(self, detector_shape: tuple[int, ...], what: str = "the data") -> None:
+        """Raise a ``ValueError`` naming both shapes if ``detector_shape`` differs."""
+        if tuple(detector_shape) != self.shape:
+            raise ValueError(
+                f"the basis was built for a {self.shape} px detector but {what} has "
+                f"{tuple(detector_shape)} px patterns; build the basis from this detector's "
+                "geometry (DetectorGeometry.from_datacube)"
+            )
+
+    # ---------------------------------------------------------------- display
+    def show(self, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r", **kwargs):
+        """Plot the masks as a grid of images (BF first, then DF).
+
+        Parameters
+        ----------
+        max_masks : int
+            Show at most this many masks.
+        ncols : int
+            Images per row.
+        cmap : str
+            Diverging colormap (masks are signed).
+
+        Returns
+        -------
+        fig, axes
+        """
+        from py4dstem_compressed.plotting import show_basis
+
+        return show_basis(self, max_masks=max_masks, ncols=ncols, cmap=cmap, **kwargs)
+
+    # -------------------------------------------------------------------- EMD
+    def to_h5(self, group):
+        """Write the basis under an h5py group (emdfile hook)."""
+        fields = {
+            "num_bf": self.num_bf,
+            "num_df": self.num_df,
+            "kind": self.kind,
+            "parameters": self.parameters,
+            "mode": self.mode,
+            "geometry": json.loads(self.geometry.to_json()),
+        }
+        write_format_metadata(self, "Basis", fields)
+        grp = Custom.to_h5(self, group)
+        stamp_class_name(grp, Basis)
+        return grp
+
+    @classmethod
+    def _get_constructor_args(cls, group) -> dict:
+        fields = read_format_metadata(group, "Basis")
+        nodes = Custom._get_emd_attr_data(None, group)
+        if "_masks" not in nodes:
+            raise ValueError(f"stored basis {group.name!r} has no masks (truncated file?)")
+        mask = nodes["_detector_mask"].data.astype(bool) if "_detector_mask" in nodes else None
+        geometry = DetectorGeometry.from_json(json.dumps(fields["geometry"]), mask)
+        positions = nodes["_positions"].data if "_positions" in nodes else None
+        return {
+            "masks": nodes["_masks"].data,
+            "num_bf": fields["num_bf"],
+            "num_df": fields["num_df"],
+            "geometry": geometry,
+            "kind": fields["kind"],
+            "parameters": fields["parameters"],
+            "positions": positions,
+            "mode": fields["mode"],
+            "name": basename(group.name),
+            "validate": True,
+        }
+
+    def _populate_instance(self, group) -> None:
+        return None

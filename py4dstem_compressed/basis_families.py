@@ -1,0 +1,418 @@
+"""The four basis families of the paper: binning, Zernike, diffraction patterns, PCA.
+
+Each generator is a function returning a :class:`~py4dstem_compressed.Basis`
+whose masks are orthonormal on the pixel grid, BF masks supported on the
+bright-field disk and DF masks on the dark-field region of the geometry.
+``num_df=1`` is one uniform DF mask: its coefficient is the (scaled) mean DF
+signal, what an annular dark-field detector measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+
+from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.geometry import DetectorGeometry, _data_array
+from py4dstem_compressed.zernike import orthonormalize_rows, osa_index_to_nm, zernike_polynomial
+
+__all__ = ["binning_basis", "diffraction_pattern_basis", "pca_basis", "zernike_basis"]
+
+#: A sampled pattern is skipped when the part of it orthogonal to the masks
+#: accepted so far is below this fraction of its norm (nearly dependent).
+DEPENDENCE_TOLERANCE = 1e-3
+
+
+def _check_count(name: str, value: int, minimum: int = 0) -> int:
+    if int(value) != value or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def _region_pixels(region: np.ndarray, name: str) -> int:
+    count = int(region.sum())
+    if count == 0:
+        raise ValueError(
+            f"the {name} region of the detector geometry has no pixel; adjust bf_radius, "
+            "df_radius or the mask"
+        )
+    return count
+
+
+def _uniform_mask(region: np.ndarray) -> np.ndarray:
+    return region.astype(np.float64) / np.sqrt(region.sum())
+
+
+def _square_bins(geometry: DetectorGeometry, region: np.ndarray, bin_px: int) -> np.ndarray:
+    """Unit-norm square bins of ``bin_px`` px tiling ``region``, one bin centred on the disk."""
+    qx, qy = np.nonzero(region)
+    ix = np.floor((qx - geometry.center[0]) / bin_px + 0.5).astype(np.int64)
+    iy = np.floor((qy - geometry.center[1]) / bin_px + 0.5).astype(np.int64)
+    keys, index = np.unique(np.stack([ix, iy], axis=1), axis=0, return_inverse=True)
+    masks = np.zeros((len(keys), *geometry.shape), np.float64)  # bins in row-major order
+    masks[index.ravel(), qx, qy] = 1.0
+    masks /= np.sqrt(masks.sum(axis=(1, 2)))[:, None, None]
+    return masks
+
+
+def _assemble(
+    geometry: DetectorGeometry,
+    bf: np.ndarray,
+    df: np.ndarray,
+    kind: str,
+    parameters: dict,
+    positions=None,
+    mode=None,
+) -> Basis:
+    masks = np.concatenate([bf.reshape(-1, *geometry.shape), df.reshape(-1, *geometry.shape)])
+    return Basis(masks, len(bf), len(df), geometry, kind, parameters, positions, mode)
+
+
+def _df_uniform_or_none(geometry: DetectorGeometry, num_df: int) -> np.ndarray:
+    if num_df == 0:
+        return np.zeros((0, *geometry.shape))
+    _region_pixels(geometry.df, "dark-field")
+    return _uniform_mask(geometry.df)[None]
+
+
+# ------------------------------------------------------------------- binning
+def binning_basis(geometry: DetectorGeometry, bf_bin: int, df_bin: int | None = None) -> Basis:
+    """Square, non-overlapping bins scaled to unit norm.
+
+    Parameters
+    ----------
+    geometry : DetectorGeometry
+        Detector regions.
+    bf_bin : int
+        Bin width [px] in the bright field. Bins tile the BF disk (one bin is
+        centred on the disk centre) and are clipped to it.
+    df_bin : int, optional
+        Bin width [px] in the dark field; ``None`` = one uniform DF mask.
+
+    Returns
+    -------
+    Basis
+    """
+    bf_bin = _check_count("bf_bin", bf_bin, 1)
+    _region_pixels(geometry.bf, "bright-field")
+    bf = _square_bins(geometry, geometry.bf, bf_bin)
+    if df_bin is None:
+        df = _df_uniform_or_none(geometry, 1)
+    else:
+        df_bin = _check_count("df_bin", df_bin, 1)
+        _region_pixels(geometry.df, "dark-field")
+        df = _square_bins(geometry, geometry.df, df_bin)
+    return _assemble(geometry, bf, df, "binning", {"bf_bin": bf_bin, "df_bin": df_bin})
+
+
+# ------------------------------------------------------------------- Zernike
+def _polar(geometry: DetectorGeometry, radius: float) -> tuple[np.ndarray, np.ndarray]:
+    qx = np.arange(geometry.shape[0], dtype=np.float64)[:, None] - geometry.center[0]
+    qy = np.arange(geometry.shape[1], dtype=np.float64)[None, :] - geometry.center[1]
+    rho = np.hypot(qx, qy) / radius
+    phi = np.arctan2(qy, qx)  # angle measured from the qx axis towards qy
+    return rho, phi
+
+
+def zernike_orders(count: int, rotationally_symmetric: bool = False) -> list[tuple[int, int]]:
+    """The first ``count`` Zernike orders ``(n, m)`` in OSA/ANSI order (or only m = 0)."""
+    if rotationally_symmetric:
+        return [(2 * k, 0) for k in range(count)]
+    return [osa_index_to_nm(j) for j in range(count)]
+
+
+def _orthonormal_polynomials(
+    geometry: DetectorGeometry,
+    region: np.ndarray,
+    radius: float,
+    orders: list[tuple[int, int]],
+    name: str,
+) -> np.ndarray:
+    rho, phi = _polar(geometry, radius)
+    raw = np.stack([zernike_polynomial(n, m, rho, phi) * region for n, m in orders])
+    rows, independent = orthonormalize_rows(raw.reshape(len(orders), -1))
+    if not independent.all():
+        first = int(np.argmin(independent))
+        raise ValueError(
+            f"Zernike polynomial #{first} (n, m = {orders[first]}) is linearly dependent on "
+            f"the previous ones on the {int(region.sum())} {name} pixels; ask for fewer "
+            f"masks (at most about {int(region.sum()) // 2}) or use a finer detector"
+        )
+    return rows.reshape(len(orders), *geometry.shape) * region
+
+
+def zernike_basis(
+    geometry: DetectorGeometry,
+    num_bf: int,
+    num_df: int = 1,
+    df_rotationally_symmetric: bool = False,
+) -> Basis:
+    """Zernike polynomials on the BF disk and DF annulus, orthonormalised on the grid.
+
+    BF masks are the first ``num_bf`` polynomials (OSA/ANSI order: the first
+    36 are all radial orders ``n <= 7``, the first 45 all ``n <= 8``) with
+    ``rho = |q - center| / bf_radius``, orthonormalised in order on the BF
+    pixels. DF masks (``num_df > 1``) are polynomials on the disk of the DF
+    outer radius with the BF hole cut out ("doughnut" masks), Gram-Schmidt
+    orthonormalised; ``num_df = 1`` is the uniform mask (``Z_0^0``).
+
+    Parameters
+    ----------
+    geometry : DetectorGeometry
+        Detector regions.
+    num_bf : int
+        Number of BF masks.
+    num_df : int
+        Number of DF masks (0 allowed: no DF coefficient).
+    df_rotationally_symmetric : bool
+        Use only azimuthally invariant (``m = 0``) DF polynomials, as the
+        paper's 22 DF masks.
+
+    Returns
+    -------
+    Basis
+    """
+    num_bf = _check_count("num_bf", num_bf, 1)
+    num_df = _check_count("num_df", num_df, 0)
+    _region_pixels(geometry.bf, "bright-field")
+    bf = _orthonormal_polynomials(
+        geometry, geometry.bf, geometry.bf_radius, zernike_orders(num_bf), "bright-field"
+    )
+    if num_df <= 1:
+        df = _df_uniform_or_none(geometry, num_df)
+    else:
+        _region_pixels(geometry.df, "dark-field")
+        orders = zernike_orders(num_df, df_rotationally_symmetric)
+        df = _orthonormal_polynomials(
+            geometry, geometry.df, geometry.outer_radius, orders, "dark-field"
+        )
+    params = {
+        "num_bf": num_bf,
+        "num_df": num_df,
+        "df_rotationally_symmetric": bool(df_rotationally_symmetric),
+        "ordering": "OSA/ANSI",
+    }
+    return _assemble(geometry, bf, df, "zernike", params)
+
+
+# --------------------------------------------------------- data-derived bases
+def _check_mode(mode: str) -> str:
+    if mode not in ("amplitude", "intensity"):
+        raise ValueError(f"mode must be 'amplitude' or 'intensity', got {mode!r}")
+    return mode
+
+
+def _check_detector(data, geometry: DetectorGeometry) -> None:
+    if tuple(data.shape[2:]) != geometry.shape:
+        raise ValueError(
+            f"the geometry describes a {geometry.shape} px detector but the data has "
+            f"{tuple(data.shape[2:])} px patterns"
+        )
+
+
+def _position_stream(
+    scan_shape: tuple[int, int], seed: int | None, positions
+) -> Iterator[tuple[int, int]]:
+    if positions is not None:
+        pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
+        if (pos < 0).any() or (pos >= np.array(scan_shape)).any():
+            raise ValueError(f"positions must lie inside the {scan_shape} scan")
+        yield from (tuple(p) for p in pos)
+        return
+    order = np.random.default_rng(seed).permutation(scan_shape[0] * scan_shape[1])
+    for i in order:
+        yield int(i // scan_shape[1]), int(i % scan_shape[1])
+
+
+def _pattern(data, position: tuple[int, int], mode: str) -> np.ndarray:
+    frame = np.asarray(data[position[0], position[1]], dtype=np.float64)
+    if not np.all(np.isfinite(frame)):
+        raise ValueError(f"the pattern at scan position {position} contains NaN or inf")
+    return np.sqrt(np.clip(frame, 0, None)) if mode == "amplitude" else frame
+
+
+class _GramSchmidt:
+    """Incremental Gram-Schmidt with one re-orthogonalisation pass ("twice is enough")."""
+
+    def __init__(self, size: int) -> None:
+        self.rows = np.zeros((0, size))
+
+    def add(self, vector: np.ndarray) -> bool:
+        norm = np.linalg.norm(vector)
+        if norm == 0:
+            return False
+        v = vector.copy()
+        for _ in range(2):
+            v -= self.rows.T @ (self.rows @ v)
+        residual = np.linalg.norm(v)
+        if residual < DEPENDENCE_TOLERANCE * norm:
+            return False
+        self.rows = np.vstack([self.rows, v / residual])
+        return True
+
+
+def _gram_schmidt_from_stream(
+    data, region: np.ndarray, count: int, stream, mode: str, name: str
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    gs = _GramSchmidt(int(region.sum()))
+    accepted: list[tuple[int, int]] = []
+    tried = 0
+    for position in stream:
+        tried += 1
+        if gs.add(_pattern(data, position, mode)[region]):
+            accepted.append(position)
+            if len(accepted) == count:
+                break
+    if len(accepted) < count:
+        raise ValueError(
+            f"only {len(accepted)} of the {tried} sampled patterns have linearly independent "
+            f"{name} parts, fewer than the {count} masks asked for; ask for fewer masks or "
+            "give other positions"
+        )
+    masks = np.zeros((count, *region.shape))
+    masks[:, region] = gs.rows
+    return masks, accepted
+
+
+def diffraction_pattern_basis(
+    datacube,
+    geometry: DetectorGeometry,
+    num_bf: int,
+    num_df: int = 1,
+    seed: int | None = None,
+    positions=None,
+    mode: str = "amplitude",
+) -> Basis:
+    """Gram-Schmidt-orthonormalised diffraction patterns from (random) scan positions.
+
+    The BF parts of patterns at random (seeded) or given scan positions are
+    orthonormalised in order with re-orthogonalisation. A nearly dependent
+    pattern (less than 0.1% of its norm outside the span so far) is skipped
+    and the next position is drawn, so the basis always has ``num_bf`` BF
+    masks or the call raises. Needs only the sampled patterns, so it can be
+    built from a quick pre-scan before the acquisition.
+
+    Parameters
+    ----------
+    datacube : py4DSTEM.DataCube or array-like
+        ``(Rx, Ry, Qx, Qy)`` data [counts]; only sampled patterns are read.
+    geometry : DetectorGeometry
+        Detector regions.
+    num_bf : int
+        Number of BF masks.
+    num_df : int
+        Number of DF masks: 1 = uniform, more = DF parts of sampled patterns.
+    seed : int, optional
+        Seed of the random positions.
+    positions : array-like of int, optional
+        ``(N, 2)`` scan positions ``(rx, ry)`` to use in order instead of random ones.
+    mode : {"amplitude", "intensity"}
+        Build masks from ``sqrt(I)`` or ``I``, matching the compression mode.
+
+    Returns
+    -------
+    Basis
+        With ``positions`` holding the BF (then DF) positions actually used.
+    """
+    data = _data_array(datacube)
+    _check_detector(data, geometry)
+    num_bf = _check_count("num_bf", num_bf, 1)
+    num_df = _check_count("num_df", num_df, 0)
+    mode = _check_mode(mode)
+    scan = tuple(data.shape[:2])
+    _region_pixels(geometry.bf, "bright-field")
+    bf, used = _gram_schmidt_from_stream(
+        data, geometry.bf, num_bf, _position_stream(scan, seed, positions), mode, "bright-field"
+    )
+    if num_df <= 1:
+        df = _df_uniform_or_none(geometry, num_df)
+    else:
+        _region_pixels(geometry.df, "dark-field")
+        df, used_df = _gram_schmidt_from_stream(
+            data, geometry.df, num_df, _position_stream(scan, seed, positions), mode, "dark-field"
+        )
+        used = used + used_df
+    params = {"num_bf": num_bf, "num_df": num_df, "seed": seed, "mode": mode}
+    return _assemble(geometry, bf, df, "diffraction_pattern", params, used, mode)
+
+
+def _principal_components(samples: np.ndarray, count: int, name: str) -> np.ndarray:
+    _, s, vt = np.linalg.svd(samples, full_matrices=False)
+    rank = int((s > s[0] * 1e-6).sum()) if s.size else 0
+    if rank < count:
+        raise ValueError(
+            f"the sampled {name} parts have rank {rank}, fewer than the {count} components "
+            "asked for; ask for fewer masks or sample more patterns"
+        )
+    components = vt[:count]
+    signs = np.sign(components.sum(axis=1))
+    signs[signs == 0] = 1.0
+    return components * signs[:, None]
+
+
+def pca_basis(
+    datacube,
+    geometry: DetectorGeometry,
+    num_bf: int,
+    num_df: int = 1,
+    num_samples: int = 320,
+    seed: int | None = None,
+    mode: str = "amplitude",
+) -> Basis:
+    """Leading principal components of the BF parts of a random sample of patterns.
+
+    Components are those of the *uncentred* sample (its right singular
+    vectors), so the first follows the mean pattern and ``num_bf``
+    components span the best ``num_bf``-dimensional subspace for
+    representing the sample in least squares (Eckart-Young).
+
+    Parameters
+    ----------
+    datacube : py4DSTEM.DataCube or array-like
+        ``(Rx, Ry, Qx, Qy)`` data [counts]; only sampled patterns are read.
+    geometry : DetectorGeometry
+        Detector regions.
+    num_bf : int
+        Number of BF components.
+    num_df : int
+        Number of DF masks: 1 = uniform, more = DF principal components.
+    num_samples : int
+        Number of random patterns (the paper used 320); capped at the scan size.
+    seed : int, optional
+        Seed of the random sample.
+    mode : {"amplitude", "intensity"}
+        Components of ``sqrt(I)`` or ``I``, matching the compression mode.
+
+    Returns
+    -------
+    Basis
+    """
+    data = _data_array(datacube)
+    _check_detector(data, geometry)
+    num_bf = _check_count("num_bf", num_bf, 1)
+    num_df = _check_count("num_df", num_df, 0)
+    num_samples = _check_count("num_samples", num_samples, 1)
+    mode = _check_mode(mode)
+    scan = tuple(data.shape[:2])
+    count = min(num_samples, scan[0] * scan[1])
+    stream = _position_stream(scan, seed, None)
+    used = [next(stream) for _ in range(count)]
+    patterns = np.stack([_pattern(data, p, mode) for p in used])
+    _region_pixels(geometry.bf, "bright-field")
+    bf = np.zeros((num_bf, *geometry.shape))
+    bf[:, geometry.bf] = _principal_components(patterns[:, geometry.bf], num_bf, "bright-field")
+    if num_df <= 1:
+        df = _df_uniform_or_none(geometry, num_df)
+    else:
+        _region_pixels(geometry.df, "dark-field")
+        df = np.zeros((num_df, *geometry.shape))
+        df[:, geometry.df] = _principal_components(patterns[:, geometry.df], num_df, "dark-field")
+    params = {
+        "num_bf": num_bf,
+        "num_df": num_df,
+        "num_samples": count,
+        "seed": seed,
+        "mode": mode,
+    }
+    return _assemble(geometry, bf, df, "pca", params, used, mode)

@@ -1,0 +1,390 @@
+"""The Fourier-space data step of compressed ptychography, as pure array functions.
+
+py4DSTEM's ptychography replaces the predicted far-field amplitude ``|Psi|`` by the
+measured one. With compressed data only the mask coefficients ``c_n = <a, M_n>`` (Eq. 8),
+the per-region perpendicular norms ``p_R`` (Eq. 11) and the knowledge that nothing was
+measured in the EDGE region remain. The functions here turn a batch of predicted far fields
+into the "modified" far fields py4DSTEM's update needs (DESIGN.md, "The gradient step
+inside py4DSTEM"):
+
+1. coefficients: ``v <- v + w_c M^T (c - M v)``;
+2. perpendicular: per region, scale the part of ``v`` orthogonal to the region's masks
+   so its norm moves toward ``p_R`` (``w_p = 0`` off, ``1`` full projection);
+3. edge: scale ``v`` on EDGE pixels by ``1 - w_e``;
+4. clip at 0 and keep the predicted phase.
+
+``v`` is the predicted amplitude in amplitude mode. In intensity mode the same three
+steps act on the predicted intensity and the amplitude is the square root of the result:
+for small residuals this is the gradient step of ``sum_n (<|Psi|^2, M_n> - c_n)^2`` with
+the per-pixel Gauss-Newton step ``1 / (2 |Psi|^2)``, and the square root keeps the step
+bounded however large the residual (no step size to tune).
+
+Everything works on any array module with NumPy's API (NumPy, CuPy): the module is
+derived from the arrays passed in. Arrays are in py4DSTEM's corner-centred frame, with
+the two detector axes flattened to one pixel axis ``P = Sx * Sy`` where noted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CompressedOperator",
+    "ProjectionWeights",
+    "coefficient_error",
+    "descan_ramp",
+    "fourier_projection",
+    "get_array_module",
+    "mask_coefficients",
+    "probe_aperture_step",
+    "project_values",
+]
+
+MODES = ("amplitude", "intensity")
+
+
+def get_array_module(array: Any):
+    """Return ``cupy`` for a CuPy array, else ``numpy``."""
+    module = type(array).__module__
+    if module.startswith("cupy"):
+        import cupy
+
+        return cupy
+    return np
+
+
+@dataclass(frozen=True)
+class ProjectionWeights:
+    """Weights of the terms of the compressed loss (Eq. 13) used by the data step.
+
+    Attributes
+    ----------
+    coefficient : float
+        ``w_c`` of the coefficient loss (Eq. 9), in ``(0, 2)``. 1 replaces the
+        predicted coefficients by the measured ones (the exact step of Eq. 9 with
+        step size 1/2); smaller values under-relax.
+    perpendicular : float
+        ``w_p`` of the perpendicular-norm loss (Eq. 11), in ``[0, 1]``. 0 leaves the
+        prediction's component orthogonal to the masks as it is, 1 rescales it to the
+        measured norm. Ignored when the data carry no perpendicular norms.
+    edge : float
+        ``w_e`` of the edge loss (Eq. 10), in ``[0, 1]``: EDGE amplitudes are multiplied
+        by ``1 - w_e`` (1 zeroes them).
+    probe_aperture : float
+        ``w_a`` of the probe-aperture loss (Eq. 12), in ``[0, 1]``: once per iteration
+        the Fourier probe outside the aperture is multiplied by ``1 - w_a``.
+    """
+
+    coefficient: float = 1.0
+    perpendicular: float = 1.0
+    edge: float = 1.0
+    probe_aperture: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            value = float(getattr(self, f.name))
+            if not np.isfinite(value):
+                raise ValueError(f"{f.name}_weight must be finite, got {value!r}")
+            object.__setattr__(self, f.name, value)
+        if not 0.0 < self.coefficient < 2.0:
+            raise ValueError(
+                f"coefficient_weight must lie in (0, 2) (1 = full step), got {self.coefficient}"
+            )
+        for name in ("perpendicular", "edge", "probe_aperture"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ValueError(f"{name}_weight must lie in [0, 1], got {value}")
+
+    @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """Keyword names accepted by :meth:`from_mapping` (``"<term>_weight"``)."""
+        return tuple(f"{f.name}_weight" for f in fields(cls))
+
+    @classmethod
+    def from_mapping(cls, weights: Mapping[str, float] | None = None, **kwargs: float):
+        """Build from ``{"edge_weight": 1.0, ...}`` (or ``{"edge": 1.0}``) plus keywords.
+
+        Raises
+        ------
+        ValueError
+            For a name that is not a weight, listing the valid names.
+        """
+        merged: dict[str, float] = {}
+        for source in (weights or {}), kwargs:
+            for key, value in source.items():
+                name = key[: -len("_weight")] if key.endswith("_weight") else key
+                if name not in {f.name for f in fields(cls)}:
+                    raise ValueError(
+                        f"unknown weight {key!r}; valid weights are {', '.join(cls.names())}"
+                    )
+                if value is not None:
+                    merged[name] = value
+        return cls(**merged)
+
+    def as_dict(self) -> dict[str, float]:
+        """``{"coefficient_weight": ..., ...}`` for metadata."""
+        return {f"{key}_weight": value for key, value in asdict(self).items()}
+
+
+@dataclass(frozen=True, eq=False)
+class CompressedOperator:
+    """A basis as the reconstruction sees it: masks in py4DSTEM's corner-centred frame.
+
+    Build it with :meth:`from_detector`; the arrays live on the reconstruction device.
+
+    Attributes
+    ----------
+    masks : array
+        ``(K, P)`` float32 masks, flattened corner-centred frame.
+    region_maps : array
+        ``(2, P)`` float32 indicator maps of the BF and DF regions.
+    edge_map : array
+        ``(P,)`` float32 indicator map of the EDGE region (unmeasured pixels).
+    shape : tuple of int
+        ``(Sx, Sy)`` pattern shape [px].
+    mode : str
+        ``"amplitude"`` (coefficients of ``sqrt(I)``) or ``"intensity"`` (of ``I``).
+    """
+
+    masks: Any
+    region_maps: Any
+    edge_map: Any
+    shape: tuple[int, int]
+    mode: str = "amplitude"
+
+    @classmethod
+    def from_detector(
+        cls,
+        masks: np.ndarray,
+        bf: np.ndarray,
+        df: np.ndarray,
+        origin_px: tuple[int, int],
+        mode: str = "amplitude",
+        xp: Any = np,
+    ) -> CompressedOperator:
+        """Map detector-frame masks and regions into the corner-centred frame.
+
+        Parameters
+        ----------
+        masks : numpy.ndarray
+            ``(K, Qx, Qy)`` orthonormal masks, detector frame.
+        bf, df : numpy.ndarray of bool
+            ``(Qx, Qy)`` BF and DF region maps, detector frame. EDGE is the rest.
+        origin_px : tuple of int
+            Detector pixel ``(qx, qy)`` that becomes the corner pixel ``(0, 0)``: the
+            masks are rolled (wrapping around) by ``-origin_px``. An integer roll keeps
+            them exactly orthonormal; sub-pixel offsets go into the descan ramp.
+        mode : {"amplitude", "intensity"}
+            What the coefficients were computed from.
+        xp : module
+            Array module of the reconstruction device (``numpy`` or ``cupy``).
+        """
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        masks = np.asarray(masks, dtype=np.float32)
+        shift = (-int(origin_px[0]), -int(origin_px[1]))
+        rolled = np.roll(masks, shift, axis=(-2, -1)).reshape(masks.shape[0], -1)
+        regions = np.stack([np.asarray(bf, bool), np.asarray(df, bool)])
+        regions = np.roll(regions, shift, axis=(-2, -1)).reshape(2, -1)
+        edge = ~(regions[0] | regions[1])
+        return cls(
+            masks=xp.asarray(rolled),
+            region_maps=xp.asarray(regions, dtype=xp.float32),
+            edge_map=xp.asarray(edge, dtype=xp.float32),
+            shape=(int(masks.shape[-2]), int(masks.shape[-1])),
+            mode=mode,
+        )
+
+    @property
+    def num_masks(self) -> int:
+        """Number of masks ``K``."""
+        return int(self.masks.shape[0])
+
+
+def mask_coefficients(values: Any, masks: Any) -> Any:
+    """Coefficients ``<v, M_n>`` of a batch (Eq. 8).
+
+    Parameters
+    ----------
+    values : array
+        ``(B, P)`` or ``(B, Sx, Sy)`` amplitudes or intensities.
+    masks : array
+        ``(K, P)`` masks.
+
+    Returns
+    -------
+    array
+        ``(B, K)`` coefficients.
+    """
+    flat = values.reshape(values.shape[0], -1)
+    return flat @ masks.T
+
+
+def project_values(
+    values: Any,
+    coefficients: Any,
+    operator: CompressedOperator,
+    perpendicular_norms: Any | None = None,
+    weights: ProjectionWeights | None = None,
+) -> tuple[Any, Any]:
+    """Steps 1-3 of the data step on a batch of predicted amplitudes (or intensities).
+
+    Parameters
+    ----------
+    values : array
+        ``(B, P)`` predicted amplitudes (amplitude mode) or intensities (intensity mode).
+    coefficients : array
+        ``(B, K)`` measured coefficients.
+    operator : CompressedOperator
+        Masks and regions, same frame as ``values``.
+    perpendicular_norms : array, optional
+        ``(B, 2)`` measured BF and DF perpendicular norms; ``None`` skips step 2.
+    weights : ProjectionWeights, optional
+        Defaults to ``ProjectionWeights()``.
+
+    Returns
+    -------
+    projected : array
+        ``(B, P)`` values after the coefficient, perpendicular and edge steps (not
+        clipped).
+    residual : array
+        ``(B, K)`` measured minus predicted coefficients, ``c - M v``.
+    """
+    weights = ProjectionWeights() if weights is None else weights
+    xp = get_array_module(values)
+    masks = operator.masks
+    predicted = values @ masks.T
+    residual = coefficients - predicted
+    # component of the prediction orthogonal to every mask (EDGE pixels included)
+    orthogonal = values - predicted @ masks
+    if weights.coefficient == 1.0:
+        target = coefficients  # exact: a complete basis reproduces the data bit for bit
+    else:
+        target = predicted + weights.coefficient * residual
+    scale = operator.edge_map * (1.0 - weights.edge) + (1.0 - operator.edge_map)
+    scale = xp.broadcast_to(scale, values.shape)
+    if perpendicular_norms is not None and weights.perpendicular > 0:
+        # per-region norm of the orthogonal part, then a per-pixel scale factor
+        predicted_norms = xp.sqrt((orthogonal**2) @ operator.region_maps.T)
+        ratio = xp.where(
+            predicted_norms > 0,
+            perpendicular_norms / xp.maximum(predicted_norms, 1e-30),
+            1.0,
+        )
+        region_scale = 1.0 + weights.perpendicular * (ratio - 1.0)
+        scale = scale + (region_scale - 1.0) @ operator.region_maps
+    projected = target @ masks + orthogonal * scale
+    return projected, residual
+
+
+def coefficient_error(residual: Any) -> Any:
+    """Coefficient loss of a batch, ``sum (c - chat)^2`` (Eq. 9), as a 0-d array."""
+    return (residual**2).sum()
+
+
+def descan_ramp(shifts_px: Any, shape: tuple[int, int], xp: Any = np) -> Any:
+    """Real-space phase ramps that shift far fields by ``shifts_px``.
+
+    Multiplying an exit wave by the ramp moves its Fourier transform by
+    ``+shifts_px`` pixels (sub-pixel allowed). Coordinates are taken in the
+    ``fftfreq`` convention (``[-S/2, S/2)``) so the ramp's jump sits where a
+    corner-centred probe has no intensity.
+
+    Parameters
+    ----------
+    shifts_px : array
+        ``(B, 2)`` shifts ``(dqx, dqy)`` [detector px].
+    shape : tuple of int
+        ``(Sx, Sy)`` array shape [px].
+    xp : module
+        Array module.
+
+    Returns
+    -------
+    array
+        ``(B, Sx, Sy)`` complex64 ramps.
+    """
+    fx = xp.fft.fftfreq(shape[0]).astype(xp.float32)
+    fy = xp.fft.fftfreq(shape[1]).astype(xp.float32)
+    shifts = xp.asarray(shifts_px, dtype=xp.float32)
+    phase = shifts[:, 0, None, None] * fx[None, :, None] + shifts[:, 1, None, None] * fy[None]
+    return xp.exp((2j * np.pi) * phase).astype(xp.complex64)
+
+
+def fourier_projection(
+    fourier_overlap: Any,
+    coefficients: Any,
+    operator: CompressedOperator,
+    perpendicular_norms: Any | None = None,
+    weights: ProjectionWeights | None = None,
+) -> tuple[Any, Any]:
+    """The data step on predicted far fields: modified far fields and the batch error.
+
+    Parameters
+    ----------
+    fourier_overlap : array
+        ``(B, Sx, Sy)`` complex predicted far fields (corner-centred), already shifted
+        by any descan.
+    coefficients : array
+        ``(B, K)`` measured coefficients (of ``sqrt(I)`` or ``I``, see ``operator.mode``).
+    operator : CompressedOperator
+        Masks and regions in the same frame.
+    perpendicular_norms : array, optional
+        ``(B, 2)`` measured BF/DF perpendicular norms, or ``None``.
+    weights : ProjectionWeights, optional
+        Term weights; defaults to ``ProjectionWeights()``.
+
+    Returns
+    -------
+    modified : array
+        ``(B, Sx, Sy)`` complex far fields with the projected amplitude and the
+        predicted phase (py4DSTEM's "modified overlap").
+    error : array
+        0-d coefficient loss ``sum (c - chat)^2`` of the batch, in the units of the
+        coefficients squared.
+    """
+    xp = get_array_module(fourier_overlap)
+    batch = fourier_overlap.shape[0]
+    amplitudes = xp.abs(fourier_overlap)
+    if operator.mode == "amplitude":
+        values = amplitudes.reshape(batch, -1)
+    else:
+        values = (amplitudes**2).reshape(batch, -1)
+    projected, residual = project_values(
+        values, coefficients, operator, perpendicular_norms, weights
+    )
+    projected = xp.maximum(projected, 0.0)
+    if operator.mode == "intensity":
+        projected = xp.sqrt(projected)
+    projected = projected.reshape(fourier_overlap.shape)
+    modified = projected * xp.exp(1j * xp.angle(fourier_overlap))
+    return modified, coefficient_error(residual)
+
+
+def probe_aperture_step(probe: Any, outside_aperture: Any, weight: float) -> Any:
+    """Gradient step of the probe-aperture loss (Eq. 12).
+
+    Parameters
+    ----------
+    probe : array
+        ``(Sx, Sy)`` complex corner-centred real-space probe.
+    outside_aperture : array
+        ``(Sx, Sy)`` bool, corner-centred Fourier pixels beyond ``alpha / lambda``.
+    weight : float
+        ``w_a`` in ``[0, 1]``: the Fourier probe there is multiplied by ``1 - w_a``.
+
+    Returns
+    -------
+    array
+        The updated probe.
+    """
+    if weight <= 0:
+        return probe
+    xp = get_array_module(probe)
+    fourier_probe = xp.fft.fft2(probe)
+    fourier_probe = xp.where(outside_aperture, (1.0 - weight) * fourier_probe, fourier_probe)
+    return xp.fft.ifft2(fourier_probe).astype(probe.dtype)

@@ -1,0 +1,290 @@
+"""``CompressedDataCube``: per-pattern coefficients plus what reconstruction needs, as EMD.
+
+Per scan position it stores the coefficients on the basis masks (Eq. 8), the
+two perpendicular norms (Eq. 11), the intensity in the unmeasured EDGE region,
+the total intensity and the centre of mass. It carries its basis, the source
+calibration (py4DSTEM ``Calibration`` in the tree root, as for a ``DataCube``),
+the compression mode and the package version that wrote it.
+"""
+
+from __future__ import annotations
+
+import os
+from os.path import basename
+from pathlib import Path
+
+import numpy as np
+from emdfile import Array, Custom
+from py4DSTEM.data import Calibration, Data
+
+from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.emd import (
+    IMPORT_HINT,
+    read_format_metadata,
+    save,
+    stamp_class_name,
+    to_numpy,
+    write_format_metadata,
+)
+from py4dstem_compressed.version import __version__
+
+__all__ = ["MODES", "CompressedDataCube", "read_compressed"]
+
+MODES = ("amplitude", "intensity")
+
+#: Per-pattern arrays: attribute name -> (trailing shape as a function of K, description)
+FIELDS = {
+    "coefficients": "coefficients <v, M_n> of v = sqrt(I) (amplitude) or I (intensity)",
+    "perpendicular_norms": "[BF, DF] norms of the parts of v orthogonal to each region's masks",
+    "edge_intensity": "sum of I over the unmeasured EDGE region [counts]",
+    "total_intensity": "sum of I over the whole detector [counts]",
+    "center_of_mass": "intensity-weighted centre of mass (qx, qy) [detector px]",
+}
+
+
+class CompressedDataCube(Custom, Data):
+    """A 4D-STEM scan compressed onto a :class:`~py4dstem_compressed.Basis`.
+
+    Build one with :func:`py4dstem_compressed.compress`; save it with
+    :meth:`save` (atomic) or ``py4DSTEM.save``; read it with
+    ``py4DSTEM.read`` after ``import py4dstem_compressed``.
+
+    Parameters
+    ----------
+    coefficients : numpy.ndarray
+        ``(Rx, Ry, K)`` float32 coefficients ``c_n = <v, M_n>`` with
+        ``v = sqrt(I)`` [sqrt(counts)] in amplitude mode or ``v = I``
+        [counts] in intensity mode.
+    perpendicular_norms : numpy.ndarray
+        ``(Rx, Ry, 2)`` float32 ``[p_BF, p_DF]``, ``p_R = ||v_R - P_R v_R||``
+        (Eq. 11), same unit as the coefficients.
+    edge_intensity : numpy.ndarray
+        ``(Rx, Ry)`` float32 sum of ``I`` over the EDGE region [counts].
+    total_intensity : numpy.ndarray
+        ``(Rx, Ry)`` float32 sum of ``I`` over the detector [counts].
+    center_of_mass : numpy.ndarray
+        ``(Rx, Ry, 2)`` float32 intensity-weighted centre ``(qx, qy)`` [px].
+    basis : Basis
+        The masks the data were projected on.
+    mode : {"amplitude", "intensity"}
+        What was projected.
+    calibration : py4DSTEM.data.Calibration, optional
+        Calibration of the source DataCube (copied).
+    name : str
+        EMD node name.
+    source_version : str, optional
+        Package version that wrote the data (set on read).
+    """
+
+    def __init__(
+        self,
+        coefficients: np.ndarray,
+        perpendicular_norms: np.ndarray,
+        edge_intensity: np.ndarray,
+        total_intensity: np.ndarray,
+        center_of_mass: np.ndarray,
+        basis: Basis,
+        mode: str = "amplitude",
+        calibration: Calibration | None = None,
+        name: str = "compressed_datacube",
+        source_version: str | None = None,
+    ) -> None:
+        Custom.__init__(self, name=name)
+        if calibration is not None:
+            calibration = calibration.copy(name="calibration")
+        Data.__init__(self, calibration=calibration)
+        if not isinstance(basis, Basis):
+            raise TypeError(f"basis must be a py4dstem_compressed.Basis, got {type(basis)}")
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        coefficients = np.asarray(to_numpy(coefficients), dtype=np.float32)
+        if coefficients.ndim != 3 or coefficients.shape[2] != basis.num_masks:
+            raise ValueError(
+                f"coefficients must be (Rx, Ry, K={basis.num_masks}), got {coefficients.shape}"
+            )
+        scan = coefficients.shape[:2]
+        arrays = {
+            "coefficients": (coefficients, (*scan, basis.num_masks)),
+            "perpendicular_norms": (perpendicular_norms, (*scan, 2)),
+            "edge_intensity": (edge_intensity, scan),
+            "total_intensity": (total_intensity, scan),
+            "center_of_mass": (center_of_mass, (*scan, 2)),
+        }
+        for key, (value, shape) in arrays.items():
+            value = np.asarray(to_numpy(value), dtype=np.float32)
+            if value.shape != tuple(shape):
+                raise ValueError(f"{key} must have shape {tuple(shape)}, got {value.shape}")
+            setattr(self, f"_{key}", Array(data=value, name=key))
+        self.basis = basis
+        self.mode = mode
+        self.package_version = source_version or __version__
+
+    # ----------------------------------------------------------------- arrays
+    @property
+    def coefficients(self) -> np.ndarray:
+        """``(Rx, Ry, K)`` float32 coefficients."""
+        return self._coefficients.data
+
+    @property
+    def perpendicular_norms(self) -> np.ndarray:
+        """``(Rx, Ry, 2)`` float32 ``[p_BF, p_DF]`` (Eq. 11)."""
+        return self._perpendicular_norms.data
+
+    @property
+    def edge_intensity(self) -> np.ndarray:
+        """``(Rx, Ry)`` float32 intensity in the EDGE region [counts]."""
+        return self._edge_intensity.data
+
+    @property
+    def total_intensity(self) -> np.ndarray:
+        """``(Rx, Ry)`` float32 total intensity [counts]."""
+        return self._total_intensity.data
+
+    @property
+    def center_of_mass(self) -> np.ndarray:
+        """``(Rx, Ry, 2)`` float32 centre of mass ``(qx, qy)`` [px]."""
+        return self._center_of_mass.data
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def scan_shape(self) -> tuple[int, int]:
+        """Scan shape ``(Rx, Ry)``."""
+        return tuple(self.coefficients.shape[:2])
+
+    @property
+    def detector_shape(self) -> tuple[int, int]:
+        """Detector shape ``(Qx, Qy)`` [px] of the source data."""
+        return self.basis.shape
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        """Shape ``(Rx, Ry, Qx, Qy)`` of the uncompressed data."""
+        return (*self.scan_shape, *self.detector_shape)
+
+    @property
+    def num_masks(self) -> int:
+        """Number of coefficients per pattern ``K``."""
+        return self.basis.num_masks
+
+    @property
+    def values_per_pattern(self) -> int:
+        """Every value stored per pattern: K + 2 perpendicular + edge + total + 2 CoM."""
+        return self.num_masks + 2 + 1 + 1 + 2
+
+    @property
+    def compression_ratio(self) -> float:
+        """The paper's ratio ``Qx Qy / (K_bf + K_df + 2)`` (Eq. 17)."""
+        from py4dstem_compressed.metrics import compression_ratio
+
+        return compression_ratio(self.basis)
+
+    @property
+    def stored_compression_ratio(self) -> float:
+        """Honest ratio: detector pixels over *all* values stored per pattern."""
+        return float(np.prod(self.detector_shape)) / self.values_per_pattern
+
+    def decompress(self, rx: int, ry: int) -> np.ndarray:
+        """Best approximation ``sum_n c_n M_n`` of the pattern at ``(rx, ry)``.
+
+        Returns the projected amplitude (amplitude mode) or intensity, ``(Qx, Qy)``.
+        """
+        return np.tensordot(self.coefficients[rx, ry], self.basis.masks, axes=1)
+
+    def describe(self) -> str:
+        """A short human-readable summary."""
+        rx, ry = self.scan_shape
+        return (
+            f"{rx}x{ry} patterns of {self.detector_shape[0]}x{self.detector_shape[1]} px, "
+            f"{self.mode} mode, {self.basis.describe()}; compression ratio "
+            f"{self.compression_ratio:.0f} (paper, Eq. 17), {self.stored_compression_ratio:.0f} "
+            f"(all {self.values_per_pattern} stored values per pattern)"
+        )
+
+    def __repr__(self) -> str:
+        return f"CompressedDataCube({self.describe()})"
+
+    # -------------------------------------------------------------------- I/O
+    def save(self, filepath: str | os.PathLike, overwrite: bool = False) -> Path:
+        """Write to an EMD file atomically (temp file + rename); see :func:`emd.save`."""
+        return save(filepath, self, overwrite=overwrite)
+
+    def to_h5(self, group):
+        """Write under an h5py group (emdfile hook)."""
+        fields = {"mode": self.mode, "scan_shape": list(self.scan_shape)}
+        write_format_metadata(self, "CompressedDataCube", fields)
+        grp = Custom.to_h5(self, group)
+        stamp_class_name(grp, CompressedDataCube)
+        return grp
+
+    @classmethod
+    def _get_constructor_args(cls, group) -> dict:
+        fields = read_format_metadata(group, "CompressedDataCube")
+        nodes = Custom._get_emd_attr_data(None, group)
+        missing = [k for k in [*(f"_{f}" for f in FIELDS), "basis"] if k not in nodes]
+        if missing:
+            raise ValueError(
+                f"the stored CompressedDataCube {group.name!r} in {group.file.filename!r} lacks "
+                f"{missing}: the file is truncated or damaged"
+            )
+        args = {f: nodes[f"_{f}"].data for f in FIELDS}
+        args.update(
+            basis=nodes["basis"],
+            mode=fields["mode"],
+            name=basename(group.name),
+            source_version=fields["_package_version"],
+        )
+        return args
+
+    def _populate_instance(self, group) -> None:
+        return None
+
+
+def read_compressed(filepath: str | os.PathLike, datapath: str | None = None) -> CompressedDataCube:
+    """Read a :class:`CompressedDataCube` from an EMD file, with clear errors.
+
+    Parameters
+    ----------
+    filepath : str or path-like
+        File written by :meth:`CompressedDataCube.save` or ``py4DSTEM.save``.
+    datapath : str, optional
+        HDF5 path of the node when the file holds several.
+
+    Returns
+    -------
+    CompressedDataCube
+    """
+    import h5py
+    import py4DSTEM
+
+    path = Path(filepath)
+    if not path.exists():
+        raise FileNotFoundError(f"no file at {path}")
+    try:
+        with h5py.File(path, "r"):
+            pass
+    except OSError as err:
+        raise ValueError(f"{path} is not a readable HDF5/EMD file ({err})") from err
+    try:
+        data = py4DSTEM.read(str(path), datapath=datapath)
+    except Exception as err:
+        if IMPORT_HINT in str(err):
+            raise
+        raise ValueError(f"could not read a CompressedDataCube from {path}: {err}") from err
+    if isinstance(data, CompressedDataCube):
+        return data
+    found = [n for n in _walk(data) if isinstance(n, CompressedDataCube)]
+    if len(found) == 1:
+        return found[0]
+    raise ValueError(
+        f"{path} holds {len(found)} CompressedDataCube objects (top node: "
+        f"{type(data).__name__}); pass datapath= to choose one"
+    )
+
+
+def _walk(node):
+    yield node
+    branch = getattr(node, "_branch", None)
+    if branch is None:
+        return
+    for child in branch.values():
+        yield from _walk(child)

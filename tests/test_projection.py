@@ -1,0 +1,233 @@
+"""Tests of the compressed data step (py4dstem_compressed.projection) against naive NumPy."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from py4dstem_compressed.projection import (
+    CompressedOperator,
+    ProjectionWeights,
+    descan_ramp,
+    fourier_projection,
+    mask_coefficients,
+    probe_aperture_step,
+    project_values,
+)
+
+try:
+    import cupy as cp
+
+    cp.cuda.runtime.getDeviceCount()
+except Exception:
+    cp = None
+
+DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(cp is None, reason="no GPU"))]
+SHAPE = (12, 12)
+CENTER = (6, 6)
+
+
+def _regions(shape=SHAPE, center=CENTER, bf_radius=3.0, df_radius=5.0):
+    qx, qy = np.indices(shape)
+    r = np.hypot(qx - center[0], qy - center[1])
+    bf = r <= bf_radius
+    df = (r > bf_radius) & (r <= df_radius)
+    return bf, df
+
+
+def _random_masks(region, num, rng):
+    """``num`` random orthonormal masks supported on ``region`` (QR)."""
+    pixels = np.flatnonzero(region)
+    q, _ = np.linalg.qr(rng.normal(size=(pixels.size, num)))
+    masks = np.zeros((num, region.size))
+    masks[:, pixels] = q.T
+    return masks.reshape((num, *region.shape))
+
+
+def _operator(rng, num_bf=6, num_df=2, mode="amplitude", origin=(0, 0), xp=np):
+    bf, df = _regions()
+    masks = np.concatenate([_random_masks(bf, num_bf, rng), _random_masks(df, num_df, rng)])
+    op = CompressedOperator.from_detector(masks, bf, df, origin, mode=mode, xp=xp)
+    return op, masks, bf, df
+
+
+def _naive_projection(v, c, masks, regions, edge, p, w):
+    """Pixel-by-pixel reference of steps 1-3 for a single pattern (float64)."""
+    v = v.astype(np.float64)
+    k, npix = masks.shape
+    chat = np.array([sum(masks[n, i] * v[i] for i in range(npix)) for n in range(k)])
+    out = v.copy()
+    for n in range(k):
+        out += w.coefficient * (c[n] - chat[n]) * masks[n]
+    in_span = np.zeros(npix)
+    for n in range(k):
+        in_span += sum(masks[n] * out) * masks[n]
+    for r, region in enumerate(regions):
+        perp = (out - in_span) * region
+        norm = np.sqrt(np.sum(perp**2))
+        if p is not None and norm > 0:
+            out += w.perpendicular * (p[r] / norm - 1.0) * perp
+    out[edge] *= 1.0 - w.edge
+    return out
+
+
+@pytest.mark.parametrize("weights", [(1.0, 1.0, 1.0), (0.7, 0.5, 0.3), (1.0, 0.0, 0.0)])
+def test_project_values_matches_naive_reference(weights):
+    rng = np.random.default_rng(0)
+    op, masks, bf, df = _operator(rng)
+    w = ProjectionWeights(*weights)
+    v = rng.random((3, bf.size)).astype(np.float32)
+    c = rng.random((3, masks.shape[0])).astype(np.float32)
+    p = rng.random((3, 2)).astype(np.float32)
+    projected, residual = project_values(v, c, op, p, w)
+    flat = masks.reshape(masks.shape[0], -1)
+    edge = ~(bf | df).ravel()
+    regions = [bf.ravel(), df.ravel()]
+    for j in range(3):
+        ref = _naive_projection(v[j], c[j], flat, regions, edge, p[j], w)
+        np.testing.assert_allclose(projected[j], ref, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(residual[j], c[j] - flat @ v[j], rtol=1e-4, atol=1e-5)
+
+
+def test_full_projection_reaches_the_measured_data():
+    """With all weights 1 the result has the measured coefficients, norms and no EDGE."""
+    rng = np.random.default_rng(1)
+    op, masks, bf, df = _operator(rng)
+    v = rng.random((4, bf.size)).astype(np.float32)
+    c = rng.random((4, masks.shape[0])).astype(np.float32)
+    p = rng.random((4, 2)).astype(np.float32)
+    projected, _ = project_values(v, c, op, p, ProjectionWeights())
+    np.testing.assert_allclose(mask_coefficients(projected, op.masks), c, atol=1e-5)
+    orth = projected - mask_coefficients(projected, op.masks) @ op.masks
+    norms = np.sqrt((orth**2) @ op.region_maps.T)
+    np.testing.assert_allclose(norms, p, rtol=1e-4)
+    assert np.all(projected[:, ~(bf | df).ravel()] == 0)
+    # and projecting again changes nothing (idempotent)
+    again, residual = project_values(projected, c, op, p, ProjectionWeights())
+    np.testing.assert_allclose(again, projected, atol=1e-5)
+    np.testing.assert_allclose(residual, 0, atol=1e-5)
+
+
+def test_complete_basis_is_plain_amplitude_replacement():
+    """Identity masks: the step is py4DSTEM's ``amplitudes * exp(1j * angle(F))``."""
+    rng = np.random.default_rng(2)
+    shape = (8, 8)
+    eye = np.eye(64, dtype=np.float32).reshape(64, *shape)
+    bf = np.ones(shape, bool)
+    op = CompressedOperator.from_detector(eye, bf, ~bf, (0, 0))
+    fourier = (rng.normal(size=(5, *shape)) + 1j * rng.normal(size=(5, *shape))).astype(
+        np.complex64
+    )
+    amplitudes = rng.random((5, *shape)).astype(np.float32)
+    coefficients = amplitudes.reshape(5, -1)
+    modified, error = fourier_projection(fourier, coefficients, op, np.zeros((5, 2)))
+    reference = amplitudes * np.exp(1j * np.angle(fourier))
+    np.testing.assert_allclose(modified, reference, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(error, np.sum((amplitudes - np.abs(fourier)) ** 2), rtol=1e-5)
+
+
+def test_intensity_mode_complete_basis_gives_measured_amplitude():
+    rng = np.random.default_rng(3)
+    shape = (6, 6)
+    eye = np.eye(36, dtype=np.float32).reshape(36, *shape)
+    bf = np.ones(shape, bool)
+    op = CompressedOperator.from_detector(eye, bf, ~bf, (0, 0), mode="intensity")
+    fourier = (rng.normal(size=(2, *shape)) + 1j * rng.normal(size=(2, *shape))).astype(
+        np.complex64
+    )
+    intensity = rng.random((2, *shape)).astype(np.float32)
+    modified, error = fourier_projection(fourier, intensity.reshape(2, -1), op)
+    np.testing.assert_allclose(np.abs(modified), np.sqrt(intensity), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.angle(modified), np.angle(fourier), atol=1e-5)
+    np.testing.assert_allclose(error, np.sum((intensity - np.abs(fourier) ** 2) ** 2), rtol=1e-4)
+
+
+def test_intensity_step_is_a_descent_direction_of_the_coefficient_loss():
+    """Small residual: the step is the Gauss-Newton-preconditioned negative gradient."""
+    rng = np.random.default_rng(4)
+    op, masks, bf, _df = _operator(rng, mode="intensity")
+    psi = (rng.normal(size=(1, *bf.shape)) + 1j * rng.normal(size=(1, *bf.shape))).astype(
+        np.complex128
+    )
+    flat = masks.reshape(masks.shape[0], -1)
+    c = (np.abs(psi.reshape(1, -1)) ** 2 @ flat.T) * 1.01
+    modified, _ = fourier_projection(psi.astype(np.complex64), c.astype(np.float32), op)
+    step = modified.astype(np.complex128) - psi
+    resid = (np.abs(psi.reshape(1, -1)) ** 2) @ flat.T - c
+    gradient = 2 * (resid @ flat).reshape(psi.shape) * psi
+    assert np.sum(np.real(np.conj(gradient) * step)) < 0
+
+
+def test_edge_weight_one_zeroes_edge_pixels_of_the_prediction():
+    rng = np.random.default_rng(5)
+    op, masks, _bf, _df = _operator(rng, origin=CENTER)
+    fourier = (rng.normal(size=(3, *SHAPE)) + 1j * rng.normal(size=(3, *SHAPE))).astype(
+        np.complex64
+    )
+    c = rng.random((3, masks.shape[0])).astype(np.float32)
+    edge = op.edge_map.reshape(SHAPE) > 0
+    modified, _ = fourier_projection(fourier, c, op, None, ProjectionWeights(edge=1.0))
+    assert np.all(modified[:, edge] == 0)
+    untouched, _ = fourier_projection(fourier, c, op, None, ProjectionWeights(edge=0.0))
+    np.testing.assert_allclose(untouched[:, edge], fourier[:, edge], rtol=1e-5)
+
+
+def test_operator_rolls_masks_into_corner_frame_and_stays_orthonormal():
+    rng = np.random.default_rng(6)
+    op, masks, _bf, _df = _operator(rng, origin=CENTER)
+    rolled = op.masks.reshape(-1, *SHAPE)
+    np.testing.assert_array_equal(
+        rolled[0], np.roll(masks[0].astype(np.float32), (-6, -6), axis=(0, 1))
+    )
+    np.testing.assert_allclose(op.masks @ op.masks.T, np.eye(op.num_masks), atol=1e-5)
+    # BF region contains the corner pixel (the undiffracted beam) after the roll
+    assert op.region_maps[0].reshape(SHAPE)[0, 0] == 1
+
+
+def test_descan_ramp_shifts_the_far_field():
+    rng = np.random.default_rng(7)
+    wave = (rng.normal(size=(1, 16, 16)) + 1j * rng.normal(size=(1, 16, 16))).astype(np.complex64)
+    ramp = descan_ramp(np.array([[3.0, -2.0]]), (16, 16))
+    shifted = np.fft.fft2(wave * ramp)
+    np.testing.assert_allclose(
+        shifted, np.roll(np.fft.fft2(wave), (3, -2), axis=(1, 2)), rtol=1e-4, atol=1e-3
+    )
+    np.testing.assert_allclose(np.abs(ramp), 1, rtol=1e-6)
+
+
+def test_probe_aperture_step_damps_only_outside():
+    rng = np.random.default_rng(8)
+    probe = (rng.normal(size=(8, 8)) + 1j * rng.normal(size=(8, 8))).astype(np.complex64)
+    outside = np.zeros((8, 8), bool)
+    outside[3:5, :] = True
+    new = probe_aperture_step(probe, outside, 1.0)
+    np.testing.assert_allclose(np.fft.fft2(new)[outside], 0, atol=1e-5)
+    np.testing.assert_allclose(np.fft.fft2(new)[~outside], np.fft.fft2(probe)[~outside], atol=1e-4)
+    assert probe_aperture_step(probe, outside, 0.0) is probe
+
+
+def test_weights_validation_and_names():
+    assert ProjectionWeights.from_mapping({"edge": 0.5}, perpendicular_weight=0.0) == (
+        ProjectionWeights(edge=0.5, perpendicular=0.0)
+    )
+    with pytest.raises(ValueError, match="unknown weight 'tv_weigth'"):
+        ProjectionWeights.from_mapping({"tv_weigth": 1.0})
+    with pytest.raises(ValueError, match="edge_weight must lie in"):
+        ProjectionWeights(edge=2.0)
+    with pytest.raises(ValueError, match="coefficient_weight"):
+        ProjectionWeights(coefficient=0.0)
+    assert set(ProjectionWeights().as_dict()) == set(ProjectionWeights.names())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_device_agnostic(device):
+    rng = np.random.default_rng(9)
+    xp = cp if device == "gpu" else np
+    op, masks, _bf, _df = _operator(rng, xp=xp)
+    fourier = xp.asarray(
+        (rng.normal(size=(2, *SHAPE)) + 1j * rng.normal(size=(2, *SHAPE))).astype(np.complex64)
+    )
+    c = xp.asarray(rng.random((2, masks.shape[0])).astype(np.float32))
+    modified, error = fourier_projection(fourier, c, op, xp.ones((2, 2), dtype=xp.float32))
+    assert type(modified) is type(fourier)
+    assert float(error) > 0
