@@ -13,6 +13,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.sources import as_4d, frame_batch
 from py4dstem_compressed.storage import MODES, CompressedDataCube
 
 __all__ = ["FrameKernel", "compress", "compress_frames"]
@@ -85,49 +86,35 @@ def compress_frames(frames, kernel: FrameKernel, mode: str = "amplitude") -> dic
         ``edge_intensity (B,)``, ``total_intensity (B,)``,
         ``center_of_mass (B, 2)``, all float32 arrays of ``kernel.xp``.
     """
-    xp = kernel.xp
-    num = frames.shape[0]
-    intensity = xp.asarray(frames).reshape(num, -1).astype(xp.float32, copy=False)
-    if mode == "amplitude":
-        intensity = xp.maximum(intensity, 0)
-        vector = xp.sqrt(intensity)
-    else:
-        vector = intensity
-    coefficients = vector @ kernel.masks_t
-    sums = intensity @ kernel.region_sums_t
-    if mode == "amplitude":
-        region_norms_sq = sums[:, :2]  # ||sqrt(I)_R||^2 = sum_R I
-    else:
-        region_norms_sq = (vector * vector) @ kernel.region_sums_t[:, :2]
-    c_sq = coefficients.astype(xp.float64) ** 2
-    captured = xp.stack([c_sq[:, : kernel.num_bf].sum(1), c_sq[:, kernel.num_bf :].sum(1)], 1)
-    perpendicular = xp.sqrt(xp.maximum(region_norms_sq - captured, 0)).astype(xp.float32)
-    total = sums[:, 3]
-    with np.errstate(invalid="ignore", divide="ignore"):
+    # NaN/inf frames propagate to their totals, which the caller checks
+    with np.errstate(invalid="ignore", over="ignore"):
+        xp = kernel.xp
+        num = frames.shape[0]
+        intensity = xp.asarray(frames).reshape(num, -1).astype(xp.float32, copy=False)
+        if mode == "amplitude":
+            intensity = xp.maximum(intensity, 0)
+            vector = xp.sqrt(intensity)
+        else:
+            vector = intensity
+        coefficients = vector @ kernel.masks_t
+        sums = intensity @ kernel.region_sums_t
+        if mode == "amplitude":
+            region_norms_sq = sums[:, :2]  # ||sqrt(I)_R||^2 = sum_R I
+        else:
+            region_norms_sq = (vector * vector) @ kernel.region_sums_t[:, :2]
+        c_sq = coefficients.astype(xp.float64) ** 2
+        captured = xp.stack([c_sq[:, : kernel.num_bf].sum(1), c_sq[:, kernel.num_bf :].sum(1)], 1)
+        perpendicular = xp.sqrt(xp.maximum(region_norms_sq - captured, 0)).astype(xp.float32)
+        total = sums[:, 3]
         safe_total = xp.where(total != 0, total, 1)
         com = sums[:, 4:6] / safe_total[:, None]
-    return {
-        "coefficients": coefficients,
-        "perpendicular_norms": perpendicular,
-        "edge_intensity": sums[:, 2],
-        "total_intensity": total,
-        "center_of_mass": com.astype(xp.float32),
-    }
-
-
-def _as_4d(source) -> tuple[np.ndarray, object]:
-    data = getattr(source, "data", source)
-    calibration = None
-    if hasattr(source, "calibration") and hasattr(source, "data"):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            calibration = source.calibration
-    if not hasattr(data, "shape") or len(data.shape) != 4:
-        raise ValueError(
-            "compress expects 4D data (Rx, Ry, Qx, Qy): a py4DSTEM DataCube or a NumPy "
-            f"array; got {type(source).__name__} with shape {getattr(data, 'shape', None)}"
-        )
-    return data, calibration
+        return {
+            "coefficients": coefficients,
+            "perpendicular_norms": perpendicular,
+            "edge_intensity": sums[:, 2],
+            "total_intensity": total,
+            "center_of_mass": com.astype(xp.float32),
+        }
 
 
 def _first_bad_position(frames: np.ndarray, start: int, scan_ry: int) -> tuple[int, int]:
@@ -180,7 +167,7 @@ def compress(
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(basis, Basis):
         raise TypeError(f"basis must be a py4dstem_compressed.Basis, got {type(basis).__name__}")
-    data, calibration = _as_4d(datacube)
+    data, calibration = as_4d(datacube)
     basis.check_detector(data.shape[2:])
     if basis.mode is not None and basis.mode != mode:
         warnings.warn(
@@ -190,7 +177,6 @@ def compress(
         )
     rx, ry = data.shape[:2]
     num_frames = rx * ry
-    flat = data.reshape(num_frames, *data.shape[2:]) if isinstance(data, np.ndarray) else None
     kernel = FrameKernel(basis)
     out = {
         "coefficients": np.empty((num_frames, basis.num_masks), np.float32),
@@ -201,15 +187,10 @@ def compress(
     }
     batch = max(1, int(max_batch_size))
     num_negative = 0
-    with tqdm(
-        total=num_frames, desc="Compressing", unit="frame", disable=not progress_bar
-    ) as bar:
+    with tqdm(total=num_frames, desc="Compressing", unit="frame", disable=not progress_bar) as bar:
         for start in range(0, num_frames, batch):
             stop = min(start + batch, num_frames)
-            if flat is not None:
-                frames = flat[start:stop]
-            else:
-                frames = np.stack([np.asarray(data[i // ry, i % ry]) for i in range(start, stop)])
+            frames = frame_batch(data, start, stop)
             result = compress_frames(frames, kernel, mode)
             if not np.all(np.isfinite(result["total_intensity"])):
                 position = _first_bad_position(np.asarray(frames), start, ry)

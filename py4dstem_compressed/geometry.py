@@ -53,10 +53,14 @@ class DetectorGeometry:
             raise ValueError(f"detector shape must be two integers >= 2, got {self.shape!r}")
         center = tuple(float(c) for c in np.atleast_1d(self.center))
         if len(center) != 2 or not np.all(np.isfinite(center)):
-            raise ValueError(f"center must be two finite numbers (qx, qy) [px], got {self.center!r}")
+            raise ValueError(
+                f"center must be two finite numbers (qx, qy) [px], got {self.center!r}"
+            )
         bf_radius = float(self.bf_radius)
         if not np.isfinite(bf_radius) or bf_radius <= 0:
-            raise ValueError(f"bf_radius must be a positive number of pixels, got {self.bf_radius!r}")
+            raise ValueError(
+                f"bf_radius must be a positive number of pixels, got {self.bf_radius!r}"
+            )
         df_radius = None if self.df_radius is None else float(self.df_radius)
         if df_radius is not None and df_radius <= bf_radius:
             raise ValueError(
@@ -124,7 +128,7 @@ class DetectorGeometry:
 
     @property
     def outer_radius(self) -> float:
-        """Radius [px] of the disk that holds the DF region (``df_radius`` or the farthest pixel)."""
+        """Radius [px] of the disk holding the DF region (``df_radius`` or the farthest pixel)."""
         if self.df_radius is not None:
             return self.df_radius
         return float(self.radius_map().max()) + 0.5
@@ -214,14 +218,10 @@ class DetectorGeometry:
         return cls(pattern.shape, center, radius, df_radius, mask)
 
 
-def _data_array(datacube) -> np.ndarray:
-    data = getattr(datacube, "data", datacube)
-    if not hasattr(data, "shape") or len(data.shape) != 4:
-        raise ValueError(
-            "expected a 4D dataset (Rx, Ry, Qx, Qy): a py4DSTEM DataCube or a 4D array, got "
-            f"shape {getattr(data, 'shape', None)}"
-        )
-    return data
+def _data_array(datacube):
+    from py4dstem_compressed.sources import as_4d
+
+    return as_4d(datacube)[0]
 
 
 def mean_pattern(datacube, num_samples: int = 1024, seed: int | None = 0) -> np.ndarray:
@@ -240,7 +240,7 @@ def mean_pattern(datacube, num_samples: int = 1024, seed: int | None = 0) -> np.
 
 
 def find_bright_field_disk(
-    pattern: np.ndarray, thresholds: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7)
+    pattern: np.ndarray, thresholds: tuple[float, ...] = (0.4, 0.45, 0.5, 0.55, 0.6)
 ) -> tuple[tuple[float, float], float]:
     """Sub-pixel centre and radius of the bright-field disk in a mean pattern.
 
@@ -284,6 +284,16 @@ def find_bright_field_disk(
         sizes = ndimage.sum_labels(binary, labels, index=np.arange(1, num + 1))
         region = labels == (int(np.argmax(sizes)) + 1)
         region = ndimage.binary_fill_holes(region)
+        # an opening with a disk a third of the radius removes attached Bragg spots
+        # and bridges but leaves the (convex) bright-field disk unchanged
+        r0 = np.sqrt(region.sum() / np.pi)
+        k = max(1, int(r0 / 3))
+        footprint = np.hypot(*np.mgrid[-k : k + 1, -k : k + 1]) <= k
+        opened = ndimage.binary_opening(region, structure=footprint)
+        if opened.any():
+            labels, num = ndimage.label(opened)
+            sizes = ndimage.sum_labels(opened, labels, index=np.arange(1, num + 1))
+            region = labels == (int(np.argmax(sizes)) + 1)
         radii.append(np.sqrt(region.sum() / np.pi))
         weights = np.clip(pattern, 0, None) * region
         centers.append(ndimage.center_of_mass(weights))

@@ -11,6 +11,7 @@ import numpy as np
 
 from py4dstem_compressed.basis import Basis
 from py4dstem_compressed.geometry import DetectorGeometry, _data_array
+from py4dstem_compressed.sources import frame_batch
 from py4dstem_compressed.storage import CompressedDataCube
 
 __all__ = [
@@ -130,19 +131,30 @@ def basis_angles(
     rx, ry = array.shape[:2]
     masks = basis.masks_flat.astype(np.float64)
     regions = np.stack([basis.geometry.bf.ravel(), basis.geometry.df.ravel()], 1).astype(float)
+    # Project with the Gram matrix of the stored (float32) masks, so that a pattern in
+    # their span has angle 0 to float64 precision rather than sqrt(float32 eps).
+    splits = (slice(0, basis.num_bf), slice(basis.num_bf, basis.num_masks))
+    whiten = [_inverse_cholesky(masks[s]) for s in splits]
     out = np.empty((rx * ry, 2))
     for start in range(0, rx * ry, max_batch_size):
         stop = min(start + max_batch_size, rx * ry)
-        frames = np.stack([np.asarray(array[i // ry, i % ry]) for i in range(start, stop)])
+        frames = frame_batch(array, start, stop)
         v = frames.reshape(stop - start, -1).astype(np.float64)
         if mode == "amplitude":
             v = np.sqrt(np.clip(v, 0, None))
-        c_sq = (v @ masks.T) ** 2
-        captured = np.stack([c_sq[:, : basis.num_bf].sum(1), c_sq[:, basis.num_bf :].sum(1)], 1)
+        c = v @ masks.T
+        captured = np.stack([((c[:, s] @ w.T) ** 2).sum(1) for s, w in zip(splits, whiten)], 1)
         norms_sq = (v * v) @ regions
         out[start:stop] = _angles(captured, norms_sq - captured)
     out = out.reshape(rx, ry, 2)
     return BasisAngles(out[..., 0], out[..., 1])
+
+
+def _inverse_cholesky(masks: np.ndarray) -> np.ndarray:
+    """``L^-1`` with ``L L^T = M M^T``: ``||L^-1 M v||`` is the norm of ``v``'s projection."""
+    if masks.shape[0] == 0:
+        return np.zeros((0, 0))
+    return np.linalg.inv(np.linalg.cholesky(masks @ masks.T))
 
 
 @dataclass
@@ -178,14 +190,18 @@ def _sample_frames(data, num_samples: int, seed: int | None) -> np.ndarray:
 def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: int) -> list[int]:
     from py4dstem_compressed.basis_families import binning_basis
 
-    sizes = []
+    sizes, last = [], 0
     limit = int(np.ceil(2 * geometry.bf_radius)) + 1 if region == "bf" else max(geometry.shape)
     for size in range(limit, 0, -1):
-        basis = binning_basis(geometry, size) if region == "bf" else binning_basis(geometry, 1, size)
+        basis = (
+            binning_basis(geometry, size) if region == "bf" else binning_basis(geometry, 1, size)
+        )
         count = basis.num_bf if region == "bf" else basis.num_df
         if count > max_count:
             break
-        sizes.append(size)
+        if count > last:  # several widths can give the same number of bins
+            sizes.append(size)
+            last = count
     return sizes
 
 
@@ -240,10 +256,14 @@ def angle_curves(
     jobs = []
     for family in families:
         if family == "binning":
-            jobs += [("bf", "binning", binning_basis(geometry, s)) for s in
-                     _bin_sizes_for_counts(geometry, "bf", counts[-1])]
-            jobs += [("df", "binning", binning_basis(geometry, 1, s)) for s in
-                     _bin_sizes_for_counts(geometry, "df", counts[-1])]
+            jobs += [
+                ("bf", "binning", binning_basis(geometry, s))
+                for s in _bin_sizes_for_counts(geometry, "bf", counts[-1])
+            ]
+            jobs += [
+                ("df", "binning", binning_basis(geometry, 1, s))
+                for s in _bin_sizes_for_counts(geometry, "df", counts[-1])
+            ]
             continue
         for k in counts:
             jobs.append(("bf", family, builders_bf[family], k))

@@ -56,7 +56,7 @@ def show_basis(basis, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r",
     fig, axes = _grid(num, ncols)
     g = basis.geometry
     r = int(np.ceil(g.bf_radius)) + 1
-    cx, cy = (int(round(c)) for c in g.center)
+    cx, cy = (round(c) for c in g.center)
     for n, ax in enumerate(axes.ravel()[:num]):
         mask = basis.masks[n]
         is_bf = n < basis.num_bf
@@ -126,11 +126,15 @@ def show_coefficient_maps(compressed, indices=None, ncols: int = 6, cmap: str = 
     """
     k = compressed.num_masks
     indices = list(range(min(k, 12))) if indices is None else list(indices)
-    panels = [(f"c{n} ({'BF' if n < compressed.basis.num_bf else 'DF'})",
-               compressed.coefficients[..., n]) for n in indices]
-    panels += [("perpendicular BF", compressed.perpendicular_norms[..., 0]),
-               ("perpendicular DF", compressed.perpendicular_norms[..., 1]),
-               ("total intensity", compressed.total_intensity)]
+    panels = [
+        (f"c{n} ({'BF' if n < compressed.basis.num_bf else 'DF'})", compressed.coefficients[..., n])
+        for n in indices
+    ]
+    panels += [
+        ("perpendicular BF", compressed.perpendicular_norms[..., 0]),
+        ("perpendicular DF", compressed.perpendicular_norms[..., 1]),
+        ("total intensity", compressed.total_intensity),
+    ]
     fig, axes = _grid(len(panels), ncols, panel_size=2.0)
     for ax, (title, image) in zip(axes.ravel(), panels):
         ax.imshow(image, cmap=cmap, origin="upper")

@@ -1,0 +1,140 @@
+import warnings
+
+import numpy as np
+import pytest
+
+import py4dstem_compressed as pc
+
+
+def naive_compress(data, basis, mode):
+    """Per-pattern loops in float64: the reference for the batched kernel."""
+    g = basis.geometry
+    m = basis.masks.astype(np.float64)
+    out = {k: [] for k in ("c", "p", "edge", "total", "com")}
+    qx, qy = np.meshgrid(*(np.arange(s) for s in g.shape), indexing="ij")
+    for frame in data.reshape(-1, *g.shape).astype(np.float64):
+        i = np.clip(frame, 0, None) if mode == "amplitude" else frame
+        v = np.sqrt(i) if mode == "amplitude" else i
+        c = np.array([(v * mask).sum() for mask in m])
+        p = []
+        for region, sl in ((g.bf, slice(0, basis.num_bf)), (g.df, slice(basis.num_bf, None))):
+            p.append(np.sqrt(max((v[region] ** 2).sum() - (c[sl] ** 2).sum(), 0)))
+        out["c"].append(c)
+        out["p"].append(p)
+        out["edge"].append(i[g.edge].sum())
+        out["total"].append(i.sum())
+        out["com"].append([(i * qx).sum() / i.sum(), (i * qy).sum() / i.sum()])
+    return {k: np.array(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize("mode", ["amplitude", "intensity"])
+@pytest.mark.parametrize("family", ["zernike", "binning", "dp"])
+def test_compress_matches_naive_reference(datacube, geometry, mode, family):
+    basis = {
+        "zernike": lambda: pc.zernike_basis(geometry, 15, 3),
+        "binning": lambda: pc.binning_basis(geometry, 3, df_bin=8),
+        "dp": lambda: pc.diffraction_pattern_basis(datacube, geometry, 8, 1, seed=0, mode=mode),
+    }[family]()
+    compressed = pc.compress(datacube, basis, mode=mode, max_batch_size=7, progress_bar=False)
+    ref = naive_compress(datacube.data, basis, mode)
+    scale = np.abs(ref["c"]).max()
+    assert compressed.coefficients.shape == (8, 8, basis.num_masks)
+    assert np.allclose(
+        compressed.coefficients.reshape(-1, basis.num_masks), ref["c"], atol=1e-5 * scale
+    )
+    pnorm = np.sqrt((ref["c"] ** 2).sum(1) + (ref["p"] ** 2).sum(1))[:, None]
+    # float32 norms of the orthogonal part: accurate to ~1e-3 of the pattern norm
+    assert np.all(np.abs(compressed.perpendicular_norms.reshape(-1, 2) - ref["p"]) < 2e-3 * pnorm)
+    assert np.allclose(compressed.edge_intensity.ravel(), ref["edge"], rtol=1e-5)
+    assert np.allclose(compressed.total_intensity.ravel(), ref["total"], rtol=1e-5)
+    assert np.allclose(compressed.center_of_mass.reshape(-1, 2), ref["com"], atol=1e-3)
+    assert compressed.mode == mode
+
+
+def test_plain_sqrt_matmul_reference(datacube, geometry):
+    basis = pc.zernike_basis(geometry, 21)
+    compressed = pc.compress(datacube.data, basis, progress_bar=False)
+    expected = np.sqrt(datacube.data.astype(np.float64)).reshape(
+        64, -1
+    ) @ basis.masks_flat.T.astype(np.float64)
+    assert np.allclose(compressed.coefficients.reshape(64, -1), expected, rtol=1e-5, atol=1e-3)
+
+
+def test_complete_basis_has_no_perpendicular_part(datacube, geometry):
+    bf_pixels = np.flatnonzero(geometry.bf)
+    df_pixels = np.flatnonzero(geometry.df)
+    masks = np.zeros((len(bf_pixels) + len(df_pixels), 32 * 32), np.float32)
+    masks[np.arange(len(bf_pixels)), bf_pixels] = 1
+    masks[len(bf_pixels) + np.arange(len(df_pixels)), df_pixels] = 1
+    basis = pc.Basis(masks.reshape(-1, 32, 32), len(bf_pixels), len(df_pixels), geometry)
+    compressed = pc.compress(datacube, basis, progress_bar=False)
+    norms = np.linalg.norm(compressed.coefficients, axis=-1)
+    assert np.all(compressed.perpendicular_norms < 2e-3 * norms[..., None])
+    angles = pc.basis_angles(datacube, basis)
+    assert np.nanmax(angles.bf) < 1e-6 and np.nanmax(angles.df) < 1e-6
+
+
+def test_calibration_and_metadata_are_carried(datacube, geometry):
+    compressed = pc.compress(datacube, pc.zernike_basis(geometry, 10), progress_bar=False)
+    assert compressed.calibration.get_R_pixel_size() == datacube.calibration.get_R_pixel_size()
+    assert compressed.calibration.get_Q_pixel_units() == "mrad"
+    assert compressed.package_version == pc.__version__
+    assert compressed.scan_shape == (8, 8) and compressed.detector_shape == (32, 32)
+    assert compressed.compression_ratio == pytest.approx(32 * 32 / (11 + 2))
+    assert compressed.stored_compression_ratio == pytest.approx(32 * 32 / (11 + 6))
+    # compressing does not graft anything onto the source's tree
+    assert datacube.root is not compressed.root
+
+
+def test_nan_names_first_bad_position(datacube, geometry):
+    data = datacube.data.copy()
+    data[5, 3, 10, 10] = np.nan
+    data[6, 0, 1, 1] = np.inf
+    with pytest.raises(ValueError, match=r"\(5, 3\)"):
+        pc.compress(data, pc.zernike_basis(geometry, 6), max_batch_size=50, progress_bar=False)
+
+
+def test_negative_intensities_clipped_with_one_warning(datacube, geometry):
+    data = datacube.data.copy()
+    data[0, 0, :2, :2] = -5.0
+    data[7, 7, 0, 0] = -1.0
+    basis = pc.zernike_basis(geometry, 6)
+    with pytest.warns(UserWarning, match="5 negative intensities") as record:
+        compressed = pc.compress(data, basis, max_batch_size=10, progress_bar=False)
+    assert len([w for w in record if "negative" in str(w.message)]) == 1
+    assert np.all(np.isfinite(compressed.coefficients))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        pc.compress(data, basis, mode="intensity", progress_bar=False)
+
+
+def test_basis_for_another_detector(datacube, geometry):
+    other = pc.zernike_basis(pc.DetectorGeometry((48, 48), (24, 24), 8), 6)
+    with pytest.raises(ValueError, match=r"\(48, 48\).*\(32, 32\)"):
+        pc.compress(datacube, other, progress_bar=False)
+    shifted = pc.zernike_basis(pc.DetectorGeometry((32, 32), (11.0, 16.0), 7.7), 6)
+    with pytest.raises(ValueError, match="centre"):
+        pc.compress(datacube, shifted, progress_bar=False)
+
+
+def test_bad_arguments(datacube, geometry):
+    basis = pc.zernike_basis(geometry, 6)
+    with pytest.raises(ValueError, match="mode"):
+        pc.compress(datacube, basis, mode="sqrt")
+    with pytest.raises(ValueError, match="4D"):
+        pc.compress(np.zeros((3, 32, 32)), basis)
+    with pytest.raises(TypeError, match="Basis"):
+        pc.compress(datacube, basis.masks)
+
+
+def test_decompress_reproduces_a_pattern_in_the_span(geometry, rng):
+    basis = pc.zernike_basis(geometry, 15, 1)
+    weights = rng.normal(size=16)
+    amplitude = np.tensordot(weights, basis.masks.astype(np.float64), axes=1)
+    amplitude = np.abs(amplitude)  # |.| leaves the span in general: use the intensity mode
+    data = np.broadcast_to(amplitude, (2, 2, 32, 32)).copy()
+    compressed = pc.compress(data, basis, mode="intensity", check_center=False, progress_bar=False)
+    projected = np.tensordot(
+        basis.masks_flat.astype(np.float64) @ amplitude.ravel(), basis.masks, axes=1
+    )
+    assert np.allclose(compressed.decompress(1, 1), projected, atol=1e-4)

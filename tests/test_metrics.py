@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+
+import py4dstem_compressed as pc
+
+
+def test_compression_ratio_eq17(geometry):
+    basis = pc.zernike_basis(geometry, 36, 1)
+    assert pc.compression_ratio(basis) == pytest.approx(32 * 32 / 39)
+
+
+def test_angles_zero_in_span_and_right_angle_when_orthogonal(geometry, rng):
+    basis = pc.zernike_basis(geometry, 10, 1)
+    m = basis.masks.astype(np.float64)
+    # amplitude in the span of the BF masks plus the uniform DF mask: intensity = amplitude^2
+    amplitude = np.tensordot([3.0, 0.5, -0.4, 0.2, 0, 0, 0, 0, 0, 0, 2.0], m, axes=1)
+    assert np.all(amplitude[geometry.bf] > 0)  # stays positive: a valid amplitude
+    data = np.broadcast_to(amplitude**2, (2, 3, 32, 32))
+    angles = pc.basis_angles(data, basis)
+    assert np.allclose(angles.bf, 0, atol=1e-6) and np.allclose(angles.df, 0, atol=1e-6)
+    # a BF pattern orthogonal to every BF mask: angle pi/2
+    residual = rng.normal(size=(32, 32)) * geometry.bf
+    residual -= np.tensordot(m[:10].reshape(10, -1) @ residual.ravel(), m[:10], axes=1)
+    angles = pc.basis_angles(np.broadcast_to(residual, (1, 1, 32, 32)), basis, mode="intensity")
+    assert np.allclose(angles.bf, np.pi / 2, atol=1e-6)
+
+
+def test_angles_from_compressed_match_raw(datacube, geometry):
+    basis = pc.zernike_basis(geometry, 15, 3)
+    raw = pc.basis_angles(datacube, basis)
+    compressed = pc.basis_angles(pc.compress(datacube, basis, progress_bar=False))
+    assert np.allclose(raw.bf, compressed.bf, atol=2e-3)
+    assert np.allclose(raw.df, compressed.df, atol=2e-3)
+    summary = raw.summary()
+    assert 0 < summary["bf_mean_rad"] < np.pi / 2
+    assert summary["bf_mean_deg"] == pytest.approx(np.degrees(summary["bf_mean_rad"]))
+    fig, _ = raw.show()
+    assert fig is not None
+
+
+def test_angle_naive_arccos_reference(datacube, geometry):
+    basis = pc.binning_basis(geometry, 3)
+    angles = pc.basis_angles(datacube, basis)
+    for rx, ry in [(0, 0), (4, 5)]:
+        a = np.sqrt(datacube.data[rx, ry].astype(np.float64))
+        bf = a * geometry.bf
+        proj = basis.bf_masks.reshape(basis.num_bf, -1).astype(np.float64) @ bf.ravel()
+        expected = np.arccos(np.clip(np.linalg.norm(proj) / np.linalg.norm(bf), 0, 1))
+        assert angles.bf[rx, ry] == pytest.approx(expected, abs=1e-5)
+
+
+def test_angle_curves_decrease_with_more_masks(datacube, geometry):
+    curves = pc.angle_curves(
+        datacube, geometry, num_masks=(1, 4, 10), num_samples=16, progress_bar=False
+    )
+    for family in ("zernike", "diffraction_pattern", "pca", "binning"):
+        ks, means = curves.bf[family]
+        assert np.all(np.diff(ks) > 0)
+        assert means[-1] < means[0]
+    assert "zernike_m0" in curves.df
+    fig, _ = curves.show()
+    assert len(fig.axes) == 2

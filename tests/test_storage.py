@@ -1,0 +1,197 @@
+import json
+import subprocess
+import sys
+import textwrap
+
+import h5py
+import numpy as np
+import pytest
+
+import py4dstem_compressed as pc
+
+
+@pytest.fixture(scope="module")
+def compressed(datacube, geometry):
+    basis = pc.diffraction_pattern_basis(datacube, geometry, 6, 2, seed=0)
+    return pc.compress(datacube, basis, progress_bar=False)
+
+
+def run_fresh(code: str) -> subprocess.CompletedProcess:
+    """Run code in a fresh interpreter (nothing imported beforehand)."""
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+
+
+def test_round_trip_in_fresh_process(compressed, tmp_path):
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    arrays = tmp_path / "expected.npz"
+    np.savez(
+        arrays,
+        coefficients=compressed.coefficients,
+        perpendicular=compressed.perpendicular_norms,
+        edge=compressed.edge_intensity,
+        total=compressed.total_intensity,
+        com=compressed.center_of_mass,
+        masks=compressed.basis.masks,
+        positions=compressed.basis.positions,
+    )
+    result = run_fresh(
+        f"""
+        import json, numpy as np, py4DSTEM, py4dstem_compressed as pc
+        data = py4DSTEM.read({str(path)!r})
+        e = np.load({str(arrays)!r})
+        assert type(data) is pc.CompressedDataCube, type(data)
+        for got, key in [(data.coefficients, "coefficients"),
+                         (data.perpendicular_norms, "perpendicular"),
+                         (data.edge_intensity, "edge"), (data.total_intensity, "total"),
+                         (data.center_of_mass, "com"), (data.basis.masks, "masks"),
+                         (data.basis.positions, "positions")]:
+            assert np.array_equal(got, e[key]), key
+        b = data.basis
+        print(json.dumps({{"mode": data.mode, "kind": b.kind, "num_bf": b.num_bf,
+            "num_df": b.num_df,
+            "params": b.parameters, "basis_mode": b.mode, "R": data.calibration.get_R_pixel_size(),
+            "Q": data.calibration.get_Q_pixel_size(), "Qu": data.calibration.get_Q_pixel_units(),
+            "center": list(b.geometry.center), "r": b.geometry.bf_radius,
+            "version": data.package_version, "name": data.name}}))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    got = json.loads(result.stdout.strip().splitlines()[-1])
+    cal = compressed.calibration
+    assert got["mode"] == "amplitude" and got["kind"] == "diffraction_pattern"
+    assert (got["num_bf"], got["num_df"]) == (6, 2)
+    assert got["params"] == compressed.basis.parameters and got["basis_mode"] == "amplitude"
+    assert got["R"] == cal.get_R_pixel_size() and got["Q"] == cal.get_Q_pixel_size()
+    assert got["Qu"] == "mrad"
+    assert got["center"] == list(compressed.basis.geometry.center)
+    assert got["r"] == compressed.basis.geometry.bf_radius
+    assert got["version"] == pc.__version__ and got["name"] == compressed.name
+
+
+def test_basis_round_trip_with_mask(geometry, tmp_path):
+    import py4DSTEM
+
+    mask = np.zeros((32, 32), bool)
+    mask[3, 4] = True
+    mask[16, 17] = True
+    g = pc.DetectorGeometry(geometry.shape, geometry.center, geometry.bf_radius, 14.0, mask)
+    basis = pc.zernike_basis(g, 10, 4, df_rotationally_symmetric=True)
+    pc.save(tmp_path / "basis.h5", basis)
+    back = py4DSTEM.read(str(tmp_path / "basis.h5"))
+    assert isinstance(back, pc.Basis)
+    assert np.array_equal(back.masks, basis.masks)
+    assert back.geometry == g and np.array_equal(back.geometry.mask, mask)
+    assert back.parameters == basis.parameters and back.positions is None
+
+
+def test_py4dstem_save_also_works(compressed, tmp_path):
+    import py4DSTEM
+
+    path = tmp_path / "plain.h5"
+    py4DSTEM.save(str(path), compressed)
+    back = pc.read_compressed(path)
+    assert np.array_equal(back.coefficients, compressed.coefficients)
+
+
+def test_reading_without_the_plugin_says_what_to_do(compressed, tmp_path):
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    result = run_fresh(
+        f"""
+        import py4DSTEM
+        py4DSTEM.read({str(path)!r})
+        """
+    )
+    assert result.returncode != 0
+    assert "import py4dstem_compressed" in result.stderr
+
+
+def test_newer_format_version_is_refused(compressed, tmp_path):
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    with h5py.File(path, "r+") as f:
+        stamps = []
+        f.visititems(
+            lambda n, o: stamps.append(n) if n.endswith("py4dstem_compressed_format") else None
+        )
+        for name in stamps:
+            group = f[name]
+            key = "format_version"
+            value = group[key][()] if key in group else group.attrs[key]
+            assert value == pc.FORMAT_VERSION
+            if key in group:
+                del group[key]
+                group[key] = pc.FORMAT_VERSION + 1
+            else:
+                group.attrs[key] = pc.FORMAT_VERSION + 1
+    with pytest.raises(ValueError, match="newer|Upgrade"):
+        pc.read_compressed(path)
+
+
+def test_save_is_atomic(compressed, tmp_path, monkeypatch):
+    import py4DSTEM
+
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    before = path.read_bytes()
+
+    def crash(filepath, data, mode="w", **kwargs):
+        with open(filepath, "wb") as f:
+            f.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(py4DSTEM, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        compressed.save(path, overwrite=True)
+    assert path.read_bytes() == before  # the old file is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.h5"]  # no temp file left
+    with pytest.raises(KeyboardInterrupt):
+        compressed.save(tmp_path / "new.h5")
+    assert not (tmp_path / "new.h5").exists()
+
+
+def test_existing_target_needs_overwrite(compressed, tmp_path):
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    with pytest.raises(FileExistsError, match="overwrite"):
+        compressed.save(path)
+    compressed.save(path, overwrite=True)
+
+
+def test_truncated_or_foreign_files_give_clear_errors(compressed, tmp_path):
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    data = path.read_bytes()
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(data[: len(data) // 3])
+    with pytest.raises(ValueError, match="truncated.h5"):
+        pc.read_compressed(truncated)
+    text = tmp_path / "notes.h5"
+    text.write_text("not hdf5")
+    with pytest.raises(ValueError, match="not a readable HDF5"):
+        pc.read_compressed(text)
+    with pytest.raises(FileNotFoundError):
+        pc.read_compressed(tmp_path / "missing.h5")
+    damaged = tmp_path / "damaged.h5"
+    damaged.write_bytes(data)
+    with h5py.File(damaged, "r+") as f:
+        names = []
+        f.visititems(lambda n, o: names.append(n) if n.endswith("_coefficients") else None)
+        del f[names[0]]
+    with pytest.raises(ValueError, match="truncated or damaged"):
+        pc.read_compressed(damaged)
+
+
+def test_wrong_shapes_rejected(compressed):
+    with pytest.raises(ValueError, match="perpendicular_norms"):
+        pc.CompressedDataCube(
+            compressed.coefficients,
+            compressed.perpendicular_norms[..., :1],
+            compressed.edge_intensity,
+            compressed.total_intensity,
+            compressed.center_of_mass,
+            compressed.basis,
+        )
