@@ -240,7 +240,7 @@ def mean_pattern(datacube, num_samples: int = 1024, seed: int | None = 0) -> np.
 
 
 def find_bright_field_disk(
-    pattern: np.ndarray, thresholds: tuple[float, ...] = (0.4, 0.45, 0.5, 0.55, 0.6)
+    pattern: np.ndarray, thresholds: tuple[float, ...] = (0.35, 0.4, 0.45, 0.5, 0.55)
 ) -> tuple[tuple[float, float], float]:
     """Sub-pixel centre and radius of the bright-field disk in a mean pattern.
 

@@ -672,6 +672,8 @@ def register_to_ground_truth(
     window_alpha: float = 0.0,
     upsample_factor: int = 64,
     min_overlap: float = 0.5,
+    expected_shift_px: Sequence[float] | None = None,
+    search_radius_px: float | None = None,
 ) -> RegistrationResult:
     """Align a reconstruction to a ground truth and measure their agreement.
 
@@ -713,6 +715,12 @@ def register_to_ground_truth(
         Sub-pixel precision of the shift, ``1 / upsample_factor`` [px].
     min_overlap : float
         Smallest overlap (fraction of the smaller image) considered for a non-periodic truth.
+    expected_shift_px : (float, float), optional
+        Known approximate shift [px] (e.g. from the scan positions); with
+        ``search_radius_px`` only shifts within that distance are considered. Useful for
+        crystals, where every lattice translation correlates almost equally well.
+    search_radius_px : float, optional
+        Radius of the search around ``expected_shift_px`` [px]; default: search everywhere.
 
     Returns
     -------
@@ -738,6 +746,15 @@ def register_to_ground_truth(
 
     ncc, shape = _ncc_map(search_template, search_truth, periodic, min_overlap)
     score = np.abs(ncc) if allow_sign_flip else ncc
+    if expected_shift_px is not None and search_radius_px is not None:
+        # offset o <=> shift (r0, c0) - o, modulo the map's period
+        distance2 = np.zeros(shape)
+        for axis, origin in enumerate((r0, c0)):
+            o = np.arange(shape[axis], dtype=float)
+            d = origin - o - expected_shift_px[axis]
+            d = (d + shape[axis] / 2) % shape[axis] - shape[axis] / 2
+            distance2 = distance2 + np.expand_dims(d**2, 1 - axis)
+        score = np.where(distance2 <= search_radius_px**2, score, np.nan)
     if not np.any(np.isfinite(score)):
         raise ValueError("no valid overlap between the reconstruction and the ground truth")
     peak = np.unravel_index(np.nanargmax(score), shape)

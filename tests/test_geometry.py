@@ -5,7 +5,7 @@ import py4dstem_compressed as pc
 from py4dstem_compressed.geometry import find_bright_field_disk
 
 
-def disk_pattern(shape, center, radius, df_level=0.02, spots=True, blur=1.0, seed=0):
+def disk_pattern(shape, center, radius, df_level=0.02, spots=True, blur=0.5, seed=0):
     """A soft-edged BF disk plus dark-field background and Bragg spots."""
     from scipy import ndimage
 
@@ -67,6 +67,21 @@ def test_find_disk_subpixel_with_dark_field(radius, center):
     (cx, cy), r = find_bright_field_disk(pattern)
     assert abs(r - radius) / radius < 0.02
     assert np.hypot(cx - center[0], cy - center[1]) < 0.15
+
+
+def test_from_datacube_on_abtem_simulations(tmp_path):
+    pytest.importorskip("abtem")
+    from py4dstem_compressed import datasets
+
+    for kind in ("crystal", "2d"):
+        data = datasets.simulate(
+            "tiny", kind=kind, scan_gpts=(6, 6), cache_dir=tmp_path, progress_bar=False
+        )
+        cal = data.datacube.calibration
+        true_radius = data.parameters["semiangle_cutoff"] / cal.get_Q_pixel_size()
+        g = pc.DetectorGeometry.from_datacube(data.datacube)
+        assert abs(g.bf_radius - true_radius) / true_radius < 0.02
+        assert np.allclose(g.center, np.array(g.shape) / 2, atol=0.5)
 
 
 def test_from_datacube_on_simulated_scan(scan):
