@@ -572,8 +572,8 @@ def simulate(
     Parameters
     ----------
     preset : str or SimulationPreset
-        ``"tiny"`` (seconds), ``"small"`` (benchmarks), ``"paper"`` (60 kV, 30 mrad) or a
-        :class:`SimulationPreset`.
+        ``"micro"`` (tests), ``"tiny"`` (seconds), ``"small"`` (benchmarks), ``"paper"``
+        (60 kV, 30 mrad) or a :class:`SimulationPreset`.
     kind : {"crystal", "2d"}
         ``"crystal"``: SrTiO3 [001] slab with cation vacancies and Ba substitutions;
         ``"2d"``: MoS2 monolayer with S vacancies and W substitutions.

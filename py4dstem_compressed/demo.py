@@ -1,6 +1,8 @@
-"""The main job: simulate a small dataset, compress it with every basis family, report.
+"""The main job: simulate a dataset, compress it with every basis family, reconstruct, report.
 
-``py4dstem-compressed demo`` calls :func:`run_demo`.
+``py4dstem-compressed demo`` calls :func:`run_demo`: a basis survey (K, compression ratios,
+basis angles), then uncompressed and compressed reconstructions scored against the ground
+truth, written to ``metrics.json`` and PNG figures.
 """
 
 from __future__ import annotations
@@ -8,8 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
-__all__ = ["basis_survey", "build_basis", "default_variants", "format_table", "run_demo"]
+__all__ = [
+    "basis_survey",
+    "build_basis",
+    "default_variants",
+    "format_table",
+    "reconstruction_table",
+    "run_demo",
+]
 
 
 def default_variants(geometry) -> list[tuple[str, dict]]:
@@ -95,16 +105,24 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def _load_demo_data(source: str, preset: str, kind: str):
-    if source == "synthetic":
-        from py4dstem_compressed.synthetic import synthetic_datacube
-
-        scan = synthetic_datacube(scan_shape=(16, 16), detector_size=64, sampling=0.2)
-        return scan.datacube, "built-in NumPy forward model (16x16 positions, 64x64 px)"
-    from py4dstem_compressed import datasets
-
-    dataset = datasets.simulate(preset=preset, kind=kind, progress_bar=True)
-    return dataset.datacube, f"abTEM '{preset}' preset, {kind}"
+def reconstruction_table(rows: list[dict]) -> str:
+    """Render reconstruction rows as a fixed-width text table."""
+    header = (
+        f"{'variant':<26}{'ratio':>8}{'NCC':>7}{'rel':>7}{'band':>7}{'rel':>7}"
+        f"{'FSC@Bragg':>10}{'s/iter':>8}{'MB':>7}"
+    )
+    lines = [header, "-" * len(header)]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"{r['variant']:<26}  failed: {r['error']}")
+            continue
+        lines.append(
+            f"{r['variant']:<26}{r.get('compression_ratio', 1.0):>8.1f}{r['ncc']:>7.3f}"
+            f"{r['relative_ncc']:>7.3f}{r['ncc_band']:>7.3f}{r['relative_ncc_band']:>7.3f}"
+            f"{r['fsc_bragg_mean']:>10.3f}{r['seconds_per_iteration']:>8.2f}"
+            f"{r['peak_memory_mb']:>7.0f}"
+        )
+    return "\n".join(lines)
 
 
 def run_demo(
@@ -112,31 +130,170 @@ def run_demo(
     kind: str = "crystal",
     source: str = "abtem",
     mode: str = "amplitude",
-    output: str | None = None,
-) -> list[dict]:
-    """Run the demo and print its table; write JSON and figures to ``output`` if given."""
+    output: str | None = "demo_output",
+    num_iter: int = 30,
+    reconstruct: bool = True,
+    progress_bar: bool = True,
+) -> dict:
+    """The main job: simulate, compress with every basis family, reconstruct, compare.
+
+    Parameters
+    ----------
+    preset : str
+        abTEM dataset preset (``"micro"``, ``"tiny"``, ``"small"``, ``"paper"``).
+    kind : {"crystal", "2d"}
+        Thick crystal with point defects, or a 2D material with vacancies.
+    source : {"abtem", "synthetic"}
+        ``"synthetic"`` uses the NumPy forward model and only runs the basis survey.
+    mode : {"amplitude", "intensity"}
+        Compression mode.
+    output : str, optional
+        Folder for ``metrics.json``, the figures and the compressed files.
+    num_iter : int
+        Reconstruction iterations (uncompressed and compressed alike).
+    reconstruct : bool
+        Run the reconstructions (else only the basis survey).
+    progress_bar : bool
+        Show progress bars.
+
+    Returns
+    -------
+    dict
+        What ``metrics.json`` holds.
+    """
     import py4dstem_compressed as pc
 
-    datacube, what = _load_demo_data(source, preset, kind)
+    out = Path(output) if output else None
+    if out:
+        out.mkdir(parents=True, exist_ok=True)
+    if source == "synthetic":
+        from py4dstem_compressed.synthetic import synthetic_datacube
+
+        datacube = synthetic_datacube(scan_shape=(16, 16), detector_size=64, sampling=0.2).datacube
+        dataset, what = None, "built-in NumPy forward model (16x16 positions, 64x64 px)"
+    else:
+        from py4dstem_compressed import datasets
+
+        dataset = datasets.simulate(preset=preset, kind=kind, progress_bar=progress_bar)
+        datacube, what = dataset.datacube, f"abTEM '{preset}' preset, {kind}"
     print(f"Data: {what}; shape {tuple(datacube.data.shape)}")
     geometry = pc.DetectorGeometry.from_datacube(datacube)
     print(
         f"Bright-field disk: centre ({geometry.center[0]:.2f}, {geometry.center[1]:.2f}) px, "
         f"radius {geometry.bf_radius:.2f} px"
     )
-    rows = basis_survey(datacube, geometry, mode=mode)
-    print(format_table(rows))
-    if output:
-        import json
+    survey = basis_survey(datacube, geometry, mode=mode)
+    print(format_table(survey))
+    metrics: dict = {"data": what, "shape": list(datacube.data.shape), "basis_survey": survey}
+    if reconstruct and dataset is not None:
+        metrics["reconstructions"] = _reconstructions(
+            dataset, geometry, mode, num_iter, out, progress_bar
+        )
+        print(reconstruction_table(metrics["reconstructions"]["rows"]))
+    if out:
+        _write_outputs(out, metrics, datacube, geometry, mode, progress_bar)
+    return metrics
 
-        out = Path(output)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "basis_survey.json").write_text(json.dumps(rows, indent=2))
-        import matplotlib
 
-        matplotlib.use("Agg")
-        curves = pc.angle_curves(datacube, geometry, mode=mode, progress_bar=True)
-        fig, _ = curves.show()
-        fig.savefig(out / "angle_curves.png", dpi=120)
-        print(f"Wrote {out / 'basis_survey.json'} and {out / 'angle_curves.png'}")
-    return rows
+def _reconstructions(dataset, geometry, mode, num_iter, out, progress_bar) -> dict:
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.evaluation import run_ptychography
+
+    variants = default_variants(geometry)
+    steps = tqdm(total=len(variants) + 1, desc="Reconstructions", disable=not progress_bar)
+    plain = run_ptychography(dataset.datacube, dataset, num_iter)
+    steps.update()
+    reference = plain.scores
+    results = {"uncompressed": plain}
+    rows = [{"variant": "uncompressed", "compression_ratio": 1.0, **plain.summary()}]
+    for label, spec in variants:
+        steps.set_postfix_str(label)
+        row = {"variant": label}
+        try:
+            basis = build_basis(spec, dataset.datacube, geometry, mode)
+            compressed = pc.compress(dataset.datacube, basis, mode=mode, progress_bar=False)
+            if out:  # reconstruct from the file alone, as a user would
+                path = out / "compressed" / f"{_slug(label)}.h5"
+                compressed.save(path, overwrite=True)
+                compressed = pc.read_compressed(path)
+            result = run_ptychography(compressed, dataset, num_iter)
+        except Exception as err:  # one failing variant must not hide the others
+            rows.append({**row, "error": f"{type(err).__name__}: {err}"})
+            steps.update()
+            continue
+        results[label] = result
+        row.update(
+            num_bf=basis.num_bf,
+            num_df=basis.num_df,
+            compression_ratio=compressed.compression_ratio,
+            stored_compression_ratio=compressed.stored_compression_ratio,
+            **result.summary(),
+        )
+        rows.append(row)
+        steps.update()
+    steps.close()
+    for row in rows:
+        if "error" not in row:
+            row["relative_ncc"] = row["ncc"] / reference["ncc"]
+            row["relative_ncc_band"] = row["ncc_band"] / reference["ncc_band"]
+    return {"num_iter": num_iter, "rows": rows, "_results": results}
+
+
+def _slug(label: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in label).strip("_")
+
+
+def _write_outputs(out: Path, metrics: dict, datacube, geometry, mode, progress_bar) -> None:
+    import json
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import py4dstem_compressed as pc
+    from py4dstem_compressed import plotting
+
+    written = []
+    recon = metrics.get("reconstructions")
+    if recon:
+        results = recon.pop("_results")
+        truth = results["uncompressed"].scores["aligned_truth"]
+        panels = {}
+        for label, result in results.items():
+            scores = result.scores
+            image = scores["aligned_reconstruction"]
+            if image.shape == truth.shape:
+                panels[label] = (image, f"NCC {scores['ncc']:.3f}")
+        fig, _ = plotting.show_reconstruction_comparison(panels, truth)
+        written.append(_save(fig, out / "phase_maps.png"))
+        fig, _ = plotting.show_fsc_curves({k: r.scores["fsc"] for k, r in results.items()})
+        written.append(_save(fig, out / "fsc_curves.png"))
+        rows = [r for r in recon["rows"] if "error" not in r and r["variant"] != "uncompressed"]
+        fig, _ = plotting.show_quality_vs_ratio(rows)
+        written.append(_save(fig, out / "quality_vs_compression.png"))
+    curves = pc.angle_curves(datacube, geometry, mode=mode, progress_bar=progress_bar)
+    fig, _ = curves.show()
+    written.append(_save(fig, out / "angle_curves.png"))
+    metrics["angle_curves"] = {
+        region: {f: [ks.tolist(), np.degrees(m).tolist()] for f, (ks, m) in data.items()}
+        for region, data in (("bf_deg", curves.bf), ("df_deg", curves.df))
+    }
+    path = out / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, default=_jsonable))
+    written.append(path)
+    plt.close("all")
+    print("Wrote " + ", ".join(str(p) for p in written))
+
+
+def _save(fig, path: Path) -> Path:
+    fig.savefig(path, dpi=120)
+    return path
+
+
+def _jsonable(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return str(value)

@@ -8,7 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["show_angle_curves", "show_angle_maps", "show_basis", "show_coefficient_maps"]
+__all__ = [
+    "show_angle_curves",
+    "show_angle_maps",
+    "show_basis",
+    "show_coefficient_maps",
+    "show_fsc_curves",
+    "show_quality_vs_ratio",
+    "show_reconstruction_comparison",
+]
 
 FAMILY_LABELS = {
     "binning": "binning",
@@ -143,3 +151,84 @@ def show_coefficient_maps(compressed, indices=None, ncols: int = 6, cmap: str = 
         ax.set_yticks([])
     fig.tight_layout()
     return fig, axes
+
+
+def show_reconstruction_comparison(panels: dict, truth: np.ndarray, ncols: int = 4, cmap="magma"):
+    """Aligned summed phases [rad] side by side with the ground-truth potential.
+
+    Parameters
+    ----------
+    panels : dict
+        ``label -> (image, subtitle)``: aligned reconstructions (same grid as ``truth``).
+    truth : numpy.ndarray
+        Aligned ground-truth projected potential.
+    ncols : int
+        Panels per row.
+    cmap : str
+        Colormap.
+
+    Returns
+    -------
+    fig, axes
+    """
+    items = [("ground truth", truth, "projected potential")]
+    items += [(label, image, subtitle) for label, (image, subtitle) in panels.items()]
+    fig, axes = _grid(len(items), ncols, panel_size=2.6)
+    for ax, (label, image, subtitle) in zip(axes.ravel(), items):
+        lo, hi = np.percentile(image, [0.5, 99.5])
+        ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, origin="upper")
+        ax.set_title(f"{label}\n{subtitle}", fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig, axes
+
+
+def show_fsc_curves(curves: dict, figsize=(5.5, 3.8)):
+    """FSC (Eq. 19) against spatial frequency [1/A] for several reconstructions.
+
+    ``curves`` maps a label to a :class:`~py4dstem_compressed.resolution.FSCResult`.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    for label, fsc in curves.items():
+        ax.plot(fsc.frequencies_inverse_angstrom, fsc.fsc, label=label, lw=1.2)
+    ax.set_xlabel("spatial frequency [1/Å]")
+    ax.set_ylabel("FSC with ground truth")
+    ax.set_ylim(-0.2, 1.05)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, ax
+
+
+def show_quality_vs_ratio(rows: list[dict], figsize=(5.5, 3.8)):
+    """Reconstruction quality relative to the uncompressed run against compression ratio.
+
+    ``rows`` need ``compression_ratio``, ``relative_ncc`` and ``relative_ncc_band``.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=figsize)
+    for row in rows:
+        x = row["compression_ratio"]
+        ax.scatter(x, row["relative_ncc"], marker="o", color="C0")
+        ax.scatter(x, row["relative_ncc_band"], marker="s", color="C1")
+        ax.annotate(
+            row["variant"],
+            (x, row["relative_ncc"]),
+            fontsize=6,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.scatter([], [], marker="o", color="C0", label="images")
+    ax.scatter([], [], marker="s", color="C1", label="band-passed 0.35-1.2 Å")
+    ax.axhline(1.0, color="0.5", lw=0.8)
+    ax.set_xscale("log")
+    ax.set_xlabel("compression ratio (Eq. 17)")
+    ax.set_ylabel("NCC with truth / uncompressed NCC")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig, ax

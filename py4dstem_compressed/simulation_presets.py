@@ -1,9 +1,9 @@
 """Parameter sets for the simulated 4D-STEM datasets of :mod:`py4dstem_compressed.datasets`.
 
-A :class:`SimulationPreset` fixes the microscope, the scan, the detector and the specimen of one
-simulation; the three named presets are ``"tiny"`` (tests and the demo, seconds), ``"small"``
-(benchmarks) and ``"paper"`` (closer to the source paper: 60 kV, 30 mrad, larger scan and
-detector). Any field can be replaced with :func:`get_preset`'s keyword overrides.
+A :class:`SimulationPreset` fixes the microscope, the scan, the detector and the specimen of
+one simulation; the named presets are ``"micro"`` (unit tests), ``"tiny"`` (the demo,
+seconds), ``"small"`` (benchmarks) and ``"paper"`` (closer to the source paper: 60 kV, 30 mrad,
+larger scan and detector). Any field can be replaced with :func:`get_preset`'s keyword overrides.
 """
 
 from __future__ import annotations
@@ -151,6 +151,23 @@ class SimulationPreset:
 
 
 PRESETS: dict[str, SimulationPreset] = {
+    # smaller than "tiny", for tests: 8 x 8 positions, 32 x 32 px, two unit cells wide and thick
+    "micro": SimulationPreset(
+        name="micro",
+        energy=80e3,
+        semiangle_cutoff=20.0,
+        defocus=50.0,
+        scan_gpts=(8, 8),
+        scan_step=0.5,
+        detector_gpts=32,
+        field_of_view=7.5,
+        thickness=7.8,
+        num_slices=2,
+        max_potential_sampling=0.25,
+        truth_sampling=0.1,
+        num_vacancies=1,
+        num_substitutions=1,
+    ),
     # seconds on 2 cores: 16 x 16 positions, 48 x 48 px, 4 unit cells thick
     "tiny": SimulationPreset(
         name="tiny",
@@ -207,7 +224,7 @@ def get_preset(preset: str | SimulationPreset = "tiny", **overrides: object) -> 
     Parameters
     ----------
     preset : str or SimulationPreset
-        ``"tiny"``, ``"small"``, ``"paper"`` or a preset instance.
+        ``"micro"`` (tests), ``"tiny"``, ``"small"``, ``"paper"`` or a preset instance.
     **overrides
         Fields to replace, e.g. ``scan_gpts=(8, 8), detector_gpts=32``.
 

@@ -39,7 +39,7 @@ def micro(micro_cache):
 
 
 def test_named_presets_are_valid_and_scaled():
-    assert set(PRESETS) == {"tiny", "small", "paper"}
+    assert set(PRESETS) == {"micro", "tiny", "small", "paper"}
     tiny, small, paper = PRESETS["tiny"], PRESETS["small"], PRESETS["paper"]
     assert 12 <= min(tiny.scan_gpts) and max(tiny.scan_gpts) <= 16
     assert 48 <= tiny.detector_gpts <= 64

@@ -1,0 +1,44 @@
+import json
+
+import numpy as np
+import pytest
+
+from py4dstem_compressed.cli import main
+from py4dstem_compressed.evaluation import PeakMemory, bragg_frequencies
+
+
+def test_demo_micro_writes_metrics_and_figures(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("abtem")
+    monkeypatch.setenv("PY4DSTEM_COMPRESSED_CACHE", str(tmp_path / "cache"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--preset", "micro", "--num-iter", "2", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "uncompressed" in printed and "diffraction-pattern 15+1" in printed
+    metrics = json.loads((out / "metrics.json").read_text())
+    rows = {r["variant"]: r for r in metrics["reconstructions"]["rows"]}
+    assert rows["uncompressed"]["relative_ncc"] == 1.0
+    done = [r for r in rows.values() if "error" not in r and r["variant"] != "uncompressed"]
+    assert len(done) >= 3  # the micro detector is too small for 36 Zernike masks
+    for row in done:
+        assert row["compression_ratio"] > 1
+        assert -1 <= row["ncc"] <= 1 and row["seconds_per_iteration"] > 0
+        assert (out / "compressed").is_dir()
+    for name in ("phase_maps", "fsc_curves", "quality_vs_compression", "angle_curves"):
+        assert (out / f"{name}.png").stat().st_size > 1000
+    assert "bf_deg" in metrics["angle_curves"]
+
+
+def test_bragg_frequencies_of_a_lattice():
+    sampling = 0.1
+    x = np.arange(200) * sampling
+    image = np.cos(2 * np.pi * x[:, None] / 4.0) + 0.5 * np.cos(2 * np.pi * x[None, :] / 2.5)
+    freqs = bragg_frequencies(image, sampling, max_frequency=1.0)
+    assert np.allclose(freqs, [0.25, 0.4], atol=2e-3)
+
+
+def test_peak_memory_sees_an_allocation():
+    with PeakMemory(interval=0.005) as memory:
+        block = np.ones(50_000_000)  # 400 MB
+        block[::1000] += 1
+        del block
+    assert memory.peak_bytes > 300 * 2**20
