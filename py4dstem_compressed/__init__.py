@@ -27,6 +27,8 @@ from py4dstem_compressed.metrics import (
     compression_ratio,
     stored_compression_ratio,
 )
+from py4dstem_compressed.ptychography import CompressedMultislicePtychography
+from py4dstem_compressed.resolution import fourier_shell_correlation, register_to_ground_truth
 from py4dstem_compressed.storage import CompressedDataCube, read_compressed
 from py4dstem_compressed.version import FORMAT_VERSION, __version__
 
@@ -36,7 +38,7 @@ _emd_hook = True
 # Files name their classes "<Class> (written by py4dstem-compressed: run `import ...`)" so
 # that reading without the plugin fails with a message saying what to do; register those
 # names here so that emdfile finds the classes once the plugin is imported.
-for _cls in (Basis, CompressedDataCube):
+for _cls in (Basis, CompressedDataCube, CompressedMultislicePtychography):
     globals()[emd_class_name(_cls)] = _cls
 del _cls
 
@@ -46,6 +48,7 @@ __all__ = [
     "Basis",
     "BasisAngles",
     "CompressedDataCube",
+    "CompressedMultislicePtychography",
     "DetectorGeometry",
     "__version__",
     "angle_curves",
@@ -54,8 +57,10 @@ __all__ = [
     "compress",
     "compression_ratio",
     "diffraction_pattern_basis",
+    "fourier_shell_correlation",
     "pca_basis",
     "read_compressed",
+    "register_to_ground_truth",
     "save",
     "stored_compression_ratio",
     "zernike_basis",
@@ -65,9 +70,6 @@ __all__ = [
 def __getattr__(name):
     # Optional parts are imported on first use, keeping `import py4dstem_compressed` light.
     lazy = {
-        "CompressedMultislicePtychography": "py4dstem_compressed.ptychography",
-        "fourier_shell_correlation": "py4dstem_compressed.resolution",
-        "register_to_ground_truth": "py4dstem_compressed.resolution",
         "datasets": "py4dstem_compressed.datasets",
     }
     if name in lazy:

@@ -68,9 +68,11 @@ class ProjectionWeights:
         predicted coefficients by the measured ones (the exact step of Eq. 9 with
         step size 1/2); smaller values under-relax.
     perpendicular : float
-        ``w_p`` of the perpendicular-norm loss (Eq. 11), in ``[0, 1]``. 0 leaves the
-        prediction's component orthogonal to the masks as it is, 1 rescales it to the
-        measured norm. Ignored when the data carry no perpendicular norms.
+        ``w_p`` of the perpendicular-norm loss (Eq. 11), in ``[0, 1]``. 0 (default) leaves
+        the prediction's component orthogonal to the masks as it is, 1 rescales it to the
+        measured norm. Ignored when the data carry no perpendicular norms. On abTEM test
+        sets (SrTiO3, MoS2; 30 iterations) 0 gave better potentials than 1, noiseless and
+        noisy, so the norms are off by default.
     edge : float
         ``w_e`` of the edge loss (Eq. 10), in ``[0, 1]``: EDGE amplitudes are multiplied
         by ``1 - w_e`` (1 zeroes them).
@@ -80,7 +82,7 @@ class ProjectionWeights:
     """
 
     coefficient: float = 1.0
-    perpendicular: float = 1.0
+    perpendicular: float = 0.0
     edge: float = 1.0
     probe_aperture: float = 0.0
 
@@ -144,6 +146,8 @@ class CompressedOperator:
         ``(2, P)`` float32 indicator maps of the BF and DF regions.
     edge_map : array
         ``(P,)`` float32 indicator map of the EDGE region (unmeasured pixels).
+    mask_regions : array
+        ``(2, K)`` float32 indicator of the region (BF, DF) each mask lives in.
     shape : tuple of int
         ``(Sx, Sy)`` pattern shape [px].
     mode : str
@@ -153,6 +157,7 @@ class CompressedOperator:
     masks: Any
     region_maps: Any
     edge_map: Any
+    mask_regions: Any
     shape: tuple[int, int]
     mode: str = "amplitude"
 
@@ -191,10 +196,19 @@ class CompressedOperator:
         regions = np.stack([np.asarray(bf, bool), np.asarray(df, bool)])
         regions = np.roll(regions, shift, axis=(-2, -1)).reshape(2, -1)
         edge = ~(regions[0] | regions[1])
+        # region of each mask: where its energy is (BF masks in BF, DF masks in DF)
+        energy = (rolled.astype(np.float64) ** 2) @ regions.T.astype(np.float64)  # (K, 2)
+        outside = 1.0 - energy.sum(axis=1)
+        if np.any(outside > 1e-3) or np.any(energy.min(axis=1) > 1e-3):
+            raise ValueError(
+                "every mask must lie inside one region (BF or DF) of the detector geometry"
+            )
+        mask_regions = (energy == energy.max(axis=1, keepdims=True)).T
         return cls(
             masks=xp.asarray(rolled),
             region_maps=xp.asarray(regions, dtype=xp.float32),
             edge_map=xp.asarray(edge, dtype=xp.float32),
+            mask_regions=xp.asarray(mask_regions, dtype=xp.float32),
             shape=(int(masks.shape[-2]), int(masks.shape[-1])),
             mode=mode,
         )
@@ -259,25 +273,31 @@ def project_values(
     masks = operator.masks
     predicted = values @ masks.T
     residual = coefficients - predicted
-    # component of the prediction orthogonal to every mask (EDGE pixels included)
-    orthogonal = values - predicted @ masks
     if weights.coefficient == 1.0:
         target = coefficients  # exact: a complete basis reproduces the data bit for bit
     else:
         target = predicted + weights.coefficient * residual
-    scale = operator.edge_map * (1.0 - weights.edge) + (1.0 - operator.edge_map)
-    scale = xp.broadcast_to(scale, values.shape)
+    # per-pixel scale of the part of the prediction orthogonal to every mask:
+    # EDGE pixels by (1 - w_e), BF/DF pixels by the perpendicular step of their region
+    edge_scale = operator.edge_map * (1.0 - weights.edge) + (1.0 - operator.edge_map)
     if perpendicular_norms is not None and weights.perpendicular > 0:
-        # per-region norm of the orthogonal part, then a per-pixel scale factor
-        predicted_norms = xp.sqrt((orthogonal**2) @ operator.region_maps.T)
+        # ||v_R - P_R v_R||^2 = ||v_R||^2 - ||M_R v||^2 (orthonormal masks inside R)
+        region_energy = (values**2) @ operator.region_maps.T
+        captured = (predicted**2) @ operator.mask_regions.T
+        predicted_norms = xp.sqrt(xp.maximum(region_energy - captured, 0.0))
         ratio = xp.where(
             predicted_norms > 0,
             perpendicular_norms / xp.maximum(predicted_norms, 1e-30),
             1.0,
         )
-        region_scale = 1.0 + weights.perpendicular * (ratio - 1.0)
-        scale = scale + (region_scale - 1.0) @ operator.region_maps
-    projected = target @ masks + orthogonal * scale
+        region_scale = 1.0 + weights.perpendicular * (ratio - 1.0)  # (B, 2)
+        scale = edge_scale + (region_scale - 1.0) @ operator.region_maps
+        mask_scale = region_scale @ operator.mask_regions  # (B, K): scale of each mask's region
+    else:
+        scale = xp.broadcast_to(edge_scale, values.shape)
+        mask_scale = 1.0
+    # target @ M + (v - predicted @ M) * scale, with one matmul: masks live in one region
+    projected = (target - predicted * mask_scale) @ masks + values * scale
     return projected, residual
 
 
@@ -308,11 +328,12 @@ def descan_ramp(shifts_px: Any, shape: tuple[int, int], xp: Any = np) -> Any:
     array
         ``(B, Sx, Sy)`` complex64 ramps.
     """
-    fx = xp.fft.fftfreq(shape[0]).astype(xp.float32)
-    fy = xp.fft.fftfreq(shape[1]).astype(xp.float32)
-    shifts = xp.asarray(shifts_px, dtype=xp.float32)
-    phase = shifts[:, 0, None, None] * fx[None, :, None] + shifts[:, 1, None, None] * fy[None]
-    return xp.exp((2j * np.pi) * phase).astype(xp.complex64)
+    fx = xp.fft.fftfreq(shape[0])
+    fy = xp.fft.fftfreq(shape[1])
+    shifts = xp.asarray(shifts_px, dtype=xp.float64)
+    ramp_x = xp.exp((2j * np.pi) * shifts[:, 0, None] * fx[None]).astype(xp.complex64)
+    ramp_y = xp.exp((2j * np.pi) * shifts[:, 1, None] * fy[None]).astype(xp.complex64)
+    return ramp_x[:, :, None] * ramp_y[:, None, :]
 
 
 def fourier_projection(

@@ -8,7 +8,7 @@ def test_demo_on_builtin_data(tmp_path, capsys):
     assert main(["demo", "--source", "synthetic", "--output", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "zernike 36+1" in out and "diffraction-pattern 15+1" in out
-    rows = json.loads((tmp_path / "basis_survey.json").read_text())
+    rows = json.loads((tmp_path / "metrics.json").read_text())["basis_survey"]
     assert {r["variant"] for r in rows} >= {"zernike 36+1", "PCA 15+1"}
     for row in rows:
         assert row["compression_ratio"] == 64 * 64 / (row["num_bf"] + row["num_df"] + 2)

@@ -96,14 +96,14 @@ def test_full_projection_reaches_the_measured_data():
     v = rng.random((4, bf.size)).astype(np.float32)
     c = rng.random((4, masks.shape[0])).astype(np.float32)
     p = rng.random((4, 2)).astype(np.float32)
-    projected, _ = project_values(v, c, op, p, ProjectionWeights())
+    projected, _ = project_values(v, c, op, p, ProjectionWeights(perpendicular=1.0))
     np.testing.assert_allclose(mask_coefficients(projected, op.masks), c, atol=1e-5)
     orth = projected - mask_coefficients(projected, op.masks) @ op.masks
     norms = np.sqrt((orth**2) @ op.region_maps.T)
     np.testing.assert_allclose(norms, p, rtol=1e-4)
     assert np.all(projected[:, ~(bf | df).ravel()] == 0)
     # and projecting again changes nothing (idempotent)
-    again, residual = project_values(projected, c, op, p, ProjectionWeights())
+    again, residual = project_values(projected, c, op, p, ProjectionWeights(perpendicular=1.0))
     np.testing.assert_allclose(again, projected, atol=1e-5)
     np.testing.assert_allclose(residual, 0, atol=1e-5)
 
@@ -137,7 +137,7 @@ def test_intensity_mode_complete_basis_gives_measured_amplitude():
     )
     intensity = rng.random((2, *shape)).astype(np.float32)
     modified, error = fourier_projection(fourier, intensity.reshape(2, -1), op)
-    np.testing.assert_allclose(np.abs(modified), np.sqrt(intensity), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(np.abs(modified), np.sqrt(intensity), rtol=2e-4, atol=1e-6)
     np.testing.assert_allclose(np.angle(modified), np.angle(fourier), atol=1e-5)
     np.testing.assert_allclose(error, np.sum((intensity - np.abs(fourier) ** 2) ** 2), rtol=1e-4)
 
@@ -231,3 +231,11 @@ def test_device_agnostic(device):
     modified, error = fourier_projection(fourier, c, op, xp.ones((2, 2), dtype=xp.float32))
     assert type(modified) is type(fourier)
     assert float(error) > 0
+
+
+def test_masks_spanning_two_regions_are_rejected():
+    bf, df = _regions()
+    mask = (bf | df).astype(float)
+    mask /= np.linalg.norm(mask)
+    with pytest.raises(ValueError, match="inside one region"):
+        CompressedOperator.from_detector(mask[None], bf, df, (0, 0))

@@ -1,0 +1,279 @@
+"""Reconstruction quality of compressed vs. uncompressed multislice ptychography.
+
+For each condition (dataset x dose x descan) the script runs py4DSTEM's plain
+``MultislicePtychography`` and ``CompressedMultislicePtychography`` on several bases for the
+same number of iterations and reports, per run:
+
+* compression ratio (Eq. 17) and the honest ratio of all stored values,
+* quality: peak normalised cross-correlation of the summed reconstructed potential with the
+  ground-truth projected potential at the best alignment, on the images and on band-passed
+  images (0.35-1.2 Å), and both relative to the plain run,
+* seconds per iteration, preprocess seconds and peak resident memory [MB].
+
+Every reconstruction runs in its own process (so peak memory is per run); the compressed
+runs read the compressed data from an EMD file written by another process and nothing else.
+
+Usage::
+
+    python benchmarks/reconstruction_quality.py                  # full benchmark (long)
+    python benchmarks/reconstruction_quality.py --preset tiny --iterations 8 \\
+        --kinds crystal --doses inf --bases zernike36 dp15       # quick look
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+#: basis name -> (generator, keyword arguments, compression mode)
+BASES = {
+    "zernike36": ("zernike", {"num_bf": 36, "num_df": 1}, "amplitude"),
+    "binning7": ("binning", {"bf_bin": 7}, "amplitude"),
+    "dp15": ("diffraction_pattern", {"num_bf": 15, "num_df": 1, "seed": 0}, "amplitude"),
+    "dp8": ("diffraction_pattern", {"num_bf": 8, "num_df": 1, "seed": 0}, "amplitude"),
+    "pca15": ("pca", {"num_bf": 15, "num_df": 1, "num_samples": 320, "seed": 0}, "amplitude"),
+    "dp15-intensity": (
+        "diffraction_pattern",
+        {"num_bf": 15, "num_df": 1, "seed": 0, "mode": "intensity"},
+        "intensity",
+    ),
+}
+TARGETS = {"zernike36": 0.98, "dp15": 0.98, "dp8": 0.95, "dp15-intensity": 0.90}
+BAND_ANGSTROM = (0.35, 1.2)
+
+
+def _dataset(args, kind: str, dose: float | None, descan_px: float):
+    from py4dstem_compressed.datasets import simulate
+
+    data = simulate(preset=args.preset, kind=kind, dose_per_area=dose, progress_bar=False)
+    if descan_px:
+        data.datacube.data[:] = _drift(np.asarray(data.datacube.data), descan_px)
+    return data
+
+
+def _drift(patterns: np.ndarray, total_px: float) -> np.ndarray:
+    """Shift pattern j by ``total_px * j / (N - 1)`` along both detector axes (Fourier shift)."""
+    rx, ry, qx, qy = patterns.shape
+    flat = patterns.reshape(rx * ry, qx, qy).astype(np.float32)
+    fx = np.fft.fftfreq(qx)[:, None]
+    fy = np.fft.fftfreq(qy)[None, :]
+    out = np.empty_like(flat)
+    for j in range(flat.shape[0]):
+        d = total_px * j / max(flat.shape[0] - 1, 1) / np.sqrt(2)
+        ramp = np.exp(-2j * np.pi * (fx * d + fy * d))
+        out[j] = np.maximum(np.real(np.fft.ifft2(np.fft.fft2(flat[j]) * ramp)), 0)
+    return out.reshape(patterns.shape)
+
+
+def _basis(name, datacube, geometry):
+    import py4dstem_compressed as pc
+
+    family, kwargs, _ = BASES[name]
+    if family == "zernike":
+        return pc.zernike_basis(geometry, **kwargs)
+    if family == "binning":
+        return pc.binning_basis(geometry, **kwargs)
+    if family == "diffraction_pattern":
+        return pc.diffraction_pattern_basis(datacube, geometry, **kwargs)
+    return pc.pca_basis(datacube, geometry, **kwargs)
+
+
+def _quality(ptycho, data) -> dict:
+    """Peak NCC of the summed potential with the truth, plain and band-passed."""
+    from py4dstem_compressed.resolution import (
+        band_pass,
+        normalized_cross_correlation,
+        register_to_ground_truth,
+    )
+
+    potential = np.asarray(ptycho.object).sum(0)
+    positions = np.asarray(ptycho._positions_px)
+    lo = np.floor(positions.min(0)).astype(int)
+    hi = np.ceil(positions.max(0)).astype(int) + 1
+    roi = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
+    sampling = ptycho.sampling
+    out = {}
+    for label, band in (("ncc", None), ("ncc_band", BAND_ANGSTROM)):
+        result = register_to_ground_truth(
+            potential,
+            data.projected_potential,
+            sampling,
+            data.potential_sampling,
+            roi=roi,
+            band=band,
+        )
+        if band is None:
+            out[label] = result.correlation
+        else:
+            out[label] = normalized_cross_correlation(
+                band_pass(result.reconstruction, sampling, *band),
+                band_pass(result.ground_truth, sampling, *band),
+            )
+    return out
+
+
+def run_case(case: dict) -> dict:
+    """One reconstruction, in this process. ``case["file"]`` set: compressed from that file."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from py4DSTEM.process.phase import MultislicePtychography
+
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.datasets import simulate
+    from py4dstem_compressed.ptychography import CompressedMultislicePtychography
+
+    data = simulate(
+        preset=case["preset"], kind=case["kind"], dose_per_area=case["dose"], progress_bar=False
+    )
+    kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
+    preprocess = dict(plot_center_of_mass=False, plot_rotation=False, plot_probe_overlaps=False)
+    reconstruct = dict(
+        num_iter=case["iterations"],
+        max_batch_size=case["batch"],
+        seed_random=0,
+        progress_bar=False,
+    )
+    start = time.perf_counter()
+    if case.get("file"):
+        compressed = pc.read_compressed(case["file"])
+        ptycho = CompressedMultislicePtychography(datacube=compressed, **kwargs)
+    else:
+        datacube = data.datacube
+        if case["descan"]:
+            datacube.data[:] = _drift(np.asarray(datacube.data), case["descan"])
+        ptycho = MultislicePtychography(datacube=datacube, **kwargs)
+    ptycho.preprocess(**preprocess)
+    preprocess_s = time.perf_counter() - start
+    if case.get("file"):
+        reconstruct.update(case.get("compressed_kwargs") or {})
+    start = time.perf_counter()
+    ptycho.reconstruct(**reconstruct)
+    iteration_s = (time.perf_counter() - start) / case["iterations"]
+    result = _quality(ptycho, data)
+    result.update(
+        preprocess_s=preprocess_s,
+        iteration_s=iteration_s,
+        peak_memory_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        final_error=float(ptycho.error_iterations[-1]),
+    )
+    return result
+
+
+def _run_in_subprocess(case: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--case", json.dumps(case)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return {"failed": out.stderr.strip().splitlines()[-1:]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _compress_to_file(args, name, data, directory) -> tuple[str, dict]:
+    import py4dstem_compressed as pc
+
+    geometry = pc.DetectorGeometry.from_datacube(data.datacube)
+    basis = _basis(name, data.datacube, geometry)
+    mode = BASES[name][2]
+    compressed = pc.compress(data.datacube, basis, mode=mode, progress_bar=False)
+    path = Path(directory) / f"{name}.h5"
+    compressed.save(path, overwrite=True)
+    ratios = {
+        "compression_ratio": pc.compression_ratio(basis),
+        "stored_compression_ratio": pc.stored_compression_ratio(compressed),
+    }
+    return str(path), ratios
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--iterations", type=int, default=30)
+    parser.add_argument("--batch", type=int, default=64, help="max_batch_size")
+    parser.add_argument("--kinds", nargs="+", default=["crystal", "2d"])
+    parser.add_argument("--doses", nargs="+", default=["inf", "2e4"], help="e/A^2; inf=noiseless")
+    parser.add_argument("--descan", type=float, nargs="+", default=[0.0], help="drift [px]")
+    parser.add_argument("--bases", nargs="+", default=[b for b in BASES if b != "dp15-intensity"])
+    parser.add_argument("--output", default="reconstruction_quality.json")
+    parser.add_argument(
+        "--compressed-kwargs",
+        type=json.loads,
+        default={},
+        help="extra reconstruct() keywords for the compressed runs, as JSON",
+    )
+    parser.add_argument("--skip-plain", action="store_true", help="only the compressed runs")
+    args = parser.parse_args(argv)
+    if args.case:
+        print(json.dumps(run_case(json.loads(args.case))))
+        return 0
+
+    rows = []
+    for kind in args.kinds:
+        for dose_text in args.doses:
+            dose = None if dose_text == "inf" else float(dose_text)
+            for descan in args.descan:
+                data = _dataset(args, kind, dose, descan)
+                base = dict(
+                    preset=args.preset,
+                    kind=kind,
+                    dose=dose,
+                    descan=descan,
+                    iterations=args.iterations,
+                    batch=args.batch,
+                )
+                plain = {} if args.skip_plain else _run_in_subprocess(base)
+                if plain:
+                    rows.append({**base, "basis": "uncompressed", **plain})
+                    print(json.dumps(rows[-1]), flush=True)
+                bases = list(args.bases)
+                if dose is not None and "dp15-intensity" not in bases:
+                    bases.append("dp15-intensity")
+                with tempfile.TemporaryDirectory() as directory:
+                    for name in bases:
+                        path, ratios = _compress_to_file(args, name, data, directory)
+                        case = {**base, "file": path, "compressed_kwargs": args.compressed_kwargs}
+                        result = _run_in_subprocess(case)
+                        for key in ("ncc", "ncc_band", "iteration_s", "peak_memory_mb"):
+                            if key in result and key in plain:
+                                result[f"{key}_relative"] = result[key] / plain[key]
+                        rows.append({**base, "basis": name, **ratios, **result})
+                        print(json.dumps(rows[-1]), flush=True)
+    Path(args.output).write_text(json.dumps(rows, indent=1))
+    _print_table(rows)
+    return 0
+
+
+def _print_table(rows) -> None:
+    header = (
+        f"{'kind':8} {'dose':>7} {'descan':>6} {'basis':15} {'ratio':>7} {'ncc':>6} "
+        f"{'rel':>5} {'band':>6} {'rel':>5} {'s/it':>6} {'rel':>5} {'prep s':>7} {'MB':>6}"
+    )
+    print(header)
+    for r in rows:
+        if "failed" in r:
+            print(f"{r['kind']:8} {r['basis']:15} FAILED {r['failed']}")
+            continue
+        print(
+            f"{r['kind']:8} {r['dose'] or float('inf'):7.0e} {r['descan']:6.1f} {r['basis']:15} "
+            f"{r.get('compression_ratio', 1):7.0f} {r['ncc']:6.3f} "
+            f"{r.get('ncc_relative', 1):5.3f} {r['ncc_band']:6.3f} "
+            f"{r.get('ncc_band_relative', 1):5.3f} {r['iteration_s']:6.2f} "
+            f"{r.get('iteration_s_relative', 1):5.2f} {r['preprocess_s']:7.1f} "
+            f"{r['peak_memory_mb']:6.0f}"
+        )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,421 @@
+"""``preprocess`` for compressed data: py4DSTEM's steps without per-pixel patterns.
+
+py4DSTEM's ``MultislicePtychography.preprocess`` reads every pattern to fit centres of mass,
+shift the patterns to the corner and take square roots. From a ``CompressedDataCube`` the
+same information comes from what was stored per position:
+
+* calibrations: the data's py4DSTEM ``Calibration``;
+* scan rotation / transpose: py4DSTEM's curl / divergence solver fed with the stored centres
+  of mass (``force_com_rotation``, ``force_com_transpose``, ``force_com_shifts``,
+  ``force_com_measured``, ``fit_function`` ... behave as in py4DSTEM);
+* normalisation: the mean stored total intensity;
+* frame: the masks are rolled once by the (integer) mean fitted centre into py4DSTEM's
+  corner-centred frame; the remaining per-position offsets of the fitted centres become
+  *descan shifts* applied to the predictions (a real-space phase ramp), since the measured
+  patterns can no longer be shifted.
+
+Memory grows with positions x masks: the only per-position table is ``(N, K + 4)``.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+from py4DSTEM.data import Calibration
+from py4DSTEM.process.phase.utils import ComplexProbe, fft_shift, generate_batches
+
+from py4dstem_compressed.projection import CompressedOperator
+
+__all__ = ["CompressedPreprocessMixin"]
+
+#: Descan shifts below this [px] are treated as none (no ramp is applied).
+DESCAN_TOLERANCE_PX = 1e-3
+
+
+class CompressedPreprocessMixin:
+    """``preprocess`` and helpers of :class:`CompressedMultislicePtychography`."""
+
+    def preprocess(
+        self,
+        diffraction_intensities_shape: tuple[int, int] | None = None,
+        reshaping_method: str = "bilinear",
+        shifting_interpolation_order: int = 3,
+        padded_diffraction_intensities_shape: tuple[int, int] | None = None,
+        region_of_interest_shape: tuple[int, int] | None = None,
+        dp_mask: np.ndarray | None = None,
+        in_place_datacube_modification: bool = False,
+        fit_function: str = "plane",
+        plot_center_of_mass: str = "default",
+        plot_rotation: bool = True,
+        maximize_divergence: bool = False,
+        rotation_angles_deg: np.ndarray | None = None,
+        plot_probe_overlaps: bool = True,
+        force_com_rotation: float | None = None,
+        force_com_transpose: bool | None = None,
+        force_com_shifts: Any = None,
+        force_com_measured: Any = None,
+        vectorized_com_calculation: bool = True,
+        force_scan_sampling: float | None = None,
+        force_angular_sampling: float | None = None,
+        force_reciprocal_sampling: float | None = None,
+        object_fov_mask: np.ndarray | None = None,
+        crop_patterns: bool = False,
+        center_positions_in_fov: bool = True,
+        store_initial_arrays: bool = True,
+        device: str | None = None,
+        clear_fft_cache: bool | None = None,
+        max_batch_size: int | None = None,
+        **kwargs: Any,
+    ):
+        """Prepare the reconstruction from compressed data (py4DSTEM's keywords).
+
+        A ``DataCube`` input is first compressed onto the basis (``compress``) and then
+        treated exactly like a ``CompressedDataCube``.
+
+        Parameters
+        ----------
+        fit_function : str
+            Fit of the centres of mass over the scan (``"plane"``, ``"parabola"``,
+            ``"bezier_two"`` or None): the fitted centres give the descan shifts.
+        force_com_rotation : float, optional
+            Scan rotation [deg]; solved from the stored centres of mass otherwise.
+        force_com_transpose : bool, optional
+            Force the transpose of the scan axes.
+        force_com_shifts : tuple, optional
+            Fitted centres ``(qx, qy)`` [px] (arrays over the scan or scalars).
+        force_com_measured : tuple, optional
+            Measured centres ``(qx, qy)`` [px] replacing the stored ones.
+        force_scan_sampling : float, optional
+            Scan step [Å], overriding the calibration.
+        force_angular_sampling, force_reciprocal_sampling : float, optional
+            Detector pixel size [mrad] or [1/Å], overriding the calibration.
+        max_batch_size : int, optional
+            Positions per batch when computing probe overlaps.
+
+        Other keywords (``plot_center_of_mass``, ``plot_rotation``,
+        ``maximize_divergence``, ``rotation_angles_deg``, ``plot_probe_overlaps``,
+        ``object_fov_mask``, ``center_positions_in_fov``, ``store_initial_arrays``,
+        ``device``, ``clear_fft_cache``) are py4DSTEM's. ``shifting_interpolation_order``,
+        ``in_place_datacube_modification`` and ``vectorized_com_calculation`` have no
+        effect (no pattern is shifted or re-read). Resampling, padding, cropping,
+        ``region_of_interest_shape`` and ``dp_mask`` act on pixels and raise
+        ``NotImplementedError`` (put unmeasured pixels in the basis geometry's mask).
+
+        Returns
+        -------
+        self
+        """
+        unsupported = {
+            "diffraction_intensities_shape": diffraction_intensities_shape,
+            "padded_diffraction_intensities_shape": padded_diffraction_intensities_shape,
+            "dp_mask": dp_mask,
+            "crop_patterns": crop_patterns or None,
+        }
+        for key, value in unsupported.items():
+            if value is not None:
+                raise NotImplementedError(
+                    f"{key} acts on pixels and is not available for compressed data; build "
+                    "the basis on the detector you want (unmeasured pixels go in "
+                    "DetectorGeometry(mask=...))"
+                )
+        self.set_device(device, clear_fft_cache)
+        xp_storage = self._xp_storage
+        data = self._compressed_data(progress_bar=self._verbose)
+        detector_shape = tuple(int(s) for s in data.basis.masks.shape[-2:])
+        if region_of_interest_shape is not None and tuple(region_of_interest_shape) != (
+            detector_shape
+        ):
+            raise NotImplementedError(
+                "region_of_interest_shape other than the detector shape needs per-pixel "
+                "resampling and is not available for compressed data"
+            )
+        self._diffraction_intensities_shape = None
+        self._reshaping_method = reshaping_method
+        self._padded_diffraction_intensities_shape = None
+        self._dp_mask = None
+        if self._positions_mask is not None:
+            self._positions_mask = np.asarray(self._positions_mask, dtype="bool")
+
+        self._set_calibrations(
+            data, force_scan_sampling, force_angular_sampling, force_reciprocal_sampling
+        )
+        if self._semiangle_cutoff_pixels:
+            self._semiangle_cutoff = self._semiangle_cutoff_pixels * self._angular_sampling[0]
+
+        com_measured, com_shifts = _com_inputs(data, force_com_measured, force_com_shifts)
+        (
+            self._com_measured_x,
+            self._com_measured_y,
+            self._com_fitted_x,
+            self._com_fitted_y,
+            self._com_normalized_x,
+            self._com_normalized_y,
+        ) = self._calculate_intensities_center_of_mass(
+            None, fit_function=fit_function, com_shifts=com_shifts, com_measured=com_measured
+        )
+        (
+            self._rotation_best_rad,
+            self._rotation_best_transpose,
+            self._com_x,
+            self._com_y,
+        ) = self._solve_for_center_of_mass_relative_rotation(
+            self._com_measured_x,
+            self._com_measured_y,
+            self._com_normalized_x,
+            self._com_normalized_y,
+            rotation_angles_deg=rotation_angles_deg,
+            plot_rotation=plot_rotation,
+            plot_center_of_mass=plot_center_of_mass,
+            maximize_divergence=maximize_divergence,
+            force_com_rotation=force_com_rotation,
+            force_com_transpose=force_com_transpose,
+            **kwargs,
+        )
+        attrs = [
+            "_com_measured_x",
+            "_com_measured_y",
+            "_com_fitted_x",
+            "_com_fitted_y",
+            "_com_normalized_x",
+            "_com_normalized_y",
+            "_com_x",
+            "_com_y",
+        ]
+        self.copy_attributes_to_device(attrs, self._storage)
+
+        self._build_measurements(data)
+        self._crop_mask = None
+        self._crop_mask_shape = detector_shape
+        self._amplitudes_shape = np.array(detector_shape)
+        self._resample_exit_waves = False
+        self._region_of_interest_shape = np.array(detector_shape)
+
+        self._positions_px, self._object_padding_px = self._calculate_scan_positions_in_pixels(
+            self._scan_positions,
+            self._positions_mask,
+            self._object_padding_px,
+            self._positions_offset_ang,
+        )
+        self._object = self._initialize_object(
+            self._object, self._num_slices, self._positions_px, self._object_type
+        )
+        if store_initial_arrays:
+            self._object_initial = self._object.copy()
+            self._object_type_initial = self._object_type
+        self._object_shape = self._object.shape[-2:]
+        self._positions_px = xp_storage.asarray(self._positions_px, dtype=xp_storage.float32)
+        self._positions_px_initial_com = self._positions_px.mean(0)
+        if center_positions_in_fov:
+            self._positions_px -= (
+                self._positions_px_initial_com - xp_storage.array(self._object_shape) / 2
+            )
+            self._positions_px_initial_com = self._positions_px.mean(0)
+        self._positions_px_initial = self._positions_px.copy()
+        self._positions_initial = self._positions_px_initial.copy()
+        self._positions_initial[:, 0] *= self.sampling[0]
+        self._positions_initial[:, 1] *= self.sampling[1]
+
+        self._initialize_probe_and_propagators(store_initial_arrays)
+        self._set_fov_mask(object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs)
+        self._preprocessed = True
+        self.clear_device_mem(self._device, self._clear_fft_cache)
+        return self
+
+    # ------------------------------------------------------------------ helpers
+    def _compressed_data_or_none(self):
+        data = self._datacube
+        return data if data is not None and hasattr(data, "coefficients") else None
+
+    def _compressed_data(self, progress_bar: bool = True):
+        """The attached CompressedDataCube, compressing a DataCube on first use."""
+        if self._datacube is None:
+            raise ValueError(
+                "preprocess() needs data: pass datacube= (a CompressedDataCube, or a DataCube "
+                "with basis=) to the constructor or call attach_datacube()"
+            )
+        if self._compressed_data_or_none() is None:
+            from py4dstem_compressed.compress import compress
+
+            if self._basis is None:
+                raise ValueError("a DataCube needs basis= to be compressed")
+            self._basis.check_detector(self._datacube.data.shape[-2:], what="the DataCube")
+            self._datacube = compress(
+                self._datacube, self._basis, mode=self._compression_mode, progress_bar=progress_bar
+            )
+        data = self._datacube
+        if data.basis is not self._basis and self._basis is not None:
+            if data.basis.masks.shape != self._basis.masks.shape or not np.array_equal(
+                data.basis.masks, self._basis.masks
+            ):
+                raise ValueError("the attached data were compressed on a different basis")
+        self._basis = data.basis
+        self._compression_mode = data.mode
+        return data
+
+    def _set_calibrations(self, data, scan_sampling, angular_sampling, reciprocal_sampling):
+        """Scan and detector calibrations from the data (py4DSTEM's rules and errors)."""
+        calibration = getattr(data, "calibration", None)
+        forced_q = angular_sampling is not None or reciprocal_sampling is not None
+        if calibration is None and not (scan_sampling is not None and forced_q):
+            raise ValueError(
+                "the CompressedDataCube has no calibration: compress a DataCube with "
+                "R_pixel_size [Å] and Q_pixel_size [mrad or 1/Å] set, or pass "
+                "force_scan_sampling [Å] and force_angular_sampling [mrad] (or "
+                "force_reciprocal_sampling [1/Å]) to preprocess()"
+            )
+        scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
+        view = SimpleNamespace(
+            data=np.broadcast_to(np.float32(0), (*scan_shape, 1, 1)),
+            calibration=calibration if calibration is not None else Calibration(),
+        )
+        self._extract_intensities_and_calibrations_from_datacube(
+            view,
+            require_calibrations=True,
+            force_scan_sampling=scan_sampling,
+            force_angular_sampling=angular_sampling,
+            force_reciprocal_sampling=reciprocal_sampling,
+        )
+
+    def _build_measurements(self, data) -> None:
+        """Per-position measurement rows and the masks in the corner-centred frame."""
+        asnumpy = self._asnumpy
+        basis = data.basis
+        fitted = np.stack(
+            [asnumpy(self._com_fitted_x), asnumpy(self._com_fitted_y)], axis=-1
+        ).astype(np.float64)
+        coefficients = np.asarray(data.coefficients, dtype=np.float32)
+        norms = np.asarray(data.perpendicular_norms, dtype=np.float32)
+        totals = np.asarray(data.total_intensity, dtype=np.float64)
+        if self._positions_mask is not None:
+            select = self._positions_mask
+            fitted, coefficients, norms, totals = (
+                fitted[select],
+                coefficients[select],
+                norms[select],
+                totals[select],
+            )
+        else:
+            fitted = fitted.reshape(-1, 2)
+            coefficients = coefficients.reshape(-1, coefficients.shape[-1])
+            norms = norms.reshape(-1, 2)
+            totals = totals.reshape(-1)
+        origin = np.round(np.nanmean(fitted, axis=0)).astype(int)
+        shifts = np.nan_to_num(fitted - origin).astype(np.float32)
+        self._has_descan = bool(np.abs(shifts).max(initial=0.0) > DESCAN_TOLERANCE_PX)
+        self._has_perpendicular_norms = bool(np.all(np.isfinite(norms)) and norms.any())
+        self._descan_origin_px = tuple(int(o) for o in origin)
+        self._operator = CompressedOperator.from_detector(
+            basis.masks,
+            basis.geometry.bf,
+            basis.geometry.df,
+            self._descan_origin_px,
+            mode=data.mode,
+            xp=self._xp,
+        )
+        rows = np.concatenate([coefficients, np.nan_to_num(norms), shifts], axis=1)
+        self._amplitudes = self._xp_storage.asarray(rows, dtype=np.float32)
+        self._num_diffraction_patterns = rows.shape[0]
+        self._mean_diffraction_intensity = float(totals.mean())
+        self._error_scale = (
+            1.0 if data.mode == "amplitude" else 1.0 / self._mean_diffraction_intensity
+        )
+
+    def _initialize_probe_and_propagators(self, store_initial_arrays: bool) -> None:
+        """Probe, known aberrations and propagators, as py4DSTEM's preprocess does."""
+        xp = self._xp
+        self._probe, self._semiangle_cutoff = self._initialize_probe(
+            self._probe,
+            self._vacuum_probe_intensity,
+            self._mean_diffraction_intensity,
+            self._semiangle_cutoff,
+            False,
+        )
+        self._known_aberrations_array = ComplexProbe(
+            energy=self._energy,
+            gpts=self._region_of_interest_shape,
+            sampling=self.sampling,
+            parameters=self._polar_parameters,
+            device=self._device,
+        )._evaluate_ctf()
+        if store_initial_arrays:
+            self._probe_initial = self._probe.copy()
+            self._probe_initial_aperture = xp.abs(xp.fft.fft2(self._probe))
+        else:
+            self._probe_initial_aperture = None
+        self._propagator_arrays = self._precompute_propagator_arrays(
+            self._region_of_interest_shape,
+            self.sampling,
+            self._energy,
+            self._slice_thicknesses,
+            self._theta_x,
+            self._theta_y,
+        )
+
+    def _set_fov_mask(self, object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs) -> None:
+        """Object field-of-view mask from the probe overlaps (py4DSTEM's rule)."""
+        xp = self._xp
+        probe_overlap = None
+        if object_fov_mask is None or plot_probe_overlaps:
+            num = self._num_diffraction_patterns
+            probe_overlap = xp.zeros(self._object_shape, dtype=xp.float32)
+            for start, end in generate_batches(num, max_batch=max_batch_size or num):
+                positions_px = self._positions_px[start:end]
+                fractional = positions_px - self._xp_storage.round(positions_px)
+                shifted = fft_shift(self._probe, fractional, xp)
+                probe_overlap += self._sum_overlapping_patches_bincounts(
+                    xp.abs(shifted) ** 2, positions_px
+                )
+        if object_fov_mask is None:
+            blurred = self._scipy.ndimage.gaussian_filter(probe_overlap, 1.0)
+            self._object_fov_mask = self._asnumpy(blurred > 0.25 * blurred.max())
+        elif object_fov_mask is True:
+            self._object_fov_mask = np.full(self._object_shape, True)
+        else:
+            self._object_fov_mask = np.asarray(object_fov_mask)
+        self._object_fov_mask_inverse = np.invert(self._object_fov_mask)
+        if plot_probe_overlaps:
+            self._plot_probe_overlaps(self._asnumpy(probe_overlap), kwargs)
+
+    def _plot_probe_overlaps(self, probe_overlap: np.ndarray, kwargs: dict) -> None:
+        """Initial probe intensity and the scanned field of view."""
+        figsize = kwargs.pop("figsize", (9, 4))
+        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=figsize)
+        sx, sy = self.sampling
+        roi = self._region_of_interest_shape
+        ax1.imshow(
+            np.abs(self.probe_centered) ** 2,
+            extent=[0, sy * roi[1], sx * roi[0], 0],
+            cmap="Greys_r",
+        )
+        ax1.set_title("Initial probe intensity")
+        ax2.imshow(
+            probe_overlap,
+            extent=[0, sy * self._object_shape[1], sx * self._object_shape[0], 0],
+            cmap="Greys_r",
+        )
+        ax2.scatter(self.positions[:, 1], self.positions[:, 0], s=2.5, color=(1, 0, 0, 1))
+        ax2.set_title("Object field of view")
+        for ax in (ax1, ax2):
+            ax.set_xlabel("y [A]")
+            ax.set_ylabel("x [A]")
+        fig.tight_layout()
+
+
+def _com_inputs(data, force_com_measured, force_com_shifts):
+    """Measured and (optionally) fitted centres of mass as py4DSTEM expects them."""
+    scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
+
+    def as_maps(pair):
+        if pair is None:
+            return None
+        return tuple(np.broadcast_to(np.asarray(v, dtype=np.float32), scan_shape) for v in pair)
+
+    if force_com_measured is None:
+        com = np.asarray(data.center_of_mass, dtype=np.float32)
+        com_measured = (com[..., 0], com[..., 1])
+    else:
+        com_measured = as_maps(force_com_measured)
+    return com_measured, as_maps(force_com_shifts)

@@ -1,0 +1,68 @@
+"""Probe-position correction from mask coefficients.
+
+py4DSTEM's ``_position_correction`` fits, per probe position, the measured-minus-predicted
+*pixel intensities* with the intensity change caused by moving the object one pixel along
+each scan axis (a 2-parameter linear least-squares problem). With compressed data the same
+fit runs in coefficient space: the residual is ``c - M v`` and the two partial derivatives
+are projected onto the masks, so the problem has ``K`` equations instead of ``Sx * Sy``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from py4dstem_compressed.projection import CompressedOperator, get_array_module
+
+__all__ = ["coefficient_position_update"]
+
+
+def coefficient_position_update(
+    far_field: Any,
+    far_field_dx: Any,
+    far_field_dy: Any,
+    coefficients: Any,
+    operator: CompressedOperator,
+    regularization: float = 1e-6,
+) -> Any:
+    """Least-squares position update per probe position, in coefficient space.
+
+    Parameters
+    ----------
+    far_field : array
+        ``(B, Sx, Sy)`` complex predicted far fields at the current positions.
+    far_field_dx, far_field_dy : array
+        ``(B, Sx, Sy)`` far fields with the object shifted by one pixel along the
+        first / second axis (py4DSTEM's finite-difference convention).
+    coefficients : array
+        ``(B, K)`` measured coefficients.
+    operator : CompressedOperator
+        Masks (same frame as the far fields) and the compression mode.
+    regularization : float
+        Tikhonov term added to the 2x2 normal matrix, relative to its trace
+        (keeps positions without contrast, e.g. vacuum, from moving).
+
+    Returns
+    -------
+    array
+        ``(B, 2)`` update [object px] to be *subtracted* from the positions, as in
+        py4DSTEM.
+    """
+    xp = get_array_module(far_field)
+    batch = far_field.shape[0]
+    amplitude = xp.abs(far_field)
+    partials = []
+    for shifted in (far_field_dx, far_field_dy):
+        change = xp.real((far_field - shifted) * xp.conj(far_field))
+        if operator.mode == "amplitude":
+            change = change / xp.maximum(amplitude, 1e-12 * amplitude.max())
+        else:
+            change = 2 * change
+        partials.append(change.reshape(batch, -1) @ operator.masks.T)
+    values = amplitude if operator.mode == "amplitude" else amplitude**2
+    residual = coefficients - values.reshape(batch, -1) @ operator.masks.T
+    design = xp.stack(partials, axis=-1)  # (B, K, 2)
+    normal = xp.swapaxes(design, -1, -2) @ design  # (B, 2, 2)
+    trace = xp.trace(normal, axis1=-2, axis2=-1)[:, None, None]
+    normal = normal + (regularization * trace + 1e-30) * xp.eye(2, dtype=normal.dtype)
+    rhs = xp.swapaxes(design, -1, -2) @ residual[..., None]
+    return xp.linalg.solve(normal, rhs)[..., 0]
