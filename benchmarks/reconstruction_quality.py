@@ -47,7 +47,6 @@ BASES = {
     ),
 }
 TARGETS = {"zernike36": 0.98, "dp15": 0.98, "dp8": 0.95, "dp15-intensity": 0.90}
-BAND_ANGSTROM = (0.35, 1.2)
 
 
 def _dataset(args, kind: str, dose: float | None, descan_px: float):
@@ -87,37 +86,11 @@ def _basis(name, datacube, geometry):
 
 
 def _quality(ptycho, data) -> dict:
-    """Peak NCC of the summed potential with the truth, plain and band-passed."""
-    from py4dstem_compressed.resolution import (
-        band_pass,
-        normalized_cross_correlation,
-        register_to_ground_truth,
-    )
+    """Peak NCC of the summed potential with the truth, plain and band-passed, and FSC."""
+    from py4dstem_compressed.evaluation import score_reconstruction
 
-    potential = np.asarray(ptycho.object).sum(0)
-    positions = np.asarray(ptycho._positions_px)
-    lo = np.floor(positions.min(0)).astype(int)
-    hi = np.ceil(positions.max(0)).astype(int) + 1
-    roi = (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1]))
-    sampling = ptycho.sampling
-    out = {}
-    for label, band in (("ncc", None), ("ncc_band", BAND_ANGSTROM)):
-        result = register_to_ground_truth(
-            potential,
-            data.projected_potential,
-            sampling,
-            data.potential_sampling,
-            roi=roi,
-            band=band,
-        )
-        if band is None:
-            out[label] = result.correlation
-        else:
-            out[label] = normalized_cross_correlation(
-                band_pass(result.reconstruction, sampling, *band),
-                band_pass(result.ground_truth, sampling, *band),
-            )
-    return out
+    scores = score_reconstruction(ptycho, data)
+    return {k: scores[k] for k in ("ncc", "ncc_band", "fsc_bragg_mean", "fsc_mean")}
 
 
 def run_case(case: dict) -> dict:

@@ -29,6 +29,7 @@ from py4dstem_compressed.resolution import (
 
 __all__ = [
     "BAND_ANGSTROM",
+    "DEFAULT_RECONSTRUCT_KWARGS",
     "PeakMemory",
     "ReconstructionResult",
     "bragg_frequencies",
@@ -38,6 +39,10 @@ __all__ = [
 
 #: Detail band of the band-passed correlation [A]: where lost information would show.
 BAND_ANGSTROM = (0.35, 1.2)
+
+#: ``reconstruct`` settings shared by every compared run (uncompressed and compressed):
+#: mini-batches of 64 positions, as py4DSTEM's tutorials use mini-batches, and a fixed seed.
+DEFAULT_RECONSTRUCT_KWARGS = {"max_batch_size": 64, "seed_random": 0, "progress_bar": False}
 
 
 class PeakMemory:
@@ -132,7 +137,8 @@ def run_ptychography(
         Use :class:`CompressedMultislicePtychography` (default: when ``data`` is compressed).
     preprocess_kwargs, reconstruct_kwargs, constructor_kwargs : dict, optional
         Extra arguments. By default the known scan rotation of the simulation (0, no
-        transpose) is forced and py4DSTEM's plots are off.
+        transpose) is forced, py4DSTEM's plots are off and ``reconstruct`` uses
+        :data:`DEFAULT_RECONSTRUCT_KWARGS`.
     score : bool
         Compute :func:`score_reconstruction`.
 
@@ -158,7 +164,7 @@ def run_ptychography(
         "force_com_transpose": False,
     }
     pre.update(preprocess_kwargs or {})
-    rec = {"progress_bar": False}
+    rec = dict(DEFAULT_RECONSTRUCT_KWARGS)
     rec.update(reconstruct_kwargs or {})
     kwargs = {"device": "cpu", "verbose": False, **dataset.reconstruction_kwargs()}
     kwargs.update(constructor_kwargs or {})
