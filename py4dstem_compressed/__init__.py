@@ -29,8 +29,9 @@ from py4dstem_compressed.metrics import (
 )
 from py4dstem_compressed.ptychography import CompressedMultislicePtychography
 from py4dstem_compressed.resolution import fourier_shell_correlation, register_to_ground_truth
-from py4dstem_compressed.storage import CompressedDataCube, read_compressed
+from py4dstem_compressed.storage import CompressedDataCube, StorageOptions, read_compressed
 from py4dstem_compressed.version import FORMAT_VERSION, __version__
+from py4dstem_compressed.writer import CompressedWriter, open_compressed_writer
 
 #: emdfile looks for EMD classes in imported modules that set this flag.
 _emd_hook = True
@@ -49,7 +50,9 @@ __all__ = [
     "BasisAngles",
     "CompressedDataCube",
     "CompressedMultislicePtychography",
+    "CompressedWriter",
     "DetectorGeometry",
+    "StorageOptions",
     "__version__",
     "angle_curves",
     "basis_angles",
@@ -58,6 +61,7 @@ __all__ = [
     "compression_ratio",
     "diffraction_pattern_basis",
     "fourier_shell_correlation",
+    "open_compressed_writer",
     "pca_basis",
     "read_compressed",
     "register_to_ground_truth",

@@ -1,157 +1,164 @@
 """Project diffraction patterns onto a basis (Eq. 8) in batches.
 
-The kernel :func:`compress_frames` is array-in, array-out and works with NumPy
-or CuPy (``xp``). :func:`compress` drives it over a whole scan with a progress
-bar, validating the input on the way.
+The kernel (:class:`~py4dstem_compressed.kernels.CompressionKernel`, wrapped by
+:func:`compress_frames`) is array-in, array-out. :func:`compress` drives it over
+a whole scan in chunks of bounded size -- in this process (reading the next
+chunk while computing one) or on a ``dask.distributed`` cluster -- with a
+progress bar, validating the input on the way.
 """
 
 from __future__ import annotations
 
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from tqdm.auto import tqdm
 
 from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.sources import as_4d, frame_batch
+from py4dstem_compressed.kernels import CompressionKernel
+from py4dstem_compressed.sources import FrameSource, open_source
 from py4dstem_compressed.storage import MODES, CompressedDataCube
 
-__all__ = ["FrameKernel", "compress", "compress_frames"]
+__all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress", "compress_frames"]
 
-DEFAULT_BATCH_FRAMES = 1024
-
-
-class FrameKernel:
-    """The per-frame linear maps of a basis, prepared once for a batch kernel.
-
-    Parameters
-    ----------
-    basis : Basis
-        Masks to project on.
-    xp : module
-        ``numpy`` or ``cupy``.
-
-    Attributes
-    ----------
-    masks_t : array
-        ``(P, K)`` float32 transposed flat masks.
-    region_sums_t : array
-        ``(P, 6)`` float32 columns: BF indicator, DF indicator, EDGE indicator,
-        ones, qx, qy (pixel coordinates), so one matmul gives every region sum
-        and the centre-of-mass numerators.
-    """
-
-    def __init__(self, basis: Basis, xp=np) -> None:
-        geometry = basis.geometry
-        qx, qy = np.meshgrid(
-            np.arange(geometry.shape[0], dtype=np.float32),
-            np.arange(geometry.shape[1], dtype=np.float32),
-            indexing="ij",
-        )
-        columns = np.stack(
-            [
-                geometry.bf.ravel(),
-                geometry.df.ravel(),
-                geometry.edge.ravel(),
-                np.ones(geometry.num_pixels, bool),
-                qx.ravel(),
-                qy.ravel(),
-            ],
-            axis=1,
-        ).astype(np.float32)
-        self.xp = xp
-        self.basis = basis
-        self.num_bf = basis.num_bf
-        self.masks_t = xp.asarray(np.ascontiguousarray(basis.masks_flat.T))
-        self.region_sums_t = xp.asarray(columns)
+#: Default bytes of frames in flight (the chunk being compressed and the one being read)
+DEFAULT_MEMORY_LIMIT = 256 * 2**20
+#: Bytes per frame pixel the in-process loop needs: two float32 chunks + temporaries
+BYTES_PER_PIXEL = 3 * 4
+RESULT_KEYS = (
+    "coefficients",
+    "perpendicular_norms",
+    "edge_intensity",
+    "total_intensity",
+    "center_of_mass",
+)
 
 
-def compress_frames(frames, kernel: FrameKernel, mode: str = "amplitude") -> dict:
+def compress_frames(frames, kernel, mode: str = "amplitude") -> dict:
     """Compress a batch of frames.
 
     Parameters
     ----------
-    frames : array
-        ``(B, Qx, Qy)`` intensities [counts], NumPy or CuPy (as ``kernel.xp``).
-        Must be finite; in amplitude mode negative values are clipped to 0.
-    kernel : FrameKernel
-        Prepared basis.
+    frames : numpy.ndarray
+        ``(B, Qx, Qy)`` intensities [counts]. In amplitude mode negative values
+        are clipped to 0; NaN/inf frames get a non-finite ``total_intensity``.
+    kernel : CompressionKernel or Basis
+        Prepared kernel (or a basis to prepare one for).
     mode : {"amplitude", "intensity"}
-        Project ``sqrt(I)`` or ``I``.
+        Project ``sqrt(I)`` or ``I`` (used when ``kernel`` is a Basis).
 
     Returns
     -------
     dict
         ``coefficients (B, K)``, ``perpendicular_norms (B, 2)``,
         ``edge_intensity (B,)``, ``total_intensity (B,)``,
-        ``center_of_mass (B, 2)``, all float32 arrays of ``kernel.xp``.
+        ``center_of_mass (B, 2)`` (float32 NumPy arrays) and ``num_negative``
+        (number of clipped pixels).
     """
-    # NaN/inf frames propagate to their totals, which the caller checks
-    with np.errstate(invalid="ignore", over="ignore"):
-        xp = kernel.xp
-        num = frames.shape[0]
-        intensity = xp.asarray(frames).reshape(num, -1).astype(xp.float32, copy=False)
-        if mode == "amplitude":
-            intensity = xp.maximum(intensity, 0)
-            vector = xp.sqrt(intensity)
-        else:
-            vector = intensity
-        coefficients = vector @ kernel.masks_t
-        sums = intensity @ kernel.region_sums_t
-        if mode == "amplitude":
-            region_norms_sq = sums[:, :2]  # ||sqrt(I)_R||^2 = sum_R I
-        else:
-            region_norms_sq = (vector * vector) @ kernel.region_sums_t[:, :2]
-        c_sq = coefficients.astype(xp.float64) ** 2
-        captured = xp.stack([c_sq[:, : kernel.num_bf].sum(1), c_sq[:, kernel.num_bf :].sum(1)], 1)
-        perpendicular = xp.sqrt(xp.maximum(region_norms_sq - captured, 0)).astype(xp.float32)
-        total = sums[:, 3]
-        safe_total = xp.where(total != 0, total, 1)
-        com = sums[:, 4:6] / safe_total[:, None]
-        return {
-            "coefficients": coefficients,
-            "perpendicular_norms": perpendicular,
-            "edge_intensity": sums[:, 2],
-            "total_intensity": total,
-            "center_of_mass": com.astype(xp.float32),
-        }
+    if isinstance(kernel, Basis):
+        kernel = CompressionKernel(kernel, mode)
+    return kernel(frames)
 
 
-def _first_bad_position(frames: np.ndarray, start: int, scan_ry: int) -> tuple[int, int]:
-    bad = ~np.isfinite(frames.reshape(frames.shape[0], -1)).all(axis=1)
-    index = start + int(np.argmax(bad))
-    return index // scan_ry, index % scan_ry
+def chunk_frames(source: FrameSource, max_batch_size: int | None, memory_limit: int | None) -> int:
+    """Frames per chunk: ``max_batch_size`` or what fits in ``memory_limit`` bytes.
+
+    Raises
+    ------
+    MemoryError
+        If a single chunk would not fit in the memory available now.
+    """
+    pixels = int(np.prod(source.shape[2:]))
+    per_frame = pixels * BYTES_PER_PIXEL
+    if max_batch_size is None:
+        limit = DEFAULT_MEMORY_LIMIT if memory_limit is None else int(memory_limit)
+        batch = max(1, limit // per_frame)
+    else:
+        batch = max(1, int(max_batch_size))
+    batch = min(batch, source.num_frames)
+    available = _available_memory()
+    if available is not None and batch * per_frame > available:
+        raise MemoryError(
+            f"a chunk of {batch} frames of {source.shape[2]}x{source.shape[3]} px needs "
+            f"~{batch * per_frame / 2**20:.0f} MiB but only {available / 2**20:.0f} MiB are "
+            "available; choose a smaller chunk (max_batch_size / memory_limit)"
+        )
+    return batch
+
+
+def _available_memory() -> int | None:
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return int(psutil.virtual_memory().available)
+
+
+def _active_client(client):
+    if client is False:
+        return None
+    if client is not None:
+        return client
+    try:
+        from distributed import default_client
+    except ImportError:
+        return None
+    try:
+        return default_client()
+    except ValueError:
+        return None
 
 
 def compress(
     datacube,
     basis: Basis,
     mode: str = "amplitude",
-    max_batch_size: int = DEFAULT_BATCH_FRAMES,
+    max_batch_size: int | None = None,
     check_center: bool = True,
     progress_bar: bool = True,
     name: str = "compressed_datacube",
+    *,
+    memory_limit: int | None = None,
+    datapath: str | None = None,
+    client=None,
+    use_numba: bool = True,
 ) -> CompressedDataCube:
-    """Compress a 4D-STEM dataset onto ``basis``.
+    """Compress a 4D-STEM dataset onto ``basis``, chunk by chunk.
+
+    Peak memory is bounded by the chunk size, not by the scan size: only the
+    per-pattern results (``K + 6`` values per pattern) are held for the whole scan.
 
     Parameters
     ----------
-    datacube : py4DSTEM.DataCube or numpy.ndarray
-        ``(Rx, Ry, Qx, Qy)`` intensities [counts].
+    datacube : DataCube, array-like or path
+        ``(Rx, Ry, Qx, Qy)`` intensities [counts]: a py4DSTEM DataCube, a NumPy
+        array or memmap, a dask array, an h5py / zarr dataset, or a path to a
+        ``.npy``, py4DSTEM/EMD ``.h5`` / ``.emd`` or ``.zarr`` file (read lazily).
     basis : Basis
         Orthonormal masks for this detector.
     mode : {"amplitude", "intensity"}
         ``"amplitude"`` projects ``sqrt(I)`` (Eq. 8; best for reconstruction);
         ``"intensity"`` projects ``I`` (what detector software computes on the fly).
-    max_batch_size : int
-        Frames per batch (memory ~ ``3 * max_batch_size * Qx * Qy * 4`` bytes).
+    max_batch_size : int, optional
+        Frames per chunk; by default as many as fit in ``memory_limit``.
     check_center : bool
-        Compare the data's mean centre of mass (first batch) with the basis's
+        Compare the data's mean centre of mass (first chunk) with the basis's
         BF centre and raise if they differ by more than a quarter of the BF radius.
     progress_bar : bool
         Show a tqdm progress bar.
     name : str
         Name of the returned EMD node.
+    memory_limit : int, optional
+        Bytes of frame data in flight per process (default 256 MiB), used when
+        ``max_batch_size`` is not given.
+    datapath : str, optional
+        Dataset inside an HDF5 / zarr file holding several 4D arrays.
+    client : distributed.Client, False or None
+        Run the chunks on this client's workers; ``None`` uses the active client
+        if there is one; ``False`` always runs in this process.
+    use_numba : bool
+        Use the fused numba kernel when numba is installed.
 
     Returns
     -------
@@ -161,58 +168,171 @@ def compress(
     ------
     ValueError
         For data with NaN/inf (naming the first bad scan position), a basis
-        for another detector shape or centre, or an unknown mode.
+        for another detector shape or centre, an unknown mode or file format.
+    FileNotFoundError
+        For a path that does not exist.
+    MemoryError
+        If one chunk does not fit in the available memory.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if not isinstance(basis, Basis):
         raise TypeError(f"basis must be a py4dstem_compressed.Basis, got {type(basis).__name__}")
-    data, calibration = as_4d(datacube)
-    basis.check_detector(data.shape[2:])
-    if basis.mode is not None and basis.mode != mode:
-        warnings.warn(
-            f"the basis was built from {basis.mode}s but mode={mode!r}; build it with "
-            f"mode={mode!r} for the best fit",
-            stacklevel=2,
-        )
-    rx, ry = data.shape[:2]
-    num_frames = rx * ry
-    kernel = FrameKernel(basis)
-    out = {
-        "coefficients": np.empty((num_frames, basis.num_masks), np.float32),
-        "perpendicular_norms": np.empty((num_frames, 2), np.float32),
-        "edge_intensity": np.empty(num_frames, np.float32),
-        "total_intensity": np.empty(num_frames, np.float32),
-        "center_of_mass": np.empty((num_frames, 2), np.float32),
-    }
-    batch = max(1, int(max_batch_size))
-    num_negative = 0
-    with tqdm(total=num_frames, desc="Compressing", unit="frame", disable=not progress_bar) as bar:
-        for start in range(0, num_frames, batch):
-            stop = min(start + batch, num_frames)
-            frames = frame_batch(data, start, stop)
-            result = compress_frames(frames, kernel, mode)
-            if not np.all(np.isfinite(result["total_intensity"])):
-                position = _first_bad_position(np.asarray(frames), start, ry)
-                raise ValueError(
-                    f"the pattern at scan position {position} contains NaN or inf; replace or "
-                    "mask those values before compressing"
-                )
-            if mode == "amplitude" and float(np.min(frames)) < 0:
-                num_negative += int(np.count_nonzero(np.asarray(frames) < 0))
-            if check_center and start == 0:
-                _check_center(result, basis)
-            for key, value in result.items():
-                out[key][start:stop] = value
-            bar.update(stop - start)
+    source = open_source(datacube, datapath)
+    try:
+        basis.check_detector(source.shape[2:])
+        if basis.mode is not None and basis.mode != mode:
+            warnings.warn(
+                f"the basis was built from {basis.mode}s but mode={mode!r}; build it with "
+                f"mode={mode!r} for the best fit",
+                stacklevel=2,
+            )
+        batch = chunk_frames(source, max_batch_size, memory_limit)
+        kernel = CompressionKernel(basis, mode, use_numba=use_numba)
+        client = _active_client(client)
+        runner = run_distributed if client is not None else run_local
+        with tqdm(
+            total=source.num_frames, desc="Compressing", unit="frame", disable=not progress_bar
+        ) as bar:
+            out, num_negative = runner(
+                source, kernel, batch, bar, check_center=check_center, client=client
+            )
+    finally:
+        source.close()
     if num_negative:
         warnings.warn(
             f"{num_negative} negative intensities (e.g. from background subtraction) were "
             "clipped to 0 before taking square roots",
             stacklevel=2,
         )
+    rx, ry = source.scan_shape
     arrays = {k: v.reshape(rx, ry, *v.shape[1:]) for k, v in out.items()}
-    return CompressedDataCube(**arrays, basis=basis, mode=mode, calibration=calibration, name=name)
+    return CompressedDataCube(
+        **arrays, basis=basis, mode=mode, calibration=source.calibration, name=name
+    )
+
+
+def chunk_ranges(num_frames: int, batch: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``0..num_frames-1`` in chunks of ``batch``."""
+    return [(s, min(s + batch, num_frames)) for s in range(0, num_frames, batch)]
+
+
+class _Collector:
+    """Gathers chunk results into whole-scan arrays, checking them on the way."""
+
+    def __init__(self, source: FrameSource, kernel: CompressionKernel, check_center: bool):
+        n = source.num_frames
+        k = kernel.num_masks
+        self.scan_ry = source.scan_shape[1]
+        self.basis = kernel.basis
+        self.check_center = check_center
+        self.num_negative = 0
+        self.out = {
+            "coefficients": np.empty((n, k), np.float32),
+            "perpendicular_norms": np.empty((n, 2), np.float32),
+            "edge_intensity": np.empty(n, np.float32),
+            "total_intensity": np.empty(n, np.float32),
+            "center_of_mass": np.empty((n, 2), np.float32),
+        }
+
+    def add(self, start: int, result: dict) -> None:
+        total = result["total_intensity"]
+        finite = np.isfinite(total)
+        if not finite.all():
+            index = start + int(np.argmin(finite))
+            position = divmod(index, self.scan_ry)
+            raise ValueError(
+                f"the pattern at scan position {position} contains NaN or inf; replace or "
+                "mask those values before compressing"
+            )
+        if self.check_center and start == 0:
+            _check_center(result, self.basis)
+        self.num_negative += result["num_negative"]
+        stop = start + len(total)
+        for key in RESULT_KEYS:
+            self.out[key][start:stop] = result[key]
+
+
+def run_local(source: FrameSource, kernel, batch: int, bar, check_center: bool, client=None):
+    """Compress in this process, reading the next chunk while computing the current one."""
+    collector = _Collector(source, kernel, check_center)
+    ranges = chunk_ranges(source.num_frames, batch)
+    with ThreadPoolExecutor(max_workers=1) as reader:
+        pending = reader.submit(source.read, *ranges[0])
+        for i, (start, stop) in enumerate(ranges):
+            frames = pending.result()
+            if i + 1 < len(ranges):
+                pending = reader.submit(source.read, *ranges[i + 1])
+            collector.add(start, kernel(frames))
+            del frames
+            bar.update(stop - start)
+    return collector.out, collector.num_negative
+
+
+def _compress_range(kernel, start: int, stop: int, reader=None, frames=None) -> dict:
+    """Worker task: read (from a file) or take frames, and compress them."""
+    if frames is None:
+        frames = reader.read(start, stop)
+    if hasattr(frames, "compute"):
+        frames = frames.compute()
+    return kernel(np.asarray(frames).reshape(stop - start, *frames.shape[-2:]))
+
+
+def run_distributed(source: FrameSource, kernel, batch: int, bar, check_center: bool, client):
+    """Compress on a ``dask.distributed`` client's workers, a bounded number of chunks in flight.
+
+    File sources are read by the workers themselves; arrays are sent chunk by chunk;
+    dask arrays are computed on the cluster.
+    """
+    from collections import deque
+
+    collector = _Collector(source, kernel, check_center)
+    ranges = deque(chunk_ranges(source.num_frames, batch))
+    kernel_future = client.scatter(kernel, broadcast=True, hash=False)
+    workers = max(1, len(client.scheduler_info().get("workers", {})))
+
+    def submit(start: int, stop: int):
+        if source.reader is not None:
+            return client.submit(
+                _compress_range, kernel_future, start, stop, reader=source.reader, pure=False
+            )
+        if source.is_dask:
+            import dask
+
+            frames = _dask_frames(source.data, start, stop)
+            task = dask.delayed(_compress_range)(kernel_future, start, stop, frames=frames)
+            return client.compute(task)
+        frames = source.read(start, stop)
+        return client.submit(_compress_range, kernel_future, start, stop, frames=frames, pure=False)
+
+    in_flight = deque()  # oldest first: results are taken in scan order
+    try:
+        while ranges or in_flight:
+            while ranges and len(in_flight) < 2 * workers:
+                start, stop = ranges.popleft()
+                in_flight.append((start, stop, submit(start, stop)))
+            start, stop, future = in_flight.popleft()
+            collector.add(start, future.result())
+            bar.update(stop - start)
+    finally:
+        for *_, future in in_flight:
+            future.cancel()
+    return collector.out, collector.num_negative
+
+
+def _dask_frames(data, start: int, stop: int):
+    """A lazy ``(B, Qx, Qy)`` dask array of frames ``start..stop-1``."""
+    import dask.array as da
+
+    ry = data.shape[1]
+    pieces = []
+    index = start
+    while index < stop:
+        row, col = divmod(index, ry)
+        end = min(stop, (row + 1) * ry)
+        pieces.append(data[row, col : col + end - index])
+        index = end
+    return da.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
 
 def _check_center(result: dict, basis: Basis) -> None:
