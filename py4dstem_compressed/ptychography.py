@@ -116,6 +116,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         edge_weight: float | None = None,
         probe_aperture_weight: float | None = None,
         weights: Mapping[str, float] | None = None,
+        scale_nonnegative_masks: bool = True,
         **kwargs: Any,
     ):
         """Reconstruct object and probe from the compressed measurements.
@@ -148,6 +149,12 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         weights : mapping, optional
             The same weights as a mapping, e.g. ``{"edge_weight": 0.5}``. Explicit
             keywords win. Unknown names raise ``ValueError``.
+        scale_nonnegative_masks : bool
+            Match the coefficients of non-negative masks with a support of their own
+            (the uniform DF mask, bins) by rescaling the predicted pattern on that
+            support instead of adding a constant (default True; see
+            :func:`py4dstem_compressed.projection.project_values`). With a complete
+            pixel basis both give py4DSTEM's amplitude replacement.
         **kwargs
             py4DSTEM's ``reconstruct`` keywords.
 
@@ -187,6 +194,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             edge_weight=edge_weight,
             probe_aperture_weight=probe_aperture_weight,
         )
+        self._scale_nonnegative = bool(scale_nonnegative_masks)
         if kwargs.get("virtual_detector_masks") is not None:
             raise NotImplementedError(
                 "virtual_detector_masks is not supported: compressed data are already "
@@ -222,7 +230,12 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             waves = waves * ramp
         fourier_waves = xp.fft.fft2(waves)
         modified, error = fourier_projection(
-            fourier_waves, coefficients, self._operator, norms, self._weights
+            fourier_waves,
+            coefficients,
+            self._operator,
+            norms,
+            self._weights,
+            getattr(self, "_scale_nonnegative", True),
         )
         return modified, fourier_waves, ramp, error * self._error_scale
 

@@ -239,3 +239,30 @@ def test_masks_spanning_two_regions_are_rejected():
     mask /= np.linalg.norm(mask)
     with pytest.raises(ValueError, match="inside one region"):
         CompressedOperator.from_detector(mask[None], bf, df, (0, 0))
+
+
+def test_scalable_masks_are_matched_by_rescaling_the_prediction():
+    """A uniform DF mask and BF bins: coefficients matched, the predicted shape kept."""
+    rng = np.random.default_rng(5)
+    bf, df = _regions()
+    bins = np.zeros((2, *SHAPE))
+    left = bf & (np.indices(SHAPE)[1] < CENTER[1])
+    bins[0][left], bins[1][bf & ~left] = 1.0, 1.0
+    bins /= np.sqrt(bins.sum(axis=(1, 2)))[:, None, None]
+    uniform_df = df / np.sqrt(df.sum())
+    masks = np.concatenate([bins, uniform_df[None]])
+    op = CompressedOperator.from_detector(masks, bf, df, (0, 0))
+    np.testing.assert_array_equal(np.asarray(op.scalable_index), [0, 1, 2])
+    v = rng.random((3, bf.size)).astype(np.float32) + 0.1
+    c = rng.random((3, 3)).astype(np.float32) + 0.5
+    projected, _ = project_values(v, c, op)
+    np.testing.assert_allclose(mask_coefficients(projected, op.masks), c, rtol=1e-5)
+    for support in np.asarray(op.scalable_support).astype(bool):
+        ratio = projected[:, support] / v[:, support]  # one factor per pattern and mask
+        np.testing.assert_allclose(ratio, ratio[:, :1].repeat(support.sum(), 1), rtol=1e-5)
+    additive, _ = project_values(v, c, op, scale_nonnegative=False)
+    np.testing.assert_allclose(mask_coefficients(additive, op.masks), c, rtol=1e-5)
+    assert not np.allclose(additive, projected)
+    # signed masks are never rescaled
+    signed, _, _, _ = _operator(rng)
+    assert signed.scalable_index is None

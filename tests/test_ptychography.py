@@ -251,7 +251,7 @@ def test_descan_is_followed_by_the_prediction(geometry):
     datacube, truth = _simulate(descan_px=(2.0, -1.5))
     basis = pc.zernike_basis(geometry, 21, 1)
     compressed = pc.compress(datacube, basis, progress_bar=False, check_center=False)
-    ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 8)
+    ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 30)
     assert ptycho._has_descan
     shifts = np.asarray(ptycho._amplitudes[:, -2:])
     assert np.ptp(shifts[:, 0]) == pytest.approx(2.0, abs=0.1)
