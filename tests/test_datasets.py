@@ -10,19 +10,6 @@ import pytest
 from py4dstem_compressed import datasets
 from py4dstem_compressed.simulation_presets import PRESETS, SimulationPreset, get_preset
 
-# smaller than "tiny": 8 x 8 positions, 32 x 32 px, two unit cells (7.8 A) wide and thick
-MICRO = dict(
-    scan_gpts=(8, 8),
-    detector_gpts=32,
-    field_of_view=7.5,
-    thickness=7.8,
-    num_slices=2,
-    max_potential_sampling=0.25,
-    truth_sampling=0.1,
-    num_vacancies=1,
-    num_substitutions=1,
-)
-
 
 @pytest.fixture(scope="module")
 def micro_cache(tmp_path_factory):
@@ -32,7 +19,7 @@ def micro_cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def micro(micro_cache):
-    return datasets.simulate("tiny", cache_dir=micro_cache, progress_bar=False, **MICRO)
+    return datasets.simulate("micro", cache_dir=micro_cache, progress_bar=False)
 
 
 # ----------------------------------------------------------------------------- presets
@@ -138,7 +125,7 @@ def test_cache_second_call_does_not_simulate(micro, micro_cache, monkeypatch):
         raise AssertionError("simulated although cached")
 
     monkeypatch.setattr(datasets, "_simulate_uncached", fail)
-    again = datasets.simulate("tiny", cache_dir=micro_cache, progress_bar=False, **MICRO)
+    again = datasets.simulate("micro", cache_dir=micro_cache, progress_bar=False)
     assert again.cache_path == micro.cache_path and again.cache_path.exists()
     np.testing.assert_array_equal(again.datacube.data, micro.datacube.data)
     np.testing.assert_array_equal(again.projected_potential, micro.projected_potential)
@@ -152,15 +139,15 @@ def test_cache_second_call_does_not_simulate(micro, micro_cache, monkeypatch):
     # the environment variable selects the directory
     monkeypatch.setenv(datasets.CACHE_ENV_VARIABLE, str(micro_cache))
     assert datasets.cache_directory() == micro_cache
-    assert datasets.simulate("tiny", progress_bar=False, **MICRO).cache_path == micro.cache_path
+    assert datasets.simulate("micro", progress_bar=False).cache_path == micro.cache_path
 
 
 def test_corrupt_cache_file_is_simulated_again(micro, tmp_path):
-    kwargs = dict(cache_dir=tmp_path, progress_bar=False, **MICRO)
-    first = datasets.simulate("tiny", **kwargs)
+    kwargs = dict(cache_dir=tmp_path, progress_bar=False)
+    first = datasets.simulate("micro", **kwargs)
     first.cache_path.write_bytes(b"not an HDF5 file")
     with pytest.warns(RuntimeWarning, match="simulating again"):
-        second = datasets.simulate("tiny", **kwargs)
+        second = datasets.simulate("micro", **kwargs)
     np.testing.assert_allclose(second.datacube.data, micro.datacube.data, rtol=1e-5, atol=1e-9)
     assert list(tmp_path.iterdir()) == [first.cache_path]  # rewritten, no temporary left
 
@@ -168,7 +155,7 @@ def test_corrupt_cache_file_is_simulated_again(micro, tmp_path):
 def test_poisson_noise_has_the_requested_dose(micro, micro_cache):
     dose = 2000.0  # e/A^2 -> 500 electrons per pattern at 0.5 A steps
     noisy = datasets.simulate(
-        "tiny", dose_per_area=dose, seed=3, cache_dir=micro_cache, progress_bar=False, **MICRO
+        "micro", dose_per_area=dose, seed=3, cache_dir=micro_cache, progress_bar=False
     )
     counts = noisy.datacube.data
     assert noisy.parameters["electrons_per_pattern"] == pytest.approx(500.0)
@@ -204,11 +191,13 @@ def test_datacube_preprocesses_in_py4dstem(micro):
 def test_2d_kind_builds_mos2_monolayer(tmp_path):
     pytest.importorskip("abtem")
     ds = datasets.simulate(
-        "tiny",
+        "micro",
         kind="2d",
         cache=False,
         progress_bar=False,
-        **{**MICRO, "field_of_view": 5.0, "scan_gpts": (4, 4), "num_slices": 1},
+        field_of_view=5.0,
+        scan_gpts=(4, 4),
+        num_slices=1,
     )
     assert ds.parameters["structure"]["material"] == "MoS2"
     assert abs(ds.parameters["structure"]["strain"]) <= 0.015
@@ -233,4 +222,4 @@ def test_missing_abtem_error_message(monkeypatch):
 
     monkeypatch.setattr(importlib.metadata, "version", not_found)
     with pytest.raises(ImportError, match=r"py4dstem-compressed\[sim\]"):
-        datasets.simulate("tiny", cache=False, **MICRO)
+        datasets.simulate("micro", cache=False)
