@@ -15,9 +15,8 @@ from emdfile import Array, Custom
 
 from py4dstem_compressed.emd import (
     read_format_metadata,
-    stamp_class_name,
     to_numpy,
-    write_format_metadata,
+    write_custom_node,
 )
 from py4dstem_compressed.geometry import DetectorGeometry
 
@@ -225,10 +224,7 @@ class Basis(Custom):
             "mode": self.mode,
             "geometry": json.loads(self.geometry.to_json()),
         }
-        write_format_metadata(self, "Basis", fields)
-        grp = Custom.to_h5(self, group)
-        stamp_class_name(grp, Basis)
-        return grp
+        return write_custom_node(self, group, fields)
 
     @classmethod
     def _get_constructor_args(cls, group) -> dict:

@@ -29,6 +29,7 @@ __all__ = [
     "save",
     "stamp_class_name",
     "to_numpy",
+    "write_custom_node",
     "write_format_metadata",
 ]
 
@@ -66,6 +67,32 @@ def write_format_metadata(node, kind: str, fields: dict) -> None:
             "fields": json.dumps(fields),
         },
     )
+
+
+def write_custom_node(node, group: h5py.Group, fields: dict) -> h5py.Group:
+    """Write an emdfile ``Custom`` node with its format stamp and import-hint class name.
+
+    Parameters
+    ----------
+    node : emdfile.Custom
+        The object to write; its class name is the stamp's ``kind``.
+    group : h5py.Group
+        Parent group.
+    fields : dict
+        JSON-serialisable scalars stored with the stamp.
+
+    Returns
+    -------
+    h5py.Group
+        The node's group.
+    """
+    from emdfile import Custom
+
+    cls = type(node)
+    write_format_metadata(node, cls.__name__, fields)
+    grp = Custom.to_h5(node, group)
+    stamp_class_name(grp, cls)
+    return grp
 
 
 def read_format_metadata(group: h5py.Group, kind: str) -> dict:

@@ -23,9 +23,8 @@ from py4dstem_compressed.emd import (
     IMPORT_HINT,
     read_format_metadata,
     save,
-    stamp_class_name,
     to_numpy,
-    write_format_metadata,
+    write_custom_node,
 )
 from py4dstem_compressed.version import __version__
 
@@ -352,10 +351,7 @@ class CompressedDataCube(Custom, Data):
             "scan_shape": list(self.scan_shape),
             "num_complete": self.num_complete,
         }
-        write_format_metadata(self, "CompressedDataCube", fields)
-        grp = Custom.to_h5(self, group)
-        stamp_class_name(grp, CompressedDataCube)
-        return grp
+        return write_custom_node(self, group, fields)
 
     @classmethod
     def _get_constructor_args(cls, group) -> dict:
