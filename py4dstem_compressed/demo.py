@@ -109,7 +109,7 @@ def reconstruction_table(rows: list[dict]) -> str:
     """Render reconstruction rows as a fixed-width text table."""
     header = (
         f"{'variant':<26}{'ratio':>8}{'NCC':>7}{'rel':>7}{'band':>7}{'rel':>7}"
-        f"{'FSC@Bragg':>10}{'s/iter':>8}{'MB':>7}"
+        f"{'FSC@Bragg':>10}{'s/iter':>8}"
     )
     lines = [header, "-" * len(header)]
     for r in rows:
@@ -120,7 +120,6 @@ def reconstruction_table(rows: list[dict]) -> str:
             f"{r['variant']:<26}{r.get('compression_ratio', 1.0):>8.1f}{r['ncc']:>7.3f}"
             f"{r['relative_ncc']:>7.3f}{r['ncc_band']:>7.3f}{r['relative_ncc_band']:>7.3f}"
             f"{r['fsc_bragg_mean']:>10.3f}{r['seconds_per_iteration']:>8.2f}"
-            f"{r['peak_memory_mb']:>7.0f}"
         )
     return "\n".join(lines)
 

@@ -91,7 +91,9 @@ class ReconstructionResult:
     preprocess_seconds, seconds_per_iteration : float
         Wall-clock cost [s].
     peak_memory_bytes : int
-        Peak RSS above the level before ``preprocess`` [bytes].
+        Peak resident memory above the level before ``preprocess`` [bytes]. Within one
+        process, memory freed by earlier runs is reused and not counted: compare runs in
+        separate processes (``benchmarks/reconstruction_quality.py``) for peak memory.
     scores : dict
         See :func:`score_reconstruction`.
     """
@@ -107,7 +109,7 @@ class ReconstructionResult:
         out = {
             "preprocess_seconds": self.preprocess_seconds,
             "seconds_per_iteration": self.seconds_per_iteration,
-            "peak_memory_mb": self.peak_memory_bytes / 2**20,
+            "rss_growth_mb": self.peak_memory_bytes / 2**20,
         }
         out.update({k: v for k, v in self.scores.items() if np.isscalar(v)})
         return out
