@@ -109,6 +109,8 @@ def run_case(case: dict) -> dict:
     )
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
     preprocess = dict(plot_center_of_mass=False, plot_rotation=False, plot_probe_overlaps=False)
+    if not case.get("fit_rotation"):  # the simulation's scan rotation is known: 0, no transpose
+        preprocess.update(force_com_rotation=0.0, force_com_transpose=False)
     reconstruct = dict(
         num_iter=case["iterations"],
         max_batch_size=case["batch"],
@@ -187,6 +189,11 @@ def main(argv=None) -> int:
         help="extra reconstruct() keywords for the compressed runs, as JSON",
     )
     parser.add_argument("--skip-plain", action="store_true", help="only the compressed runs")
+    parser.add_argument(
+        "--fit-rotation",
+        action="store_true",
+        help="fit the scan rotation from the centres of mass instead of using the known 0",
+    )
     args = parser.parse_args(argv)
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
@@ -205,6 +212,7 @@ def main(argv=None) -> int:
                     descan=descan,
                     iterations=args.iterations,
                     batch=args.batch,
+                    fit_rotation=args.fit_rotation,
                 )
                 plain = {} if args.skip_plain else _run_in_subprocess(base)
                 if plain:
