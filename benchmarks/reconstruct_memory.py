@@ -1,0 +1,200 @@
+"""Peak memory and time of plain vs compressed multislice ptychography on a large scan.
+
+Writes a synthetic scan (NumPy forward model) of ``--scan`` x ``--scan`` positions and
+``--detector`` x ``--detector`` px to a ``.npy`` file, one simulated scan line repeated for
+every row (memory and time do not depend on the object), then in separate processes:
+
+* plain: py4DSTEM ``MultislicePtychography`` on the scan (a DataCube over the memory-mapped
+  file), ``preprocess`` plus ``--iterations`` iterations;
+* compressed: ``pc.compress`` straight from the file (bounded memory) into an EMD file, then
+  ``CompressedMultislicePtychography`` from that file alone, ``preprocess`` plus the same
+  iterations.
+
+Each process reports its peak resident memory (``ru_maxrss``) and timings. Usage::
+
+    python benchmarks/reconstruct_memory.py --scan 64 --detector 256          # ~1 GiB scan
+    python benchmarks/reconstruct_memory.py --scan 256 --detector 256 --skip-plain  # 17 GiB
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+COMMON = dict(
+    energy=80e3,
+    semiangle_cutoff=25.0,
+    defocus=50.0,
+    num_slices=4,
+    slice_thicknesses=5.0,
+    device="cpu",
+    verbose=False,
+)
+PREPROCESS = dict(
+    plot_center_of_mass=False,
+    plot_rotation=False,
+    plot_probe_overlaps=False,
+    force_com_rotation=0.0,
+    force_com_transpose=False,
+)
+
+
+def write_scan(path: Path, scan: int, detector: int) -> dict:
+    """Write the synthetic scan frame row by row (never the whole scan in memory)."""
+    from py4dstem_compressed.synthetic import synthetic_datacube
+
+    out = np.lib.format.open_memmap(
+        path, mode="w+", dtype=np.float32, shape=(scan, scan, detector, detector)
+    )
+    calibration = None
+    for row in range(scan):
+        # each row is its own small simulation of one scan line (same object and probe)
+        line = synthetic_datacube(
+            scan_shape=(1, scan), detector_size=detector, sampling=0.1, scan_step=0.4, seed=0
+        )
+        out[row] = line.datacube.data[0]
+        calibration = (
+            line.datacube.calibration.get_R_pixel_size(),
+            line.datacube.calibration.get_Q_pixel_size(),
+        )
+    out.flush()
+    del out
+    return {"R_pixel_size": calibration[0], "Q_pixel_size": calibration[1]}
+
+
+def run_plain(case: dict) -> dict:
+    import py4DSTEM
+    from py4DSTEM.process.phase import MultislicePtychography
+
+    data = np.load(case["raw"], mmap_mode="r")
+    datacube = py4DSTEM.DataCube(data=data)
+    datacube.calibration.set_R_pixel_size(case["R_pixel_size"])
+    datacube.calibration.set_R_pixel_units("A")
+    datacube.calibration.set_Q_pixel_size(case["Q_pixel_size"])
+    datacube.calibration.set_Q_pixel_units("mrad")
+    start = time.perf_counter()
+    ptycho = MultislicePtychography(datacube=datacube, **COMMON).preprocess(**PREPROCESS)
+    middle = time.perf_counter()
+    ptycho.reconstruct(
+        num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
+    )
+    return _report(start, middle, case["iterations"])
+
+
+def run_compressed(case: dict) -> dict:
+    import py4dstem_compressed as pc
+
+    start = time.perf_counter()
+    compressed = pc.read_compressed(case["compressed"])
+    ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **COMMON)
+    ptycho.preprocess(**PREPROCESS)
+    middle = time.perf_counter()
+    ptycho.reconstruct(
+        num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
+    )
+    return _report(start, middle, case["iterations"])
+
+
+def run_compress(case: dict) -> dict:
+    import py4dstem_compressed as pc
+
+    frames = np.load(case["raw"], mmap_mode="r")
+    start = time.perf_counter()
+    geometry = pc.DetectorGeometry.from_datacube(frames)
+    basis = pc.diffraction_pattern_basis(frames, geometry, num_bf=15, num_df=1, seed=0)
+    compressed = pc.compress(case["raw"], basis, progress_bar=False)
+    compressed.calibration.set_R_pixel_size(case["R_pixel_size"])
+    compressed.calibration.set_R_pixel_units("A")
+    compressed.calibration.set_Q_pixel_size(case["Q_pixel_size"])
+    compressed.calibration.set_Q_pixel_units("mrad")
+    compressed.save(case["compressed"], overwrite=True)
+    seconds = time.perf_counter() - start
+    return {
+        "compress_s": seconds,
+        "peak_memory_mb": _peak_mb(),
+        "file_mb": Path(case["compressed"]).stat().st_size / 2**20,
+    }
+
+
+def _peak_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _report(start: float, middle: float, iterations: int) -> dict:
+    end = time.perf_counter()
+    return {
+        "preprocess_s": middle - start,
+        "iteration_s": (end - middle) / max(iterations, 1),
+        "peak_memory_mb": _peak_mb(),
+    }
+
+
+def _subprocess(kind: str, case: dict) -> dict:
+    out = subprocess.run(
+        [sys.executable, __file__, "--run", kind, "--case", json.dumps(case)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if out.returncode != 0:
+        return {"failed": (out.stderr.strip().splitlines() or ["?"])[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scan", type=int, default=64)
+    parser.add_argument("--detector", type=int, default=256)
+    parser.add_argument("--iterations", type=int, default=1)
+    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--workdir", default=None)
+    parser.add_argument("--output", default="benchmarks/results/reconstruct_memory.json")
+    parser.add_argument("--run", help=argparse.SUPPRESS)
+    parser.add_argument("--case", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.run:
+        case = json.loads(args.case)
+        runner = {"plain": run_plain, "compressed": run_compressed, "compress": run_compress}
+        print(json.dumps(runner[args.run](case)))
+        return 0
+    with tempfile.TemporaryDirectory(dir=args.workdir) as work:
+        raw = Path(work) / "scan.npy"
+        start = time.perf_counter()
+        calibration = write_scan(raw, args.scan, args.detector)
+        print(f"wrote {raw.stat().st_size / 2**30:.2f} GiB in {time.perf_counter() - start:.0f} s")
+        case = {
+            "raw": str(raw),
+            "compressed": str(Path(work) / "scan_compressed.h5"),
+            "iterations": args.iterations,
+            "batch": args.batch,
+            **calibration,
+        }
+        results = {
+            "scan": args.scan,
+            "detector": args.detector,
+            "raw_gib": raw.stat().st_size / 2**30,
+        }
+        results["compress"] = _subprocess("compress", case)
+        print("compress", results["compress"], flush=True)
+        results["compressed"] = _subprocess("compressed", case)
+        print("compressed", results["compressed"], flush=True)
+        if not args.skip_plain:
+            results["plain"] = _subprocess("plain", case)
+            print("plain", results["plain"], flush=True)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
