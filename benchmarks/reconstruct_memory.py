@@ -1,8 +1,8 @@
 """Peak memory and time of plain vs compressed multislice ptychography on a large scan.
 
 Writes a synthetic scan (NumPy forward model) of ``--scan`` x ``--scan`` positions and
-``--detector`` x ``--detector`` px to a ``.npy`` file, one simulated scan line repeated for
-every row (memory and time do not depend on the object), then in separate processes:
+``--detector`` x ``--detector`` px to a ``.npy`` file (row by row, never in memory), then in
+separate processes:
 
 * plain: py4DSTEM ``MultislicePtychography`` on the scan (a DataCube over the memory-mapped
   file), ``preprocess`` plus ``--iterations`` iterations;
@@ -48,26 +48,18 @@ PREPROCESS = dict(
 
 
 def write_scan(path: Path, scan: int, detector: int) -> dict:
-    """Write the synthetic scan frame row by row (never the whole scan in memory)."""
+    """Simulate the scan straight into a memory-mapped ``.npy`` file, one row at a time."""
     from py4dstem_compressed.synthetic import synthetic_datacube
 
     out = np.lib.format.open_memmap(
         path, mode="w+", dtype=np.float32, shape=(scan, scan, detector, detector)
     )
-    calibration = None
-    for row in range(scan):
-        # each row is its own small simulation of one scan line (same object and probe)
-        line = synthetic_datacube(
-            scan_shape=(1, scan), detector_size=detector, sampling=0.1, scan_step=0.4, seed=0
-        )
-        out[row] = line.datacube.data[0]
-        calibration = (
-            line.datacube.calibration.get_R_pixel_size(),
-            line.datacube.calibration.get_Q_pixel_size(),
-        )
+    sim = synthetic_datacube(
+        scan_shape=(scan, scan), detector_size=detector, sampling=0.1, scan_step=0.4, out=out
+    )
     out.flush()
-    del out
-    return {"R_pixel_size": calibration[0], "Q_pixel_size": calibration[1]}
+    cal = sim.datacube.calibration
+    return {"R_pixel_size": cal.get_R_pixel_size(), "Q_pixel_size": cal.get_Q_pixel_size()}
 
 
 def run_plain(case: dict) -> dict:

@@ -61,6 +61,7 @@ def synthetic_datacube(
     phase_amplitude: float = 0.6,
     electrons_per_pattern: float | None = None,
     seed: int = 0,
+    out: np.ndarray | None = None,
 ) -> SyntheticScan:
     """Simulate a small scan with a single-slice forward model.
 
@@ -89,6 +90,9 @@ def synthetic_datacube(
         Poisson noise at this dose; ``None`` = noiseless.
     seed : int
         Seed of the noise and of the vacancy site.
+    out : numpy.ndarray, optional
+        ``(Rx, Ry, n, n)`` float32 array (e.g. a memory map of a ``.npy`` file) to write the
+        patterns into, one scan row at a time, instead of allocating them.
 
     Returns
     -------
@@ -130,16 +134,19 @@ def synthetic_datacube(
         )
     transmission = np.exp(1j * phase)
 
-    data = np.empty((*scan_shape, n, n), np.float32)
+    data = np.empty((*scan_shape, n, n), np.float32) if out is None else out
+    if data.shape != (*scan_shape, n, n):
+        raise ValueError(f"out must have shape {(*scan_shape, n, n)}, got {data.shape}")
+    row = np.empty((scan_shape[1], n, n), np.float32)
     for i in range(scan_shape[0]):
         for j in range(scan_shape[1]):
             ox, oy = round(i * step_px), round(j * step_px)
             exit_wave = probe * transmission[ox : ox + n, oy : oy + n]
-            data[i, j] = np.fft.fftshift(np.abs(np.fft.fft2(exit_wave)) ** 2)
-    if electrons_per_pattern is not None:
-        data = rng.poisson(data * electrons_per_pattern).astype(np.float32)
-    else:
-        data *= 1e4
+            row[j] = np.fft.fftshift(np.abs(np.fft.fft2(exit_wave)) ** 2)
+        if electrons_per_pattern is not None:
+            data[i] = rng.poisson(row * electrons_per_pattern)
+        else:
+            data[i] = row * 1e4
 
     datacube = py4DSTEM.DataCube(data=data)
     mrad_per_px = 1e3 * wavelength / (n * sampling)
