@@ -29,6 +29,11 @@ from py4DSTEM.process.phase.utils import ComplexProbe, fft_shift, generate_batch
 
 from py4dstem_compressed.projection import CompressedOperator
 
+#: Memory for the probe overlaps when the field-of-view mask is computed with
+#: ``max_batch_size=None``: positions go in batches using about this many bytes, so the
+#: preprocess memory does not grow with the number of positions times the pattern size.
+FOV_BATCH_BYTES = 256 * 2**20
+
 __all__ = ["CompressedPreprocessMixin"]
 
 #: Descan shifts below this [px] are treated as none (no ramp is applied).
@@ -361,7 +366,11 @@ class CompressedPreprocessMixin:
         if object_fov_mask is None or plot_probe_overlaps:
             num = self._num_diffraction_patterns
             probe_overlap = xp.zeros(self._object_shape, dtype=xp.float32)
-            for start, end in generate_batches(num, max_batch=max_batch_size or num):
+            if max_batch_size is None:
+                # shifted probes plus py4DSTEM's bincount index arrays: ~64 bytes per pixel
+                pixels = int(np.prod(self._probe.shape))
+                max_batch_size = max(1, FOV_BATCH_BYTES // (64 * pixels))
+            for start, end in generate_batches(num, max_batch=max_batch_size):
                 positions_px = self._positions_px[start:end]
                 fractional = positions_px - self._xp_storage.round(positions_px)
                 shifted = fft_shift(self._probe, fractional, xp)
