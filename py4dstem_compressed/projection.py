@@ -428,7 +428,12 @@ def fourier_projection(
     if operator.mode == "intensity":
         projected = xp.sqrt(projected)
     projected = projected.reshape(fourier_overlap.shape)
-    modified = projected * xp.exp(1j * xp.angle(fourier_overlap))
+    # keep the predicted phase: unit phasors by division (cheaper than exp(i angle)); where
+    # the prediction is 0 its phase is taken as 0, as np.angle does
+    amplitudes = amplitudes.reshape(fourier_overlap.shape)
+    nonzero = amplitudes > 0
+    phasors = xp.where(nonzero, fourier_overlap / xp.where(nonzero, amplitudes, 1.0), 1.0)
+    modified = projected * phasors
     return modified, coefficient_error(residual)
 
 
