@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 CACHE_ENV_VARIABLE = "PY4DSTEM_COMPRESSED_CACHE"
-_CACHE_FORMAT_VERSION = 2  # bump whenever the simulation or the file layout changes
+_CACHE_FORMAT_VERSION = 3  # bump whenever the simulation or the file layout changes
 _SIM_EXTRA_HINT = 'pip install "py4dstem-compressed[sim]"'
 
 SRTIO3_LATTICE_CONSTANT = 3.905  # [A]
@@ -484,33 +484,35 @@ def _calibrate(datacube, r_pixel_size: float, q_pixel_size: float) -> None:
 
 
 def _write_cache(path: Path, dataset: SimulatedDataset, key: str) -> None:
-    """Write ``dataset`` to ``path`` atomically (temporary file, then ``os.replace``)."""
+    """Write ``dataset`` to ``path`` atomically (temporary file, then ``os.replace``).
+
+    The file is an EMD 1.0 file: ``py4DSTEM.read`` returns the calibrated DataCube; the
+    ground truth and parameters sit beside the EMD tree in a plain ``simulation`` group.
+    """
     import h5py
+    import py4DSTEM
 
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     os.close(handle)
+    os.remove(tmp)  # py4DSTEM.save writes a new file
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format"] = "py4dstem_compressed.SimulatedDataset"
-            f.attrs["format_version"] = _CACHE_FORMAT_VERSION
-            f.attrs["cache_key"] = key
-            f.attrs["parameters"] = json.dumps(dataset.parameters)
+        py4DSTEM.save(tmp, dataset.datacube, mode="w")
+        with h5py.File(tmp, "a") as f:
+            g = f.create_group("simulation")
+            g.attrs["format"] = "py4dstem_compressed.SimulatedDataset"
+            g.attrs["format_version"] = _CACHE_FORMAT_VERSION
+            g.attrs["cache_key"] = key
+            g.attrs["parameters"] = json.dumps(dataset.parameters)
             for name in ("potential_sampling", "scan_sampling", "scan_start", "scan_extent"):
-                f.attrs[name] = np.asarray(getattr(dataset, name), dtype=float)
-            cal = dataset.datacube.calibration
-            d = f.create_dataset("datacube", data=np.asarray(dataset.datacube.data))
-            d.attrs["R_pixel_size"] = cal.get_R_pixel_size()
-            d.attrs["R_pixel_units"] = cal.get_R_pixel_units()
-            d.attrs["Q_pixel_size"] = cal.get_Q_pixel_size()
-            d.attrs["Q_pixel_units"] = cal.get_Q_pixel_units()
-            f.create_dataset("projected_potential", data=dataset.projected_potential)
-            f.create_dataset("slice_potentials", data=dataset.slice_potentials)
+                g.attrs[name] = np.asarray(getattr(dataset, name), dtype=float)
+            g.create_dataset("projected_potential", data=dataset.projected_potential)
+            g.create_dataset("slice_potentials", data=dataset.slice_potentials)
             if dataset.atoms is not None:
-                g = f.create_group("atoms")
-                g.create_dataset("numbers", data=dataset.atoms.numbers)
-                g.create_dataset("positions", data=dataset.atoms.positions)
-                g.create_dataset("cell", data=dataset.atoms.cell.array)
+                a = g.create_group("atoms")
+                a.create_dataset("numbers", data=dataset.atoms.numbers)
+                a.create_dataset("positions", data=dataset.atoms.positions)
+                a.create_dataset("cell", data=dataset.atoms.cell.array)
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -524,33 +526,35 @@ def _read_cache(path: Path, key: str) -> SimulatedDataset:
     import py4DSTEM
 
     with h5py.File(path, "r") as f:
-        if f.attrs["cache_key"] != key:
+        g = f["simulation"]
+        if g.attrs["cache_key"] != key:
             raise ValueError("cache key mismatch")
-        parameters = json.loads(f.attrs["parameters"])
-        d = f["datacube"]
-        datacube = py4DSTEM.DataCube(data=d[()])
-        _calibrate(datacube, float(d.attrs["R_pixel_size"]), float(d.attrs["Q_pixel_size"]))
+        parameters = json.loads(g.attrs["parameters"])
         atoms = None
-        if "atoms" in f:
+        if "atoms" in g:
             import ase
 
-            g = f["atoms"]
+            a = g["atoms"]
             atoms = ase.Atoms(
-                numbers=g["numbers"][()], positions=g["positions"][()], cell=g["cell"][()]
+                numbers=a["numbers"][()], positions=a["positions"][()], cell=a["cell"][()]
             )
             atoms.pbc = True
-        return SimulatedDataset(
-            datacube=datacube,
-            projected_potential=f["projected_potential"][()],
-            slice_potentials=f["slice_potentials"][()],
-            potential_sampling=tuple(float(v) for v in f.attrs["potential_sampling"]),
-            scan_sampling=tuple(float(v) for v in f.attrs["scan_sampling"]),
-            scan_start=tuple(float(v) for v in f.attrs["scan_start"]),
-            scan_extent=tuple(float(v) for v in f.attrs["scan_extent"]),
-            parameters=parameters,
-            atoms=atoms,
-            cache_path=path,
-        )
+        truth = {k: g[k][()] for k in ("projected_potential", "slice_potentials")}
+        geometry = {
+            k: tuple(float(v) for v in g.attrs[k])
+            for k in ("potential_sampling", "scan_sampling", "scan_start", "scan_extent")
+        }
+    datacube = py4DSTEM.read(str(path))
+    if not isinstance(datacube, py4DSTEM.DataCube):
+        raise ValueError(f"expected a DataCube in {path}, found {type(datacube).__name__}")
+    return SimulatedDataset(
+        datacube=datacube,
+        **truth,
+        **geometry,
+        parameters=parameters,
+        atoms=atoms,
+        cache_path=path,
+    )
 
 
 # ----------------------------------------------------------------------------- public
