@@ -226,17 +226,15 @@ def _data_array(datacube):
 
 def mean_pattern(datacube, num_samples: int = 1024, seed: int | None = 0) -> np.ndarray:
     """Mean diffraction pattern of (a random sample of) a 4D dataset [counts]."""
+    from py4dstem_compressed.sources import sampled_frames
+
     data = _data_array(datacube)
-    rx, ry = data.shape[:2]
-    n = rx * ry
-    if n <= num_samples:
-        return np.asarray(np.mean(np.asarray(data, dtype=np.float64), axis=(0, 1)))
-    rng = np.random.default_rng(seed)
-    flat = np.sort(rng.choice(n, size=num_samples, replace=False))
     acc = np.zeros(data.shape[2:], np.float64)
-    for i in flat:
-        acc += np.asarray(data[i // ry, i % ry], dtype=np.float64)
-    return acc / num_samples
+    count = 0
+    for pattern in sampled_frames(data, num_samples, seed):
+        acc += pattern
+        count += 1
+    return acc / count
 
 
 def find_bright_field_disk(

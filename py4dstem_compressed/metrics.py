@@ -11,7 +11,7 @@ import numpy as np
 
 from py4dstem_compressed.basis import Basis
 from py4dstem_compressed.geometry import DetectorGeometry, _data_array
-from py4dstem_compressed.sources import frame_batch
+from py4dstem_compressed.sources import frame_batch, sampled_frames
 from py4dstem_compressed.storage import CompressedDataCube
 
 __all__ = [
@@ -180,11 +180,7 @@ class AngleCurves:
 
 
 def _sample_frames(data, num_samples: int, seed: int | None) -> np.ndarray:
-    array = _data_array(data)
-    rx, ry = array.shape[:2]
-    count = min(num_samples, rx * ry)
-    flat = np.sort(np.random.default_rng(seed).choice(rx * ry, size=count, replace=False))
-    return np.stack([np.asarray(array[i // ry, i % ry]) for i in flat])[:, None]
+    return np.stack(list(sampled_frames(_data_array(data), num_samples, seed)))[:, None]
 
 
 def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: int) -> list[int]:

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import os
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FILE_SUFFIXES", "FrameSource", "as_4d", "frame", "frame_batch", "open_source"]
+__all__ = ["FILE_SUFFIXES", "FrameSource", "as_4d", "frame_batch", "open_source", "sampled_frames"]
 
 FILE_SUFFIXES = (".npy", ".h5", ".hdf5", ".emd", ".zarr")
 
@@ -60,9 +61,16 @@ def _is_array_like(obj) -> bool:
     return module.startswith(("dask", "h5py", "zarr", "cupy"))
 
 
-def frame(data, rx: int, ry: int) -> np.ndarray:
-    """One pattern as a NumPy array."""
-    return np.asarray(data[rx, ry])
+def sampled_frames(data, num_samples: int, seed: int | None) -> Iterator[np.ndarray]:
+    """Patterns at up to ``num_samples`` random (seeded) scan positions, in scan order.
+
+    Reads one pattern at a time, so sampling a file or dask array stays cheap.
+    """
+    rx, ry = data.shape[:2]
+    count = min(num_samples, rx * ry)
+    flat = np.sort(np.random.default_rng(seed).choice(rx * ry, size=count, replace=False))
+    for i in flat:
+        yield np.asarray(data[i // ry, i % ry])
 
 
 def frame_batch(data, start: int, stop: int) -> np.ndarray:
