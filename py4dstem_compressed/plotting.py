@@ -40,6 +40,15 @@ def _grid(num: int, ncols: int, panel_size: float = 1.6):
     return fig, axes
 
 
+def _image_panel(ax, image, title: str, fontsize: float | None = 8, **imshow_kwargs):
+    """Draw one titled image without ticks (py4DSTEM.show style); returns the image."""
+    im = ax.imshow(image, origin="upper", **imshow_kwargs)
+    ax.set_title(title, fontsize=fontsize)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return im
+
+
 def show_basis(basis, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r", crop=True):
     """Plot the masks of a basis (BF first, then DF), each on a symmetric colour scale.
 
@@ -71,10 +80,8 @@ def show_basis(basis, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r",
         if crop and is_bf:
             mask = mask[max(cx - r, 0) : cx + r + 1, max(cy - r, 0) : cy + r + 1]
         vmax = float(np.abs(mask).max()) or 1.0
-        ax.imshow(mask, cmap=cmap, vmin=-vmax, vmax=vmax, origin="upper")
-        ax.set_title(f"{'BF' if is_bf else 'DF'} {n if is_bf else n - basis.num_bf}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        title = f"{'BF' if is_bf else 'DF'} {n if is_bf else n - basis.num_bf}"
+        _image_panel(ax, mask, title, cmap=cmap, vmin=-vmax, vmax=vmax)
     fig.suptitle(basis.describe(), fontsize=9)
     fig.tight_layout()
     return fig, axes
@@ -86,11 +93,9 @@ def show_angle_maps(angles, cmap: str = "magma", figsize=(8, 3.6)):
 
     fig, axes = plt.subplots(1, 2, figsize=figsize)
     for ax, (label, values) in zip(axes, (("BF", angles.bf), ("DF", angles.df))):
-        im = ax.imshow(np.degrees(values), cmap=cmap, origin="upper")
         mean = np.degrees(np.nanmean(values)) if np.isfinite(values).any() else np.nan
-        ax.set_title(f"{label} angle, mean {mean:.2f}°")
-        ax.set_xticks([])
-        ax.set_yticks([])
+        title = f"{label} angle, mean {mean:.2f}°"
+        im = _image_panel(ax, np.degrees(values), title, fontsize=None, cmap=cmap)
         fig.colorbar(im, ax=ax, label="angle [deg]", shrink=0.85)
     fig.tight_layout()
     return fig, axes
@@ -145,10 +150,7 @@ def show_coefficient_maps(compressed, indices=None, ncols: int = 6, cmap: str = 
     ]
     fig, axes = _grid(len(panels), ncols, panel_size=2.0)
     for ax, (title, image) in zip(axes.ravel(), panels):
-        ax.imshow(image, cmap=cmap, origin="upper")
-        ax.set_title(title, fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _image_panel(ax, image, title, cmap=cmap)
     fig.tight_layout()
     return fig, axes
 
@@ -176,10 +178,7 @@ def show_reconstruction_comparison(panels: dict, truth: np.ndarray, ncols: int =
     fig, axes = _grid(len(items), ncols, panel_size=2.6)
     for ax, (label, image, subtitle) in zip(axes.ravel(), items):
         lo, hi = np.percentile(image, [0.5, 99.5])
-        ax.imshow(image, cmap=cmap, vmin=lo, vmax=hi, origin="upper")
-        ax.set_title(f"{label}\n{subtitle}", fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _image_panel(ax, image, f"{label}\n{subtitle}", cmap=cmap, vmin=lo, vmax=hi)
     fig.tight_layout()
     return fig, axes
 
