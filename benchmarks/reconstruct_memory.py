@@ -10,10 +10,16 @@ separate processes:
   ``CompressedMultislicePtychography`` from that file alone, ``preprocess`` plus the same
   iterations.
 
-Each process reports its peak resident memory (``ru_maxrss``) and timings. Usage::
+Each process reports its peak resident memory (``ru_maxrss``) and timings. Both
+reconstructions use the same mini-batches (``--batch``, 64 positions by default, as
+py4DSTEM's tutorials). For scans too large to iterate over here, ``--max-batches N`` stops
+the first iteration after N batches: the work arrays of a batch are the same for every
+batch, so the peak memory of the full iteration is the same (the seconds are then per
+batch). Usage::
 
     python benchmarks/reconstruct_memory.py --scan 64 --detector 256          # ~1 GiB scan
-    python benchmarks/reconstruct_memory.py --scan 256 --detector 256 --skip-plain  # 17 GiB
+    python benchmarks/reconstruct_memory.py --scan 256 --detector 256 --skip-plain \
+        --max-batches 32                                                       # 16 GiB
 """
 
 from __future__ import annotations
@@ -81,6 +87,27 @@ def run_plain(case: dict) -> dict:
     return _report(start, middle, case["iterations"])
 
 
+class _StopAfterBatches(Exception):
+    """Raised to end the first iteration after ``--max-batches`` batches."""
+
+
+def _limit_batches(ptycho, max_batches: int | None) -> list:
+    """Count the data steps of ``ptycho``; stop after ``max_batches`` of them."""
+    calls = []
+    if not max_batches:
+        return calls
+    step = ptycho._gradient_descent_fourier_projection
+
+    def counted(*args, **kwargs):
+        if len(calls) >= max_batches:
+            raise _StopAfterBatches
+        calls.append(1)
+        return step(*args, **kwargs)
+
+    ptycho._gradient_descent_fourier_projection = counted
+    return calls
+
+
 def run_compressed(case: dict) -> dict:
     import py4dstem_compressed as pc
 
@@ -89,9 +116,19 @@ def run_compressed(case: dict) -> dict:
     ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **COMMON)
     ptycho.preprocess(**PREPROCESS)
     middle = time.perf_counter()
-    ptycho.reconstruct(
-        num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
-    )
+    calls = _limit_batches(ptycho, case.get("max_batches"))
+    try:
+        ptycho.reconstruct(
+            num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
+        )
+    except _StopAfterBatches:
+        end = time.perf_counter()
+        return {
+            "preprocess_s": middle - start,
+            "batches": len(calls),
+            "batch_s": (end - middle) / max(len(calls), 1),
+            "peak_memory_mb": _peak_mb(),
+        }
     return _report(start, middle, case["iterations"])
 
 
@@ -146,7 +183,13 @@ def main() -> int:
     parser.add_argument("--scan", type=int, default=64)
     parser.add_argument("--detector", type=int, default=256)
     parser.add_argument("--iterations", type=int, default=1)
-    parser.add_argument("--batch", type=int, default=256)
+    parser.add_argument("--batch", type=int, default=64, help="max_batch_size (both runs)")
+    parser.add_argument(
+        "--max-batches",
+        type=int,
+        default=None,
+        help="compressed run: stop the first iteration after this many batches",
+    )
     parser.add_argument("--skip-plain", action="store_true")
     parser.add_argument("--workdir", default=None)
     parser.add_argument("--output", default="benchmarks/results/reconstruct_memory.json")
@@ -168,12 +211,15 @@ def main() -> int:
             "compressed": str(Path(work) / "scan_compressed.h5"),
             "iterations": args.iterations,
             "batch": args.batch,
+            "max_batches": args.max_batches,
             **calibration,
         }
         results = {
             "scan": args.scan,
             "detector": args.detector,
             "raw_gib": raw.stat().st_size / 2**30,
+            "batch": args.batch,
+            "max_batches": args.max_batches,
         }
         results["compress"] = _subprocess("compress", case)
         print("compress", results["compress"], flush=True)

@@ -105,9 +105,7 @@ def _info(args) -> int:
 
         f.visititems(visit)
         for name, dset in rows:
-            filt = dset.compression or (
-                "plugin " + ",".join(map(str, dset._filters)) if dset._filters else "none"
-            )
+            filt = _filter_names(dset)
             print(
                 f"  {name}: {dset.shape} {dset.dtype}, {dset.id.get_storage_size():,} bytes, "
                 f"chunks {dset.chunks}, filter {filt}"
@@ -119,6 +117,25 @@ def _info(args) -> int:
             f"DF {np.degrees(np.nanmean(angles.df)):.2f} deg"
         )
     return 0
+
+
+#: HDF5 filter ids registered by hdf5plugin that the storage options use
+_FILTER_NAMES = {32001: "blosc", 32015: "zstd", 32004: "lz4", 307: "bzip2"}
+
+
+def _filter_names(dataset) -> str:
+    """Filters of an HDF5 dataset by name (``"blosc"``, ``"gzip"``, ...), or ``"none"``."""
+    plist = dataset.id.get_create_plist()
+    names = []
+    for i in range(plist.get_nfilters()):
+        code, _flags, values, name = plist.get_filter(i)
+        label = _FILTER_NAMES.get(code) or name.decode(errors="replace").split()[0] or str(code)
+        if code == 32001 and len(values) > 6:  # blosc: values[6] is the compressor code
+            label += "/" + {0: "blosclz", 1: "lz4", 2: "lz4hc", 4: "zlib", 5: "zstd"}.get(
+                int(values[6]), str(values[6])
+            )
+        names.append(label)
+    return "+".join(names) or "none"
 
 
 def main(argv: list[str] | None = None) -> int:

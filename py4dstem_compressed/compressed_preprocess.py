@@ -25,14 +25,9 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 from py4DSTEM.data import Calibration
-from py4DSTEM.process.phase.utils import ComplexProbe, fft_shift, generate_batches
+from py4DSTEM.process.phase.utils import ComplexProbe
 
 from py4dstem_compressed.projection import CompressedOperator
-
-#: Memory for the probe overlaps when the field-of-view mask is computed with
-#: ``max_batch_size=None``: positions go in batches using about this many bytes, so the
-#: preprocess memory does not grow with the number of positions times the pattern size.
-FOV_BATCH_BYTES = 256 * 2**20
 
 __all__ = ["CompressedPreprocessMixin"]
 
@@ -98,7 +93,7 @@ class CompressedPreprocessMixin:
         force_angular_sampling, force_reciprocal_sampling : float, optional
             Detector pixel size [mrad] or [1/Å], overriding the calibration.
         max_batch_size : int, optional
-            Positions per batch when computing probe overlaps.
+            Accepted for compatibility; the probe overlaps need no batching here.
 
         Other keywords (``plot_center_of_mass``, ``plot_rotation``,
         ``maximize_divergence``, ``rotation_angles_deg``, ``plot_probe_overlaps``,
@@ -360,23 +355,16 @@ class CompressedPreprocessMixin:
         )
 
     def _set_fov_mask(self, object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs) -> None:
-        """Object field-of-view mask from the probe overlaps (py4DSTEM's rule)."""
-        xp = self._xp
+        """Object field-of-view mask from the probe overlaps (py4DSTEM's rule).
+
+        py4DSTEM sums sub-pixel-shifted probe intensities over every position (one FFT per
+        position); the same overlap is the probe intensity convolved with the positions,
+        splatted bilinearly onto the object grid: two object-sized FFTs, whatever the
+        number of positions. ``max_batch_size`` is accepted for py4DSTEM compatibility.
+        """
         probe_overlap = None
         if object_fov_mask is None or plot_probe_overlaps:
-            num = self._num_diffraction_patterns
-            probe_overlap = xp.zeros(self._object_shape, dtype=xp.float32)
-            if max_batch_size is None:
-                # shifted probes plus py4DSTEM's bincount index arrays: ~64 bytes per pixel
-                pixels = int(np.prod(self._probe.shape))
-                max_batch_size = max(1, FOV_BATCH_BYTES // (64 * pixels))
-            for start, end in generate_batches(num, max_batch=max_batch_size):
-                positions_px = self._positions_px[start:end]
-                fractional = positions_px - self._xp_storage.round(positions_px)
-                shifted = fft_shift(self._probe, fractional, xp)
-                probe_overlap += self._sum_overlapping_patches_bincounts(
-                    xp.abs(shifted) ** 2, positions_px
-                )
+            probe_overlap = self._probe_overlap()
         if object_fov_mask is None:
             blurred = self._scipy.ndimage.gaussian_filter(probe_overlap, 1.0)
             self._object_fov_mask = self._asnumpy(blurred > 0.25 * blurred.max())
@@ -387,6 +375,33 @@ class CompressedPreprocessMixin:
         self._object_fov_mask_inverse = np.invert(self._object_fov_mask)
         if plot_probe_overlaps:
             self._plot_probe_overlaps(self._asnumpy(probe_overlap), kwargs)
+
+    def _probe_overlap(self):
+        """Sum of the probe intensity over all scan positions on the object grid."""
+        xp = self._xp
+        shape = tuple(int(n) for n in self._object_shape)
+        size = shape[0] * shape[1]
+        intensity = xp.abs(xp.asarray(self._probe)) ** 2  # corner-centred (Sx, Sy)
+        sx, sy = intensity.shape
+        ix = (xp.fft.fftfreq(sx, d=1 / sx).astype(int) % shape[0])[:, None]
+        iy = (xp.fft.fftfreq(sy, d=1 / sy).astype(int) % shape[1])[None, :]
+        kernel = xp.bincount(
+            (ix * shape[1] + iy).ravel(), weights=intensity.ravel(), minlength=size
+        ).reshape(shape)
+        positions = xp.asarray(self._positions_px, dtype=xp.float64)
+        base = xp.floor(positions)
+        frac = positions - base
+        base = base.astype(int)
+        density = xp.zeros(size, dtype=xp.float64)
+        for dx in (0, 1):
+            for dy in (0, 1):
+                weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (
+                    frac[:, 1] if dy else 1 - frac[:, 1]
+                )
+                index = ((base[:, 0] + dx) % shape[0]) * shape[1] + (base[:, 1] + dy) % shape[1]
+                density += xp.bincount(index, weights=weight, minlength=size)
+        overlap = xp.fft.ifft2(xp.fft.fft2(density.reshape(shape)) * xp.fft.fft2(kernel))
+        return xp.maximum(overlap.real, 0.0).astype(xp.float32)
 
     def _plot_probe_overlaps(self, probe_overlap: np.ndarray, kwargs: dict) -> None:
         """Initial probe intensity and the scanned field of view."""

@@ -39,10 +39,11 @@ def has_numba() -> bool:
 
 
 # Columns of the full-frame statistics
-RAW, TOTAL, MOMENT_X, MOMENT_Y, EXTRA, NEGATIVE = range(6)
+RAW, TOTAL, MOMENT_X, MOMENT_Y, EXTRA, NEGATIVE, BF_SUM, BF_EXTRA, EDGE_SUM, EDGE_EXTRA = range(10)
+NUM_STATS = 10
 
 
-def _stats_python(frames: np.ndarray, amplitude: bool, out: np.ndarray) -> None:
+def _stats_python(frames, amplitude, crop, bf_weights, edge_weights, out):
     """Full-frame statistics with NumPy (fallback for :func:`frame_statistics`)."""
     x = frames.astype(np.float32, copy=False)
     qx = np.arange(x.shape[1], dtype=np.float64)
@@ -54,92 +55,105 @@ def _stats_python(frames: np.ndarray, amplitude: bool, out: np.ndarray) -> None:
             out[:, NEGATIVE] = negative
             if negative.any():
                 x = np.maximum(x, 0)
-            out[:, EXTRA] = np.sqrt(x).sum(axis=(1, 2), dtype=np.float64)
+            extra = np.sqrt(x)
         else:
             out[:, NEGATIVE] = 0
-            flat = x.reshape(len(x), -1)
-            out[:, EXTRA] = np.einsum("ij,ij->i", flat, flat, dtype=np.float64)
+            extra = x * x
+        out[:, EXTRA] = extra.sum(axis=(1, 2), dtype=np.float64)
         rows = x.sum(axis=2, dtype=np.float64)
         cols = x.sum(axis=1, dtype=np.float64)
+        rs, cs = crop
+        out[:, BF_SUM] = np.einsum("nij,ij->n", x[:, rs, cs], bf_weights, dtype=np.float64)
+        out[:, BF_EXTRA] = np.einsum("nij,ij->n", extra[:, rs, cs], bf_weights, dtype=np.float64)
+        out[:, EDGE_SUM] = np.einsum("nij,ij->n", x, edge_weights, dtype=np.float64)
+        out[:, EDGE_EXTRA] = np.einsum("nij,ij->n", extra, edge_weights, dtype=np.float64)
+        cropped = np.array((extra if amplitude else x)[:, rs, cs], dtype=np.float32)
     out[:, TOTAL] = rows.sum(1)
     out[:, MOMENT_X] = rows @ qx
     out[:, MOMENT_Y] = cols @ qy
+    return cropped
 
 
 if numba is not None:
     _FLAGS = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN must propagate
 
     @numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
-    def _copy_crop(frames, r0, c0, crop):  # pragma: no cover - compiled
-        for n in range(crop.shape[0]):
-            for i in range(crop.shape[1]):
-                for j in range(crop.shape[2]):
-                    crop[n, i, j] = frames[n, r0 + i, c0 + j]
-
-    @numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
-    def _stats_intensity(frames, qy, out):  # pragma: no cover - compiled
+    def _frame_pass(
+        frames, qy, amplitude, r0, r1, c0, c1, bf_w, edge_w, has_edge, crop, out
+    ):  # pragma: no cover - compiled
+        """One fused pass: sums, moments, region sums and the (transformed) crop."""
         num, nx, ny = frames.shape
-        for n in range(num):
-            total = 0.0
-            moment_x = 0.0
-            moment_y = 0.0
-            squares = 0.0
-            for i in range(nx):
-                row = np.float32(0.0)
-                row_y = np.float32(0.0)
-                row_sq = np.float32(0.0)
-                for j in range(ny):
-                    v = np.float32(frames[n, i, j])
-                    row += v
-                    row_y += qy[j] * v
-                    row_sq += v * v
-                total += row
-                moment_x += i * np.float64(row)
-                moment_y += row_y
-                squares += row_sq
-            out[n, 0] = total
-            out[n, 1] = total
-            out[n, 2] = moment_x
-            out[n, 3] = moment_y
-            out[n, 4] = squares
-            out[n, 5] = 0.0
-
-    @numba.njit(nogil=True, cache=True, fastmath=_FLAGS)
-    def _stats_amplitude(frames, qy, out):  # pragma: no cover - compiled
-        num, nx, ny = frames.shape
+        zero = np.float32(0.0)
         for n in range(num):
             raw = 0.0
             total = 0.0
             moment_x = 0.0
             moment_y = 0.0
-            roots = 0.0
+            extra = 0.0
             negative = 0.0
+            bf_sum = 0.0
+            bf_extra = 0.0
+            edge_sum = 0.0
+            edge_extra = 0.0
             for i in range(nx):
-                row_raw = np.float32(0.0)
-                row = np.float32(0.0)
-                row_y = np.float32(0.0)
-                row_root = np.float32(0.0)
-                row_negative = np.float32(0.0)
+                row_raw = zero
+                row = zero
+                row_y = zero
+                row_extra = zero
+                row_negative = zero
+                row_edge = zero
+                row_edge_extra = zero
+                row_bf = zero
+                row_bf_extra = zero
+                in_rows = r0 <= i < r1
                 for j in range(ny):
                     v = np.float32(frames[n, i, j])
                     row_raw += v
-                    row_negative += np.float32(v < 0)
-                    v = max(v, np.float32(0.0))
+                    if amplitude:
+                        row_negative += np.float32(v < zero)
+                        v = max(v, zero)
+                        e = np.sqrt(v)
+                    else:
+                        e = v * v
                     row += v
                     row_y += qy[j] * v
-                    row_root += np.sqrt(v)
+                    row_extra += e
+                    if has_edge:
+                        w = edge_w[i, j]
+                        row_edge += w * v
+                        row_edge_extra += w * e
+                if in_rows:
+                    for j in range(c0, c1):
+                        v = np.float32(frames[n, i, j])
+                        if amplitude:
+                            v = max(v, zero)
+                            e = np.sqrt(v)
+                        else:
+                            e = v * v
+                        w = bf_w[i - r0, j - c0]
+                        row_bf += w * v
+                        row_bf_extra += w * e
+                        crop[n, i - r0, j - c0] = e if amplitude else v
                 raw += row_raw
                 total += row
                 moment_x += i * np.float64(row)
                 moment_y += row_y
-                roots += row_root
+                extra += row_extra
                 negative += row_negative
+                bf_sum += row_bf
+                bf_extra += row_bf_extra
+                edge_sum += row_edge
+                edge_extra += row_edge_extra
             out[n, 0] = raw
-            out[n, 1] = total
+            out[n, 1] = total if amplitude else raw
             out[n, 2] = moment_x
             out[n, 3] = moment_y
-            out[n, 4] = roots
+            out[n, 4] = extra
             out[n, 5] = negative
+            out[n, 6] = bf_sum
+            out[n, 7] = bf_extra
+            out[n, 8] = edge_sum
+            out[n, 9] = edge_extra
 
 
 def frame_statistics(
@@ -147,45 +161,70 @@ def frame_statistics(
     amplitude: bool,
     use_numba: bool = True,
     crop: tuple[slice, slice] | None = None,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """Full-frame sums of a batch in one pass.
+    bf_weights: np.ndarray | None = None,
+    edge_weights: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Full-frame sums, region sums and a crop of a batch in one pass.
 
     Parameters
     ----------
     frames : numpy.ndarray
         ``(B, Qx, Qy)`` intensities [counts], any real dtype.
     amplitude : bool
-        Clip negatives to 0 (and count them), and sum ``sqrt(I)`` as the extra
-        column; otherwise sum ``I**2``.
+        Clip negatives to 0 (and count them), and sum ``sqrt(I)`` as the "extra" value;
+        otherwise sum ``I**2``.
     use_numba : bool
         Use the fused numba loop when available.
     crop : (slice, slice), optional
-        Also return a float32 copy of this rectangle of every frame (raw values),
-        made during the same pass.
+        Rectangle of every frame to return (as ``sqrt(max(I, 0))`` in amplitude mode, raw
+        ``I`` otherwise) and where ``bf_weights`` apply. Default: empty.
+    bf_weights : numpy.ndarray, optional
+        ``(h, w)`` weights (the BF indicator) over the crop for the BF sums.
+    edge_weights : numpy.ndarray, optional
+        ``(Qx, Qy)`` weights (the EDGE indicator) for the EDGE sums; None: no EDGE.
 
     Returns
     -------
     stats : numpy.ndarray
-        ``(B, 6)`` float64: raw sum (NaN/inf detection), total, ``sum qx I``,
-        ``sum qy I`` [counts px], ``sum sqrt(I)`` or ``sum I**2``, number of
-        negative pixels.
-    cropped : numpy.ndarray or None
+        ``(B, 10)`` float64: raw sum (NaN/inf detection), total, ``sum qx I``,
+        ``sum qy I`` [counts px], ``sum sqrt(I)`` or ``sum I**2``, number of negative
+        pixels, then the BF and EDGE weighted sums of ``I`` and of the extra value.
+    cropped : numpy.ndarray
         ``(B, h, w)`` float32 crop.
     """
-    out = np.empty((frames.shape[0], 6), np.float64)
+    num, nx, ny = frames.shape
     rows, cols = crop if crop is not None else (slice(0, 0), slice(0, 0))
+    shape = (rows.stop - rows.start, cols.stop - cols.start)
+    bf_w = np.zeros(shape, np.float32) if bf_weights is None else bf_weights
+    bf_w = np.ascontiguousarray(bf_w, dtype=np.float32)
+    has_edge = edge_weights is not None and bool(np.any(edge_weights))
+    edge_w = (
+        np.ascontiguousarray(edge_weights, dtype=np.float32)
+        if has_edge
+        else np.zeros((1, 1), np.float32)
+    )
+    out = np.empty((num, NUM_STATS), np.float64)
     if use_numba and numba is not None and frames.dtype.kind in "fiu":
-        cropped = np.empty(
-            (len(frames), rows.stop - rows.start, cols.stop - cols.start), np.float32
+        cropped = np.empty((num, *shape), np.float32)
+        qy = np.arange(ny, dtype=np.float32)
+        _frame_pass(
+            np.ascontiguousarray(frames),
+            qy,
+            bool(amplitude),
+            rows.start,
+            rows.stop,
+            cols.start,
+            cols.stop,
+            bf_w,
+            edge_w,
+            has_edge,
+            cropped,
+            out,
         )
-        frames = np.ascontiguousarray(frames)
-        qy = np.arange(frames.shape[2], dtype=np.float32)
-        (_stats_amplitude if amplitude else _stats_intensity)(frames, qy, out)
-        _copy_crop(frames, rows.start, cols.start, cropped)
     else:
-        _stats_python(frames, amplitude, out)
-        cropped = np.array(frames[:, rows, cols], dtype=np.float32)
-    return out, (cropped if crop is not None else None)
+        edge_full = edge_w if has_edge else np.zeros((nx, ny), np.float32)
+        cropped = _stats_python(frames, amplitude, (rows, cols), bf_w, edge_full, out)
+    return out, cropped
 
 
 def _bounding_box(support: np.ndarray) -> tuple[slice, slice]:
@@ -211,18 +250,12 @@ class _Crop:
         )
         self.is_union = self.shape == union.shape
 
-    def take(self, cropped: np.ndarray, amplitude: bool) -> np.ndarray:
-        """``(B, h*w)`` float32 from the union crop, ``sqrt(max(I, 0))`` in amplitude mode."""
+    def take(self, cropped: np.ndarray) -> np.ndarray:
+        """``(B, h*w)`` float32 view or copy of this rectangle of the union crop."""
         if self.is_union:
-            crop = cropped.reshape(len(cropped), -1)
-            crop = crop.copy() if amplitude else crop
-        else:
-            crop = np.array(cropped[:, self.local[0], self.local[1]], dtype=np.float32)
-            crop = crop.reshape(len(crop), -1)
-        if amplitude:
-            np.maximum(crop, 0, out=crop)
-            np.sqrt(crop, out=crop)
-        return crop
+            return cropped.reshape(len(cropped), -1)
+        crop = np.array(cropped[:, self.local[0], self.local[1]], dtype=np.float32)
+        return crop.reshape(len(crop), -1)
 
 
 class CompressionKernel:
@@ -253,8 +286,7 @@ class CompressionKernel:
         self.num_bf = basis.num_bf
         masks = basis.masks_flat
         self.bf_crop = _Crop(g.bf)
-        self.bf_in_crop = g.bf[self.bf_crop.rows, self.bf_crop.cols].ravel().astype(np.float32)
-        self.edge_pixels = np.flatnonzero(g.edge.ravel())
+        self.edge_weights = g.edge.astype(np.float32) if g.edge.any() else None
         df_region = g.df.ravel()
 
         constant, dense, region_df = [], [], []
@@ -316,6 +348,8 @@ class CompressionKernel:
         for crop in crops:
             union[crop.rows, crop.cols] = True
         self.crop = _Crop(union)
+        # BF indicator over the union crop: the fused pass sums the BF region there
+        self.bf_in_crop = np.ascontiguousarray(g.bf[self.crop.rows, self.crop.cols], np.float32)
         for crop in crops:
             crop.within(self.crop)
         self.plan = {
@@ -330,26 +364,15 @@ class CompressionKernel:
         frames = np.asarray(frames)
         num = frames.shape[0]
         stats, cropped = frame_statistics(
-            frames, self.amplitude, self.use_numba, (self.crop.rows, self.crop.cols)
+            frames,
+            self.amplitude,
+            self.use_numba,
+            (self.crop.rows, self.crop.cols),
+            self.bf_in_crop,
+            self.edge_weights,
         )
-        # BF crop: region sum of I and norm^2 of the projected vector (float32 BLAS)
-        rows, cols = self.bf_crop.local
-        bf = cropped[:, rows, cols].reshape(num, -1)
-        weights = self.bf_in_crop
-        if self.amplitude:  # float64 accumulation: the results do not depend on the batch
-            bf = np.maximum(bf, 0)
-            bf_sum = np.einsum("ij,j->i", bf, weights, dtype=np.float64)
-            bf_extra = np.einsum("ij,j->i", np.sqrt(bf), weights, dtype=np.float64)
-        else:
-            bf_sum = np.einsum("ij,j->i", bf, weights, dtype=np.float64)
-            bf_extra = np.einsum("ij,ij,j->i", bf, bf, weights, dtype=np.float64)
-        del bf
-        flat = frames.reshape(num, -1)
-        edge = np.asarray(flat[:, self.edge_pixels], dtype=np.float64)
-        if self.amplitude:
-            np.maximum(edge, 0, out=edge)
-        edge_sum = edge.sum(1)
-        edge_extra = (np.sqrt(edge) if self.amplitude else edge * edge).sum(1)
+        bf_sum, bf_extra = stats[:, BF_SUM], stats[:, BF_EXTRA]
+        edge_sum, edge_extra = stats[:, EDGE_SUM], stats[:, EDGE_EXTRA]
         df_sum = stats[:, TOTAL] - bf_sum - edge_sum
         df_extra = stats[:, EXTRA] - bf_extra - edge_extra  # sum sqrt(I) or sum I^2 over DF
 
@@ -357,11 +380,11 @@ class CompressionKernel:
         for n, value in self.region_df:
             coefficients[:, n] = value * (df_extra if self.amplitude else df_sum)
         if self.segment_crop is not None:
-            crop = self.segment_crop.take(cropped, self.amplitude)[:, self.segment_order]
+            crop = self.segment_crop.take(cropped)[:, self.segment_order]
             sums = np.add.reduceat(crop, self.segment_starts, axis=1, dtype=np.float64)
             coefficients[:, self.segment_index] = sums * self.segment_value
         for _, index, crop, matrix in self.dense_groups:
-            coefficients[:, index] = crop.take(cropped, self.amplitude) @ matrix
+            coefficients[:, index] = crop.take(cropped) @ matrix
 
         if self.amplitude:  # ||sqrt(I)_R||^2 = sum_R I
             norms_sq = np.stack([bf_sum, df_sum], 1)

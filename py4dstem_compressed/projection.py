@@ -158,6 +158,11 @@ class CompressedOperator:
         rescaling the prediction on their support (see :func:`project_values`).
     scalable_support : array or None
         ``(Ks, P)`` float32 indicator of each scalable mask's support.
+    energy_regions : array or None
+        ``(Ks, 2)`` float32: row ``i`` marks the region (BF, DF) of scalable mask ``i`` when
+        *every* mask of that region is scalable (the single DF mask, DF bins), else zeros.
+        In amplitude mode those regions can be matched to their measured energy
+        ``sum_n c_n^2 + p_R^2`` (see :func:`project_values`).
     """
 
     masks: Any
@@ -168,6 +173,7 @@ class CompressedOperator:
     mode: str = "amplitude"
     scalable_index: Any = None
     scalable_support: Any = None
+    energy_regions: Any = None
 
     @classmethod
     def from_detector(
@@ -213,6 +219,11 @@ class CompressedOperator:
             )
         mask_regions = (energy == energy.max(axis=1, keepdims=True)).T
         index, support = _scalable_masks(rolled)
+        # regions made only of scalable masks: their energy can be matched as a whole
+        scalable = np.zeros(masks.shape[0], bool)
+        scalable[index] = True
+        whole = np.array([bool(scalable[row].all()) and row.any() for row in mask_regions])
+        energy_regions = (mask_regions[:, index].T & whole[None, :]).astype(np.float32)
         return cls(
             masks=xp.asarray(rolled),
             region_maps=xp.asarray(regions, dtype=xp.float32),
@@ -222,6 +233,7 @@ class CompressedOperator:
             mode=mode,
             scalable_index=xp.asarray(index) if index.size else None,
             scalable_support=xp.asarray(support) if index.size else None,
+            energy_regions=xp.asarray(energy_regions) if energy_regions.any() else None,
         )
 
     @property
@@ -266,6 +278,7 @@ def project_values(
     perpendicular_norms: Any | None = None,
     weights: ProjectionWeights | None = None,
     scale_nonnegative: bool = True,
+    match_energy: bool = True,
 ) -> tuple[Any, Any]:
     """Steps 1-3 of the data step on a batch of predicted amplitudes (or intensities).
 
@@ -277,6 +290,16 @@ def project_values(
     the predicted pattern's shape inside the support (Bragg spots stay spots) where the
     projection would add a flat pedestal. On the abTEM test sets this raised the
     band-passed (0.35-1.2 A) correlation with the truth by 0.1-0.5 for one DF mask.
+
+    With ``match_energy`` (amplitude mode, perpendicular norms given) a region made only
+    of scalable masks (the single DF mask, DF bins) is rescaled so that its energy equals
+    the measured one, ``sum_n c_n^2 + p_R^2 = sum_{k in R} I(k)``, shared between its
+    masks in proportion to ``c_n^2``. Noise-free data satisfy both the coefficient and
+    the energy; under Poisson noise the energy is unbiased, while the amplitude
+    coefficient of sparse counts is biased low (``E[sqrt(N)] ~ lambda << sqrt(lambda)``
+    for ``lambda << 1`` counts per pixel, as in the dark field): matching it would
+    starve the dark field that carries the finest object detail. py4DSTEM's own
+    amplitude replacement gives the dark field exactly the measured energy too.
 
     Parameters
     ----------
@@ -292,6 +315,10 @@ def project_values(
         Defaults to ``ProjectionWeights()``.
     scale_nonnegative : bool
         Match scalable masks by rescaling (default) rather than by projection.
+    match_energy : bool
+        Match regions made only of scalable masks to their measured energy (default;
+        needs ``scale_nonnegative``, amplitude mode and ``perpendicular_norms``). Those
+        regions then take no separate perpendicular step.
 
     Returns
     -------
@@ -310,16 +337,32 @@ def project_values(
         target = coefficients  # exact: a complete basis reproduces the data bit for bit
     else:
         target = predicted + weights.coefficient * residual
+    energy_regions = None
     if scale_nonnegative and operator.scalable_index is not None:
         index = operator.scalable_index
         current = predicted[:, index]
         wanted = current + weights.coefficient * residual[:, index]
         positive = current > 1e-3 * xp.abs(wanted)  # rescale by at most 1000
         ratio = xp.where(positive, wanted / xp.where(positive, current, 1.0), 1.0)
+        if (
+            match_energy
+            and operator.mode == "amplitude"
+            and perpendicular_norms is not None
+            and operator.energy_regions is not None
+        ):
+            energy_regions = operator.energy_regions  # (Ks, 2)
+            ratio = _energy_ratio(
+                values, coefficients[:, index], perpendicular_norms, operator, ratio, weights
+            )
         values = values * (1.0 + (ratio - 1.0) @ operator.scalable_support)
         # those coefficients now match (or, where the prediction was 0, are left to the
         # projection below)
         predicted = values @ masks.T
+        if energy_regions is not None:
+            # energy-matched masks keep their rescaled coefficients (no projection back)
+            matched = xp.zeros(masks.shape[0], dtype=values.dtype)
+            matched[index] = energy_regions.sum(axis=1)
+            target = target + (predicted - target) * matched
     # per-pixel scale of the part of the prediction orthogonal to every mask:
     # EDGE pixels by (1 - w_e), BF/DF pixels by the perpendicular step of their region
     edge_scale = operator.edge_map * (1.0 - weights.edge) + (1.0 - operator.edge_map)
@@ -334,6 +377,8 @@ def project_values(
             1.0,
         )
         region_scale = 1.0 + weights.perpendicular * (ratio - 1.0)  # (B, 2)
+        if energy_regions is not None:  # already matched as a whole
+            region_scale = xp.where(energy_regions.max(axis=0) > 0, 1.0, region_scale)
         scale = edge_scale + (region_scale - 1.0) @ operator.region_maps
         mask_scale = region_scale @ operator.mask_regions  # (B, K): scale of each mask's region
     else:
@@ -342,6 +387,26 @@ def project_values(
     # target @ M + (v - predicted @ M) * scale, with one matmul: masks live in one region
     projected = (target - predicted * mask_scale) @ masks + values * scale
     return projected, residual
+
+
+def _energy_ratio(values, coefficients, perpendicular_norms, operator, ratio, weights):
+    """Rescale factors matching each energy region's measured energy (see project_values).
+
+    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``;
+    ``ratio`` the coefficient-matching factors, kept for masks outside energy regions and
+    where the energy is undefined (no measured or no predicted intensity).
+    """
+    xp = get_array_module(values)
+    regions = operator.energy_regions  # (Ks, 2)
+    c2 = coefficients.astype(values.dtype) ** 2
+    region_c2 = c2 @ regions  # (B, 2)
+    share = xp.where(region_c2 > 0, perpendicular_norms**2 / xp.maximum(region_c2, 1e-30), 0.0)
+    wanted = c2 * (1.0 + share @ regions.T)  # (B, Ks) measured energy on each support
+    current = (values**2) @ operator.scalable_support.T
+    ok = (current > 0) & ((region_c2 > 0) @ regions.T > 0)
+    energy_ratio = xp.sqrt(wanted / xp.where(ok, current, 1.0))
+    energy_ratio = 1.0 + weights.coefficient * (energy_ratio - 1.0)
+    return xp.where(ok, energy_ratio, ratio)
 
 
 def coefficient_error(residual: Any) -> Any:
@@ -386,6 +451,7 @@ def fourier_projection(
     perpendicular_norms: Any | None = None,
     weights: ProjectionWeights | None = None,
     scale_nonnegative: bool = True,
+    match_energy: bool = True,
 ) -> tuple[Any, Any]:
     """The data step on predicted far fields: modified far fields and the batch error.
 
@@ -402,7 +468,7 @@ def fourier_projection(
         ``(B, 2)`` measured BF/DF perpendicular norms, or ``None``.
     weights : ProjectionWeights, optional
         Term weights; defaults to ``ProjectionWeights()``.
-    scale_nonnegative : bool
+    scale_nonnegative, match_energy : bool
         See :func:`project_values`.
 
     Returns
@@ -422,7 +488,13 @@ def fourier_projection(
     else:
         values = (amplitudes**2).reshape(batch, -1)
     projected, residual = project_values(
-        values, coefficients, operator, perpendicular_norms, weights, scale_nonnegative
+        values,
+        coefficients,
+        operator,
+        perpendicular_norms,
+        weights,
+        scale_nonnegative,
+        match_energy,
     )
     projected = xp.maximum(projected, 0.0)
     if operator.mode == "intensity":

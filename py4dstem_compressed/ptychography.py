@@ -117,6 +117,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         probe_aperture_weight: float | None = None,
         weights: Mapping[str, float] | None = None,
         scale_nonnegative_masks: bool = True,
+        match_region_energy: bool = True,
         **kwargs: Any,
     ):
         """Reconstruct object and probe from the compressed measurements.
@@ -155,6 +156,13 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             support instead of adding a constant (default True; see
             :func:`py4dstem_compressed.projection.project_values`). With a complete
             pixel basis both give py4DSTEM's amplitude replacement.
+        match_region_energy : bool
+            In amplitude mode with stored perpendicular norms, rescale a region covered
+            only by such masks (the single DF mask, DF bins) to its measured energy
+            ``sum c^2 + p^2`` (the region's total intensity) rather than to its amplitude
+            coefficient (default True). Under shot noise the energy is unbiased while the
+            amplitude coefficient of a sparse dark field is biased low; noise-free data
+            satisfy both. See :func:`py4dstem_compressed.projection.project_values`.
         **kwargs
             py4DSTEM's ``reconstruct`` keywords.
 
@@ -195,6 +203,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             probe_aperture_weight=probe_aperture_weight,
         )
         self._scale_nonnegative = bool(scale_nonnegative_masks)
+        self._match_energy = bool(match_region_energy)
         if kwargs.get("virtual_detector_masks") is not None:
             raise NotImplementedError(
                 "virtual_detector_masks is not supported: compressed data are already "
@@ -236,6 +245,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             norms,
             self._weights,
             getattr(self, "_scale_nonnegative", True),
+            getattr(self, "_match_energy", True),
         )
         return modified, fourier_waves, ramp, error * self._error_scale
 

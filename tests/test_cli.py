@@ -41,6 +41,7 @@ def test_compress_round_trip_and_errors(datacube, tmp_path, capsys):
     assert main(["info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "64 of 64 complete" in info and "bytes on disk" in info and "_coefficients" in info
+    assert "filter blosc/zstd" in info  # the lossless filter is named, not "unknown"
     assert main([*args, "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     dp = ["--basis", "dp", "--num-bf", "6", "--mode", "intensity", "--seed", "3", "--overwrite"]

@@ -27,15 +27,21 @@ def naive_compress(data, basis, mode):
     return {k: np.array(v) for k, v in out.items()}
 
 
+@pytest.mark.parametrize("use_numba", [True, False], ids=["numba", "numpy"])
 @pytest.mark.parametrize("mode", ["amplitude", "intensity"])
 @pytest.mark.parametrize("family", ["zernike", "binning", "dp"])
-def test_compress_matches_naive_reference(datacube, geometry, mode, family):
+def test_compress_matches_naive_reference(datacube, geometry, mode, family, use_numba):
+    # a DF radius inside the detector: the corners are EDGE pixels
+    geometry = pc.DetectorGeometry(geometry.shape, geometry.center, geometry.bf_radius, 14.0)
     basis = {
         "zernike": lambda: pc.zernike_basis(geometry, 15, 3),
         "binning": lambda: pc.binning_basis(geometry, 3, df_bin=8),
         "dp": lambda: pc.diffraction_pattern_basis(datacube, geometry, 8, 1, seed=0, mode=mode),
     }[family]()
-    compressed = pc.compress(datacube, basis, mode=mode, max_batch_size=7, progress_bar=False)
+    compressed = pc.compress(
+        datacube, basis, mode=mode, max_batch_size=7, progress_bar=False, use_numba=use_numba
+    )
+    assert geometry.edge.any()  # the EDGE sums are exercised
     ref = naive_compress(datacube.data, basis, mode)
     scale = np.abs(ref["c"]).max()
     assert compressed.coefficients.shape == (8, 8, basis.num_masks)

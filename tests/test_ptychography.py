@@ -180,6 +180,9 @@ def test_compressed_preprocess_gives_the_full_data_rotation(simulated, geometry)
     )
     # memory: one row of K + 4 numbers per position, no per-pixel patterns
     assert ours._amplitudes.shape == (64, compressed.num_masks + 4)
+    # the field of view (probe overlaps by one convolution) is py4DSTEM's to a boundary pixel
+    differ = ours._object_fov_mask != plain._object_fov_mask
+    assert differ.sum() <= 0.02 * plain._object_fov_mask.sum()
 
 
 def test_edge_weight_one_zeroes_edge_pixels_of_the_prediction(simulated):
@@ -209,6 +212,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
 
     def orthogonal_norms(weight, clip=True):
         ptycho._weights = pc.projection.ProjectionWeights(perpendicular=weight, edge=0.0)
+        ptycho._match_energy = False  # the literal Eq. 11 step in both regions
         modified, fourier, *_ = ptycho._fourier_data_step(rows, waves)
         amp = np.abs(modified if clip else fourier).reshape(4, -1)
         orth = amp - (amp @ op.masks.T) @ op.masks
@@ -225,9 +229,40 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
         op,
         measured,
         pc.projection.ProjectionWeights(perpendicular=1.0, edge=0.0),
+        match_energy=False,
     )
     orth = projected - (projected @ op.masks.T) @ op.masks
     np.testing.assert_allclose(np.sqrt((orth**2) @ op.region_maps.T), measured, rtol=1e-4)
+
+
+def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
+    """With one DF mask the DF prediction is rescaled to the measured DF intensity c^2 + p^2."""
+    datacube, _ = simulated
+    basis = pc.zernike_basis(geometry, 6, 1)
+    compressed = pc.compress(datacube, basis, progress_bar=False)
+    ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
+    op = ptycho._operator
+    rows = np.asarray(ptycho._amplitudes[:4])
+    k = op.num_masks
+    coefficients, norms = rows[:, :k], rows[:, k : k + 2]
+    waves = np.random.default_rng(1).random((4, DETECTOR, DETECTOR))
+    amp = np.abs(np.fft.fft2(waves)).reshape(4, -1).astype(np.float32)
+    df_mask = int(np.flatnonzero(np.asarray(op.mask_regions)[1])[0])
+    measured_df_energy = coefficients[:, df_mask] ** 2 + norms[:, 1] ** 2
+    weights = pc.projection.ProjectionWeights(edge=0.0)
+    projected, _ = pc.projection.project_values(amp, coefficients, op, norms, weights)
+    df = np.asarray(op.region_maps)[1]
+    np.testing.assert_allclose((projected**2) @ df, measured_df_energy, rtol=1e-3)
+    # the DF pattern keeps the predicted shape (one common factor per pattern)
+    ratio = projected[:, df > 0] / amp[:, df > 0]
+    np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-3)
+    # without energy matching the DF coefficient is matched instead
+    projected, _ = pc.projection.project_values(
+        amp, coefficients, op, norms, weights, match_energy=False
+    )
+    np.testing.assert_allclose(
+        projected @ np.asarray(op.masks)[df_mask], coefficients[:, df_mask], rtol=1e-4
+    )
 
 
 def test_probe_aperture_weight_removes_probe_power_outside_the_aperture(simulated, geometry):
