@@ -9,7 +9,9 @@ progress bar, validating the input on the way.
 
 from __future__ import annotations
 
+import os
 import warnings
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -22,9 +24,9 @@ from py4dstem_compressed.storage import MODES, CompressedDataCube
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress", "compress_frames"]
 
-#: Default bytes of frames in flight (the chunk being compressed and the one being read)
+#: Default memory budget of one chunk [bytes] (its float32 frames plus temporaries)
 DEFAULT_MEMORY_LIMIT = 256 * 2**20
-#: Bytes per frame pixel the in-process loop needs: two float32 chunks + temporaries
+#: Bytes per frame pixel a chunk needs: float32 frames, the read buffer + temporaries
 BYTES_PER_PIXEL = 3 * 4
 RESULT_KEYS = (
     "coefficients",
@@ -123,6 +125,7 @@ def compress(
     datapath: str | None = None,
     client=None,
     use_numba: bool = True,
+    num_threads: int | None = None,
 ) -> CompressedDataCube:
     """Compress a 4D-STEM dataset onto ``basis``, chunk by chunk.
 
@@ -150,8 +153,8 @@ def compress(
     name : str
         Name of the returned EMD node.
     memory_limit : int, optional
-        Bytes of frame data in flight per process (default 256 MiB), used when
-        ``max_batch_size`` is not given.
+        Bytes of frame data per chunk (default 256 MiB), used when ``max_batch_size``
+        is not given.
     datapath : str, optional
         Dataset inside an HDF5 / zarr file holding several 4D arrays.
     client : distributed.Client, False or None
@@ -159,6 +162,10 @@ def compress(
         if there is one; ``False`` always runs in this process.
     use_numba : bool
         Use the fused numba kernel when numba is installed.
+    num_threads : int, optional
+        Threads compressing chunks in this process (default: every core,
+        ``os.cpu_count()``); up to ``num_threads + 1`` chunks are in flight. The results
+        do not depend on it. Not used with a client.
 
     Returns
     -------
@@ -190,13 +197,15 @@ def compress(
         batch = chunk_frames(source, max_batch_size, memory_limit)
         kernel = CompressionKernel(basis, mode, use_numba=use_numba)
         client = _active_client(client)
-        runner = run_distributed if client is not None else run_local
         with tqdm(
             total=source.num_frames, desc="Compressing", unit="frame", disable=not progress_bar
         ) as bar:
-            out, num_negative = runner(
-                source, kernel, batch, bar, check_center=check_center, client=client
-            )
+            if client is not None:
+                runner = (source, kernel, batch, bar, check_center, client)
+                out, num_negative = run_distributed(*runner)
+            else:
+                threads = _thread_count(num_threads)
+                out, num_negative = run_local(source, kernel, batch, bar, check_center, threads)
     finally:
         source.close()
     if num_negative:
@@ -253,20 +262,44 @@ class _Collector:
             self.out[key][start:stop] = result[key]
 
 
-def run_local(source: FrameSource, kernel, batch: int, bar, check_center: bool, client=None):
-    """Compress in this process, reading the next chunk while computing the current one."""
+def _thread_count(num_threads: int | None) -> int:
+    if num_threads is None:
+        return max(1, os.cpu_count() or 1)
+    if int(num_threads) < 1:
+        raise ValueError(f"num_threads must be at least 1, got {num_threads}")
+    return int(num_threads)
+
+
+def _read_and_compress(source: FrameSource, kernel, start: int, stop: int) -> dict:
+    return kernel(source.read(start, stop))
+
+
+def run_local(
+    source: FrameSource, kernel, batch: int, bar, check_center: bool, num_threads: int = 1
+):
+    """Compress in this process: ``num_threads`` threads each read and compress whole chunks.
+
+    One more chunk than threads is in flight, so reading overlaps computing even with one
+    thread (the numba pass and the BLAS products release the GIL). Each chunk is computed
+    exactly as on one thread or on a dask worker, so the results do not depend on it.
+    """
     collector = _Collector(source, kernel, check_center)
-    ranges = chunk_ranges(source.num_frames, batch)
-    with ThreadPoolExecutor(max_workers=1) as reader:
-        pending = reader.submit(source.read, *ranges[0])
-        for i, (start, stop) in enumerate(ranges):
-            frames = pending.result()
-            if i + 1 < len(ranges):
-                pending = reader.submit(source.read, *ranges[i + 1])
-            collector.add(start, kernel(frames))
-            del frames
-            bar.update(stop - start)
+    pending = deque()
+    with ThreadPoolExecutor(max_workers=num_threads + 1) as pool:
+        for start, stop in chunk_ranges(source.num_frames, batch):
+            pending.append(
+                (start, stop, pool.submit(_read_and_compress, source, kernel, start, stop))
+            )
+            while len(pending) > num_threads:
+                _collect(collector, bar, *pending.popleft())
+        while pending:
+            _collect(collector, bar, *pending.popleft())
     return collector.out, collector.num_negative
+
+
+def _collect(collector, bar, start: int, stop: int, future) -> None:
+    collector.add(start, future.result())
+    bar.update(stop - start)
 
 
 def _compress_range(kernel, start: int, stop: int, reader=None, frames=None) -> dict:
@@ -284,8 +317,6 @@ def run_distributed(source: FrameSource, kernel, batch: int, bar, check_center: 
     File sources are read by the workers themselves; arrays are sent chunk by chunk;
     dask arrays are computed on the cluster.
     """
-    from collections import deque
-
     collector = _Collector(source, kernel, check_center)
     ranges = deque(chunk_ranges(source.num_frames, batch))
     kernel_future = client.scatter(kernel, broadcast=True, hash=False)

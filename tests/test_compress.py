@@ -144,3 +144,14 @@ def test_decompress_reproduces_a_pattern_in_the_span(geometry, rng):
         basis.masks_flat.astype(np.float64) @ amplitude.ravel(), basis.masks, axes=1
     )
     assert np.allclose(compressed.decompress(1, 1), projected, atol=1e-4)
+
+
+def test_threads_do_not_change_the_results(datacube, geometry):
+    basis = pc.zernike_basis(geometry, 15, 1)
+    one = pc.compress(datacube, basis, max_batch_size=24, num_threads=1, progress_bar=False)
+    three = pc.compress(datacube, basis, max_batch_size=24, num_threads=3, progress_bar=False)
+    # threads take whole chunks, each computed as on one thread: bit-identical results
+    for key in ("coefficients", "perpendicular_norms", "total_intensity", "center_of_mass"):
+        assert np.array_equal(getattr(one, key), getattr(three, key)), key
+    with pytest.raises(ValueError, match="num_threads"):
+        pc.compress(datacube, basis, num_threads=0, progress_bar=False)
