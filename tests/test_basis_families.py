@@ -88,10 +88,10 @@ def test_binning_dark_field_bins(big_geometry):
 
 
 def test_diffraction_pattern_basis_spans_its_patterns(datacube, geometry):
-    basis = pc.diffraction_pattern_basis(datacube, geometry, 10, 3, seed=3)
+    basis = pc.diffraction_pattern_basis(datacube, geometry, 10, 3, seed=3, smoothing_px=0)
     assert_valid(basis, 10, 3)
     assert basis.positions.shape == (13, 2)
-    again = pc.diffraction_pattern_basis(datacube, geometry, 10, 3, seed=3)
+    again = pc.diffraction_pattern_basis(datacube, geometry, 10, 3, seed=3, smoothing_px=0)
     assert np.array_equal(basis.masks, again.masks)
     # every sampled BF pattern lies in the span: angle 0
     sub = np.stack([datacube.data[rx, ry] for rx, ry in basis.positions[:10]])[:, None]
@@ -99,10 +99,26 @@ def test_diffraction_pattern_basis_spans_its_patterns(datacube, geometry):
     assert np.all(angles.bf < 1e-3)
 
 
+def test_smoothing_keeps_the_noise_of_the_sampled_patterns_out_of_the_masks(datacube, geometry):
+    rng = np.random.default_rng(0)
+    clean = np.asarray(datacube.data, dtype=np.float64)
+    counts = 200.0 / clean.sum(axis=(2, 3)).mean()  # ~200 electrons per pattern: shot noise
+    noisy = rng.poisson(clean * counts).astype(np.float32)
+    kwargs = {"seed": 3}
+    raw = pc.diffraction_pattern_basis(noisy, geometry, 10, 1, smoothing_px=0, **kwargs)
+    smooth = pc.diffraction_pattern_basis(noisy, geometry, 10, 1, **kwargs)
+    assert_valid(smooth, 10, 1)
+    assert smooth.parameters["smoothing_px"] == 1.0
+    # the noise-free patterns lie closer to the span of the smoothed masks
+    assert pc.basis_angles(clean, smooth).bf.mean() < pc.basis_angles(clean, raw).bf.mean()
+    with pytest.raises(ValueError, match="smoothing_px"):
+        pc.diffraction_pattern_basis(noisy, geometry, 10, 1, smoothing_px=-1)
+
+
 def test_diffraction_pattern_basis_given_positions_and_mode(datacube, geometry):
     positions = [(0, 0), (3, 4), (7, 7)]
     basis = pc.diffraction_pattern_basis(
-        datacube, geometry, 3, positions=positions, mode="intensity"
+        datacube, geometry, 3, positions=positions, mode="intensity", smoothing_px=0
     )
     assert basis.mode == "intensity"
     first = datacube.data[0, 0].astype(np.float64) * geometry.bf
