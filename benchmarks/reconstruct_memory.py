@@ -10,7 +10,7 @@ separate processes:
   ``CompressedMultislicePtychography`` from that file alone, ``preprocess`` plus the same
   iterations.
 
-Each process reports its peak resident memory (``ru_maxrss``) and timings. Both
+Each process reports its own peak resident memory (``VmHWM``) and timings. Both
 reconstructions use the same mini-batches (``--batch``, 64 positions by default, as
 py4DSTEM's tutorials). For scans too large to iterate over here, ``--max-batches N`` stops
 the first iteration after N batches: the work arrays of a batch are the same for every
@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -65,7 +64,9 @@ def write_scan(path: Path, scan: int, detector: int) -> dict:
     )
     out.flush()
     cal = sim.datacube.calibration
-    return {"R_pixel_size": cal.get_R_pixel_size(), "Q_pixel_size": cal.get_Q_pixel_size()}
+    calibration = {"R_pixel_size": cal.get_R_pixel_size(), "Q_pixel_size": cal.get_Q_pixel_size()}
+    Path(path).with_suffix(".json").write_text(json.dumps(calibration))
+    return calibration
 
 
 def run_plain(case: dict) -> dict:
@@ -154,7 +155,9 @@ def run_compress(case: dict) -> dict:
 
 
 def _peak_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from py4dstem_compressed.evaluation import own_peak_memory_mb
+
+    return own_peak_memory_mb()
 
 
 def _report(start: float, middle: float, iterations: int) -> dict:
@@ -192,6 +195,11 @@ def main() -> int:
     )
     parser.add_argument("--skip-plain", action="store_true")
     parser.add_argument("--workdir", default=None)
+    parser.add_argument(
+        "--scan-file",
+        default=None,
+        help="reuse this .npy scan (its calibration in a .json file beside it)",
+    )
     parser.add_argument("--output", default="benchmarks/results/reconstruct_memory.json")
     parser.add_argument("--run", help=argparse.SUPPRESS)
     parser.add_argument("--case", help=argparse.SUPPRESS)
@@ -202,10 +210,15 @@ def main() -> int:
         print(json.dumps(runner[args.run](case)))
         return 0
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
-        raw = Path(work) / "scan.npy"
-        start = time.perf_counter()
-        calibration = write_scan(raw, args.scan, args.detector)
-        print(f"wrote {raw.stat().st_size / 2**30:.2f} GiB in {time.perf_counter() - start:.0f} s")
+        if args.scan_file:  # reuse a scan written before (calibration in the .json beside it)
+            raw = Path(args.scan_file)
+            calibration = json.loads(raw.with_suffix(".json").read_text())
+        else:
+            raw = Path(work) / "scan.npy"
+            start = time.perf_counter()
+            calibration = write_scan(raw, args.scan, args.detector)
+            seconds = time.perf_counter() - start
+            print(f"wrote {raw.stat().st_size / 2**30:.2f} GiB in {seconds:.0f} s")
         case = {
             "raw": str(raw),
             "compressed": str(Path(work) / "scan_compressed.h5"),

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -103,6 +102,7 @@ def run_case(case: dict) -> dict:
 
     import py4dstem_compressed as pc
     from py4dstem_compressed.datasets import simulate
+    from py4dstem_compressed.evaluation import own_peak_memory_mb
     from py4dstem_compressed.ptychography import CompressedMultislicePtychography
 
     def dataset():
@@ -140,7 +140,7 @@ def run_case(case: dict) -> dict:
     start = time.perf_counter()
     ptycho.reconstruct(**reconstruct)
     iteration_s = (time.perf_counter() - start) / case["iterations"]
-    peak_memory_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak_memory_mb = own_peak_memory_mb()
     result = _quality(ptycho, data if data is not None else dataset())
     result.update(
         preprocess_s=preprocess_s,

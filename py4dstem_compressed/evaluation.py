@@ -33,6 +33,7 @@ __all__ = [
     "PeakMemory",
     "ReconstructionResult",
     "bragg_frequencies",
+    "own_peak_memory_mb",
     "run_ptychography",
     "score_reconstruction",
 ]
@@ -43,6 +44,25 @@ BAND_ANGSTROM = (0.35, 1.2)
 #: ``reconstruct`` settings shared by every compared run (uncompressed and compressed):
 #: mini-batches of 64 positions, as py4DSTEM's tutorials use mini-batches, and a fixed seed.
 DEFAULT_RECONSTRUCT_KWARGS = {"max_batch_size": 64, "seed_random": 0, "progress_bar": False}
+
+
+def own_peak_memory_mb() -> float:
+    """This process's own peak resident memory [MB] (``VmHWM`` on Linux).
+
+    ``ru_maxrss`` is the fallback on other systems. On Linux it is avoided: a child started
+    by fork/vfork + exec inherits its parent's high-water mark, so a benchmark process would
+    report at least the memory of the script that launched it.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class PeakMemory:
