@@ -3,9 +3,10 @@
 Measures, on ``--scan`` x ``--scan`` frames of ``--detector`` x ``--detector`` float32
 (default 64x64 frames of 256x256 = 1 GiB) with a Zernike 36+1 basis:
 
-- roofline: a plain NumPy sum over the same in-memory frames;
-- ``compress`` in memory, intensity and amplitude modes;
-- LiberTEM's ``ApplyMasksUDF`` (the 37 masks as one stack, inline executor), run
+- roofline: a plain NumPy sum over the same in-memory frames (one thread);
+- ``compress`` in memory, intensity and amplitude modes, on every core (the default) and on
+  one thread;
+- LiberTEM's ``ApplyMasksUDF`` (the 37 masks as one stack, inline executor: one thread), run
   from a separate environment with ``--libertem-python`` (LiberTEM needs NumPy 2);
 - reading the frames from a ``.npy`` file, and ``compress`` from that file
   (the file is in the page cache after it is written: this is the read rate of
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -100,9 +102,15 @@ def main(argv=None) -> int:
     options = {"progress_bar": False, "client": False, "check_center": False}
     results = {"frames": n, "detector": args.detector, "basis": "zernike 36+1"}
     results["roofline_sum_fps"] = best_rate(lambda: frames.sum(), n, args.repeats)
+    results["threads"] = os.cpu_count()
     for mode in ("intensity", "amplitude"):
         results[f"{mode}_fps"] = best_rate(
             lambda mode=mode: pc.compress(frames, basis, mode=mode, **options), n, args.repeats
+        )
+        results[f"{mode}_one_thread_fps"] = best_rate(
+            lambda mode=mode: pc.compress(frames, basis, mode=mode, num_threads=1, **options),
+            n,
+            args.repeats,
         )
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         path = Path(tmp) / "frames.npy"
@@ -148,13 +156,19 @@ def print_table(r: dict) -> None:
     roof, lt = r["roofline_sum_fps"], r["libertem_fps"]
     rows = [
         ("NumPy sum (roofline)", roof, "", ""),
-        ("compress, intensity, in memory", r["intensity_fps"], ">= 0.5x roofline, >= 3x LiberTEM"),
         (
-            "compress, amplitude, in memory",
+            f"compress, intensity, {r['threads']} threads",
+            r["intensity_fps"],
+            ">= 0.5x roofline, >= 3x LiberTEM",
+        ),
+        ("compress, intensity, 1 thread", r["intensity_one_thread_fps"], ""),
+        (
+            f"compress, amplitude, {r['threads']} threads",
             r["amplitude_fps"],
             ">= 0.3x roofline, >= 1.5x LiberTEM",
         ),
-        ("LiberTEM ApplyMasksUDF (one stack)", lt, "", ""),
+        ("compress, amplitude, 1 thread", r["amplitude_one_thread_fps"], ""),
+        ("LiberTEM ApplyMasksUDF (one stack, inline)", lt, "", ""),
         ("read .npy file (warm)", r["read_file_fps"], ""),
         ("compress from .npy file", r["file_intensity_fps"], ">= 0.9x reading the file"),
     ]
