@@ -198,6 +198,11 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--skip-plain", action="store_true", help="only the compressed runs")
     parser.add_argument(
+        "--no-intensity",
+        action="store_true",
+        help="do not add the intensity-mode diffraction-pattern run to noisy conditions",
+    )
+    parser.add_argument(
         "--fit-rotation",
         action="store_true",
         help="fit the scan rotation from the centres of mass instead of using the known 0",
@@ -227,7 +232,7 @@ def main(argv=None) -> int:
                     rows.append({**base, "basis": "uncompressed", **plain})
                     print(json.dumps(rows[-1]), flush=True)
                 bases = list(args.bases)
-                if dose is not None and "dp15-intensity" not in bases:
+                if dose is not None and "dp15-intensity" not in bases and not args.no_intensity:
                     bases.append("dp15-intensity")
                 with tempfile.TemporaryDirectory() as directory:
                     for name in bases:
