@@ -28,7 +28,8 @@ from py4dstem_compressed.metrics import (
     stored_compression_ratio,
 )
 from py4dstem_compressed.ptychography import CompressedMultislicePtychography
-from py4dstem_compressed.resolution import fourier_shell_correlation, register_to_ground_truth
+from py4dstem_compressed.registration import register_to_ground_truth
+from py4dstem_compressed.resolution import fourier_shell_correlation
 from py4dstem_compressed.storage import CompressedDataCube, StorageOptions, read_compressed
 from py4dstem_compressed.version import FORMAT_VERSION, __version__
 from py4dstem_compressed.writer import CompressedWriter, open_compressed_writer

@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from py4dstem_compressed.registration import register_to_ground_truth
 from py4dstem_compressed.resolution import (
     FSCResult,
     band_pass,
     fourier_shell_correlation,
     normalized_cross_correlation,
-    register_to_ground_truth,
 )
 
 __all__ = [
