@@ -33,6 +33,7 @@ from py4dstem_compressed.projection import (
     fourier_projection,
     mask_coefficients,
     probe_aperture_step,
+    sparse_count_statistic,
 )
 
 __all__ = ["CompressedMultislicePtychography"]
@@ -42,6 +43,11 @@ _emd_hook = True
 
 #: Name of the metadata group holding the compression settings of a saved reconstruction.
 COMPRESSION_METADATA = "compression_metadata"
+#: ``match_region_energy="auto"`` matches dark-field energies when the median of
+#: ``sum sqrt(I) / sum I`` over the dark field lies in this range (sparse counts: at most 1
+#: for integer counts; 0.5 is reached near 3-4 counts per pixel, where the amplitude
+#: coefficient's bias falls below ~5%).
+SPARSE_COUNT_RANGE = (0.5, 1.05)
 _PY4DSTEM_RECONSTRUCT_ARGS = frozenset(
     inspect.signature(MultislicePtychography.reconstruct).parameters
 )
@@ -117,7 +123,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         probe_aperture_weight: float | None = None,
         weights: Mapping[str, float] | None = None,
         scale_nonnegative_masks: bool = True,
-        match_region_energy: bool = True,
+        match_region_energy: bool | str = "auto",
         **kwargs: Any,
     ):
         """Reconstruct object and probe from the compressed measurements.
@@ -156,13 +162,21 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             support instead of adding a constant (default True; see
             :func:`py4dstem_compressed.projection.project_values`). With a complete
             pixel basis both give py4DSTEM's amplitude replacement.
-        match_region_energy : bool
+        match_region_energy : bool or "auto"
             In amplitude mode with stored perpendicular norms, rescale a region covered
             only by such masks (the single DF mask, DF bins) to its measured energy
             ``sum c^2 + p^2`` (the region's total intensity) rather than to its amplitude
-            coefficient (default True). Under shot noise the energy is unbiased while the
-            amplitude coefficient of a sparse dark field is biased low; noise-free data
-            satisfy both. See :func:`py4dstem_compressed.projection.project_values`.
+            coefficient. Under shot noise the energy is unbiased while the amplitude
+            coefficient of a sparse dark field is biased low (``E[sqrt(N)] ~ lambda`` for
+            ``lambda << 1`` counts per pixel); noise-free data satisfy both. ``"auto"``
+            (default) matches the energy when the stored values look like sparse counts:
+            the median of ``sum sqrt(I) / sum I`` over the dark field (at most 1 for
+            integer counts, near 1 when hit pixels hold single counts, far above 1 for
+            noise-free intensities in fractions of the beam) lies in
+            ``SPARSE_COUNT_RANGE``. On the test sets energy matching raised the noisy
+            MoS2 band-passed quality from 0.61 to 1.01 of the uncompressed run, and
+            coefficient matching was up to 3% better on noise-free data. See
+            :func:`py4dstem_compressed.projection.project_values`.
         **kwargs
             py4DSTEM's ``reconstruct`` keywords.
 
@@ -203,7 +217,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             probe_aperture_weight=probe_aperture_weight,
         )
         self._scale_nonnegative = bool(scale_nonnegative_masks)
-        self._match_energy = bool(match_region_energy)
+        self._match_energy = self._resolve_energy_matching(match_region_energy)
         if kwargs.get("virtual_detector_masks") is not None:
             raise NotImplementedError(
                 "virtual_detector_masks is not supported: compressed data are already "
@@ -214,6 +228,22 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         return super().reconstruct(
             num_iter=num_iter, reconstruction_method=reconstruction_method, **kwargs
         )
+
+    def _resolve_energy_matching(self, setting: bool | str) -> bool:
+        """``match_region_energy`` as a bool (``"auto"``: the data look like sparse counts)."""
+        if isinstance(setting, str):
+            if setting != "auto":
+                raise ValueError(
+                    f"match_region_energy must be True, False or 'auto', got {setting!r}"
+                )
+            k = self._operator.num_masks
+            rows = self._amplitudes
+            norms = rows[:, k : k + 2] if self._has_perpendicular_norms else None
+            statistic = sparse_count_statistic(rows[:, :k], norms, self._operator)
+            self._sparse_count_statistic = statistic
+            low, high = SPARSE_COUNT_RANGE
+            return bool(low <= statistic <= high)
+        return bool(setting)
 
     # ------------------------------------------------------------ measurement rows
     def _unpack_measurements(self, rows):
@@ -446,7 +476,11 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         basis_name = basis.name if basis is not None else None
         self.metadata = Metadata(
             name=COMPRESSION_METADATA,
-            data={"compression_mode": self._compression_mode, **self._weights.as_dict()},
+            data={
+                "compression_mode": self._compression_mode,
+                **self._weights.as_dict(),
+                "match_region_energy": bool(getattr(self, "_match_energy", False)),
+            },
         )
         self._compression_basis = basis
         try:
@@ -465,6 +499,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         nodes = cls._get_emd_attr_data(cls, group)
         kwargs["basis"] = nodes.get("_compression_basis")
         kwargs["compression_mode"] = settings.pop("compression_mode")
+        settings.pop("match_region_energy", None)  # a record of the last reconstruct() call
         kwargs["weights"] = settings
         kwargs["name"] = kwargs.get("name") or "compressed_multislice_ptychographic_reconstruction"
         return kwargs

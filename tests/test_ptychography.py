@@ -457,3 +457,38 @@ def test_devices(simulated, geometry, device):
     ptycho = CompressedMultislicePtychography(datacube=compressed, device=device, **COMMON)
     _run(ptycho, 2)
     assert np.all(np.isfinite(ptycho.error_iterations))
+
+
+def test_auto_energy_matching_follows_the_counting_statistics(simulated, geometry):
+    """Noise-free fractions of the beam: coefficient matching; sparse counts: energy."""
+    datacube, _ = simulated
+    basis = pc.zernike_basis(geometry, 6, 1)
+    clean = _run(
+        CompressedMultislicePtychography(
+            datacube=pc.compress(datacube, basis, progress_bar=False), **COMMON
+        ),
+        1,
+    )
+    assert clean._sparse_count_statistic > 2 and not clean._match_energy
+    rng = np.random.default_rng(0)
+    data = np.asarray(datacube.data, dtype=np.float64)
+    counts = rng.poisson(data * 300.0 / data.sum(axis=(2, 3)).mean()).astype(np.float32)
+    noisy = py4DSTEM.DataCube(data=counts)
+    for name in ("R_pixel_size", "R_pixel_units", "Q_pixel_size", "Q_pixel_units"):
+        getattr(noisy.calibration, f"set_{name}")(getattr(datacube.calibration, f"get_{name}")())
+    sparse = _run(
+        CompressedMultislicePtychography(
+            datacube=pc.compress(noisy, basis, progress_bar=False), **COMMON
+        ),
+        1,
+    )
+    assert 0.5 <= sparse._sparse_count_statistic <= 1.0 and sparse._match_energy
+    assert not _run(
+        CompressedMultislicePtychography(
+            datacube=pc.compress(noisy, basis, progress_bar=False), **COMMON
+        ),
+        1,
+        match_region_energy=False,
+    )._match_energy
+    with pytest.raises(ValueError, match="match_region_energy"):
+        _run(clean, 1, match_region_energy="sometimes")
