@@ -74,8 +74,8 @@ class ProjectionWeights:
         measured norm. Ignored when the data carry no perpendicular norms. On abTEM test
         sets (SrTiO3, MoS2; 30 iterations) 0 gave better potentials than 1, noiseless and
         noisy (band-passed NCC 0.92 against 0.80 on noise-free MoS2), so the literal
-        step is off by default. The DF norm is still used by default: a region made only
-        of scalable masks (the single DF mask) is matched to its measured energy
+        step is off by default. The DF norm is still used for sparse counts: a region made
+        only of scalable masks (the single DF mask) is then matched to its measured energy
         ``c^2 + p^2`` (see :func:`project_values`, ``match_energy``).
     edge : float
         ``w_e`` of the edge loss (Eq. 10), in ``[0, 1]``: EDGE amplitudes are multiplied
