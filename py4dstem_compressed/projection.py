@@ -282,7 +282,7 @@ def project_values(
     perpendicular_norms: Any | None = None,
     weights: ProjectionWeights | None = None,
     scale_nonnegative: bool = True,
-    match_energy: bool = True,
+    match_energy: bool | tuple[bool, bool] = True,
 ) -> tuple[Any, Any]:
     """Steps 1-3 of the data step on a batch of predicted amplitudes (or intensities).
 
@@ -319,10 +319,11 @@ def project_values(
         Defaults to ``ProjectionWeights()``.
     scale_nonnegative : bool
         Match scalable masks by rescaling (default) rather than by projection.
-    match_energy : bool
+    match_energy : bool or (bool, bool)
         Match regions made only of scalable masks to their measured energy (default;
-        needs ``scale_nonnegative``, amplitude mode and ``perpendicular_norms``). Those
-        regions then take no separate perpendicular step.
+        needs ``scale_nonnegative``, amplitude mode and ``perpendicular_norms``), for both
+        regions or per region ``(BF, DF)``. Those regions then take no separate
+        perpendicular step.
 
     Returns
     -------
@@ -349,15 +350,22 @@ def project_values(
         positive = current > 1e-3 * xp.abs(wanted)  # rescale by at most 1000
         ratio = xp.where(positive, wanted / xp.where(positive, current, 1.0), 1.0)
         if (
-            match_energy
-            and operator.mode == "amplitude"
+            operator.mode == "amplitude"
             and perpendicular_norms is not None
             and operator.energy_regions is not None
         ):
-            energy_regions = operator.energy_regions  # (Ks, 2)
-            ratio = _energy_ratio(
-                values, coefficients[:, index], perpendicular_norms, operator, ratio, weights
-            )
+            switch = np.broadcast_to(np.asarray(match_energy, dtype=np.float32), (2,))
+            if switch.any():
+                energy_regions = operator.energy_regions * xp.asarray(switch)[None, :]
+                ratio = _energy_ratio(
+                    values,
+                    coefficients[:, index],
+                    perpendicular_norms,
+                    operator.scalable_support,
+                    energy_regions,
+                    ratio,
+                    weights,
+                )
         values = values * (1.0 + (ratio - 1.0) @ operator.scalable_support)
         # those coefficients now match (or, where the prediction was 0, are left to the
         # projection below)
@@ -393,28 +401,28 @@ def project_values(
     return projected, residual
 
 
-def _energy_ratio(values, coefficients, perpendicular_norms, operator, ratio, weights):
+def _energy_ratio(values, coefficients, perpendicular_norms, supports, regions, ratio, weights):
     """Rescale factors matching each energy region's measured energy (see project_values).
 
-    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``;
-    ``ratio`` the coefficient-matching factors, kept for masks outside energy regions and
-    where the energy is undefined (no measured or no predicted intensity).
+    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``,
+    ``supports`` their ``(Ks, P)`` supports and ``regions`` the ``(Ks, 2)`` energy regions
+    in use; ``ratio`` the coefficient-matching factors, kept for masks outside energy
+    regions and where the energy is undefined (no measured or no predicted intensity).
     """
     xp = get_array_module(values)
-    regions = operator.energy_regions  # (Ks, 2)
     c2 = coefficients.astype(values.dtype) ** 2
     region_c2 = c2 @ regions  # (B, 2)
     share = xp.where(region_c2 > 0, perpendicular_norms**2 / xp.maximum(region_c2, 1e-30), 0.0)
     wanted = c2 * (1.0 + share @ regions.T)  # (B, Ks) measured energy on each support
-    current = (values**2) @ operator.scalable_support.T
-    ok = (current > 0) & ((region_c2 > 0) @ regions.T > 0)
+    current = (values**2) @ supports.T
+    ok = (current > 0) & ((region_c2 > 0) @ regions.T > 0) & (regions.sum(axis=1) > 0)[None, :]
     energy_ratio = xp.sqrt(wanted / xp.where(ok, current, 1.0))
     energy_ratio = 1.0 + weights.coefficient * (energy_ratio - 1.0)
     return xp.where(ok, energy_ratio, ratio)
 
 
-def sparse_count_statistic(coefficients: Any, norms: Any, operator: CompressedOperator) -> float:
-    """Median over patterns of ``sum sqrt(I) / sum I`` in the energy regions (amplitude mode).
+def sparse_count_statistic(coefficients: Any, norms: Any, operator: CompressedOperator) -> Any:
+    """Per region (BF, DF), the median over patterns of ``sum sqrt(I) / sum I`` (amplitude mode).
 
     For integer counts ``sqrt(N) <= N``, so the ratio is at most 1, and close to 1 when most
     hit pixels hold a single count (sparse counts, where the amplitude coefficient is biased
@@ -425,24 +433,28 @@ def sparse_count_statistic(coefficients: Any, norms: Any, operator: CompressedOp
 
     Returns
     -------
-    float
-        The median ratio, or NaN when there is no energy region or no dark-field intensity.
+    numpy.ndarray
+        ``(2,)`` medians for the BF and DF regions; NaN for a region that is not an energy
+        region (or holds no intensity).
     """
+    out = np.full(2, np.nan)
     if operator.energy_regions is None or operator.mode != "amplitude" or norms is None:
-        return float("nan")
+        return out
     xp = get_array_module(operator.masks)
     index = operator.scalable_index
     regions = operator.energy_regions  # (Ks, 2)
     values = operator.masks[index].max(axis=1)  # constant value of each scalable mask
     c = xp.asarray(coefficients, dtype=xp.float64)[:, index]
     roots = (c / values[None, :]) @ regions  # (B, 2) sum sqrt(I) per region
-    energy = (c**2) @ regions + xp.asarray(norms, dtype=xp.float64) ** 2 * (regions.max(0) > 0)
-    used = regions.max(axis=0) > 0
-    ratio = roots[:, used] / xp.where(energy[:, used] > 0, energy[:, used], xp.nan)
-    ratio = ratio[xp.isfinite(ratio)]
-    if ratio.size == 0:
-        return float("nan")
-    return float(xp.median(ratio))
+    energy = (c**2) @ regions + xp.asarray(norms, dtype=xp.float64) ** 2
+    for region in range(2):
+        if not bool(regions[:, region].any()):
+            continue
+        positive = energy[:, region] > 0
+        ratio = roots[positive, region] / energy[positive, region]
+        if ratio.size:
+            out[region] = float(xp.median(ratio))
+    return out
 
 
 def coefficient_error(residual: Any) -> Any:
@@ -487,7 +499,7 @@ def fourier_projection(
     perpendicular_norms: Any | None = None,
     weights: ProjectionWeights | None = None,
     scale_nonnegative: bool = True,
-    match_energy: bool = True,
+    match_energy: bool | tuple[bool, bool] = True,
 ) -> tuple[Any, Any]:
     """The data step on predicted far fields: modified far fields and the batch error.
 

@@ -169,8 +169,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             coefficient. Under shot noise the energy is unbiased while the amplitude
             coefficient of a sparse dark field is biased low (``E[sqrt(N)] ~ lambda`` for
             ``lambda << 1`` counts per pixel); noise-free data satisfy both. ``"auto"``
-            (default) matches the energy when the stored values look like sparse counts:
-            the median of ``sum sqrt(I) / sum I`` over the dark field (at most 1 for
+            (default) matches the energy of each region whose stored values look like
+            sparse counts: the median of ``sum sqrt(I) / sum I`` over the region (at most 1 for
             integer counts, near 1 when hit pixels hold single counts, far above 1 for
             noise-free intensities in fractions of the beam) lies in
             ``SPARSE_COUNT_RANGE``. On the test sets energy matching raised the noisy
@@ -229,8 +229,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             num_iter=num_iter, reconstruction_method=reconstruction_method, **kwargs
         )
 
-    def _resolve_energy_matching(self, setting: bool | str) -> bool:
-        """``match_region_energy`` as a bool (``"auto"``: the data look like sparse counts)."""
+    def _resolve_energy_matching(self, setting: bool | str) -> tuple[bool, bool]:
+        """``match_region_energy`` per region (BF, DF); ``"auto"``: where counts are sparse."""
         if isinstance(setting, str):
             if setting != "auto":
                 raise ValueError(
@@ -242,8 +242,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             statistic = sparse_count_statistic(rows[:, :k], norms, self._operator)
             self._sparse_count_statistic = statistic
             low, high = SPARSE_COUNT_RANGE
-            return bool(low <= statistic <= high)
-        return bool(setting)
+            return tuple(bool(low <= value <= high) for value in statistic)
+        return (bool(setting), bool(setting))
 
     # ------------------------------------------------------------ measurement rows
     def _unpack_measurements(self, rows):
@@ -275,7 +275,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             norms,
             self._weights,
             getattr(self, "_scale_nonnegative", True),
-            getattr(self, "_match_energy", True),
+            getattr(self, "_match_energy", (True, True)),
         )
         return modified, fourier_waves, ramp, error * self._error_scale
 
@@ -479,7 +479,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             data={
                 "compression_mode": self._compression_mode,
                 **self._weights.as_dict(),
-                "match_region_energy": bool(getattr(self, "_match_energy", False)),
+                "match_region_energy": [bool(v) for v in getattr(self, "_match_energy", ())],
             },
         )
         self._compression_basis = basis

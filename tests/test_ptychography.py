@@ -212,7 +212,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
 
     def orthogonal_norms(weight, clip=True):
         ptycho._weights = pc.projection.ProjectionWeights(perpendicular=weight, edge=0.0)
-        ptycho._match_energy = False  # the literal Eq. 11 step in both regions
+        ptycho._match_energy = (False, False)  # the literal Eq. 11 step in both regions
         modified, fourier, *_ = ptycho._fourier_data_step(rows, waves)
         amp = np.abs(modified if clip else fourier).reshape(4, -1)
         orth = amp - (amp @ op.masks.T) @ op.masks
@@ -469,7 +469,7 @@ def test_auto_energy_matching_follows_the_counting_statistics(simulated, geometr
         ),
         1,
     )
-    assert clean._sparse_count_statistic > 2 and not clean._match_energy
+    assert clean._sparse_count_statistic[1] > 2 and clean._match_energy == (False, False)
     rng = np.random.default_rng(0)
     data = np.asarray(datacube.data, dtype=np.float64)
     counts = rng.poisson(data * 300.0 / data.sum(axis=(2, 3)).mean()).astype(np.float32)
@@ -482,13 +482,16 @@ def test_auto_energy_matching_follows_the_counting_statistics(simulated, geometr
         ),
         1,
     )
-    assert 0.5 <= sparse._sparse_count_statistic <= 1.0 and sparse._match_energy
-    assert not _run(
+    # Zernike BF masks are signed: only the DF region (one uniform mask) can be matched
+    assert np.isnan(sparse._sparse_count_statistic[0])
+    assert 0.5 <= sparse._sparse_count_statistic[1] <= 1.0 and sparse._match_energy == (False, True)
+    forced = _run(
         CompressedMultislicePtychography(
             datacube=pc.compress(noisy, basis, progress_bar=False), **COMMON
         ),
         1,
         match_region_energy=False,
-    )._match_energy
+    )
+    assert forced._match_energy == (False, False)
     with pytest.raises(ValueError, match="match_region_energy"):
         _run(clean, 1, match_region_energy="sometimes")
