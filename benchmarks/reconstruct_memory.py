@@ -34,6 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
+from py4dstem_compressed.evaluation import (
+    KNOWN_ROTATION_PREPROCESS_KWARGS,
+    own_peak_memory_mb,
+)
+
 COMMON = dict(
     energy=80e3,
     semiangle_cutoff=25.0,
@@ -42,13 +47,6 @@ COMMON = dict(
     slice_thicknesses=5.0,
     device="cpu",
     verbose=False,
-)
-PREPROCESS = dict(
-    plot_center_of_mass=False,
-    plot_rotation=False,
-    plot_probe_overlaps=False,
-    force_com_rotation=0.0,
-    force_com_transpose=False,
 )
 
 
@@ -80,7 +78,9 @@ def run_plain(case: dict) -> dict:
     datacube.calibration.set_Q_pixel_size(case["Q_pixel_size"])
     datacube.calibration.set_Q_pixel_units("mrad")
     start = time.perf_counter()
-    ptycho = MultislicePtychography(datacube=datacube, **COMMON).preprocess(**PREPROCESS)
+    ptycho = MultislicePtychography(datacube=datacube, **COMMON).preprocess(
+        **KNOWN_ROTATION_PREPROCESS_KWARGS
+    )
     middle = time.perf_counter()
     ptycho.reconstruct(
         num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
@@ -115,7 +115,7 @@ def run_compressed(case: dict) -> dict:
     start = time.perf_counter()
     compressed = pc.read_compressed(case["compressed"])
     ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **COMMON)
-    ptycho.preprocess(**PREPROCESS)
+    ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
     middle = time.perf_counter()
     calls = _limit_batches(ptycho, case.get("max_batches"))
     try:
@@ -128,7 +128,7 @@ def run_compressed(case: dict) -> dict:
             "preprocess_s": middle - start,
             "batches": len(calls),
             "batch_s": (end - middle) / max(len(calls), 1),
-            "peak_memory_mb": _peak_mb(),
+            "peak_memory_mb": own_peak_memory_mb(),
         }
     return _report(start, middle, case["iterations"])
 
@@ -149,15 +149,9 @@ def run_compress(case: dict) -> dict:
     seconds = time.perf_counter() - start
     return {
         "compress_s": seconds,
-        "peak_memory_mb": _peak_mb(),
+        "peak_memory_mb": own_peak_memory_mb(),
         "file_mb": Path(case["compressed"]).stat().st_size / 2**20,
     }
-
-
-def _peak_mb() -> float:
-    from py4dstem_compressed.evaluation import own_peak_memory_mb
-
-    return own_peak_memory_mb()
 
 
 def _report(start: float, middle: float, iterations: int) -> dict:
@@ -165,7 +159,7 @@ def _report(start: float, middle: float, iterations: int) -> dict:
     return {
         "preprocess_s": middle - start,
         "iteration_s": (end - middle) / max(iterations, 1),
-        "peak_memory_mb": _peak_mb(),
+        "peak_memory_mb": own_peak_memory_mb(),
     }
 
 

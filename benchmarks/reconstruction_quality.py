@@ -102,7 +102,10 @@ def run_case(case: dict) -> dict:
 
     import py4dstem_compressed as pc
     from py4dstem_compressed.datasets import simulate
-    from py4dstem_compressed.evaluation import own_peak_memory_mb
+    from py4dstem_compressed.evaluation import (
+        KNOWN_ROTATION_PREPROCESS_KWARGS,
+        own_peak_memory_mb,
+    )
     from py4dstem_compressed.ptychography import CompressedMultislicePtychography
 
     def dataset():
@@ -115,9 +118,9 @@ def run_case(case: dict) -> dict:
     data = None if case.get("microscope") else dataset()
     microscope = case.get("microscope") or data.reconstruction_kwargs()
     kwargs = {**microscope, "object_type": "potential", "verbose": False}
-    preprocess = dict(plot_center_of_mass=False, plot_rotation=False, plot_probe_overlaps=False)
-    if not case.get("fit_rotation"):  # the simulation's scan rotation is known: 0, no transpose
-        preprocess.update(force_com_rotation=0.0, force_com_transpose=False)
+    preprocess = dict(KNOWN_ROTATION_PREPROCESS_KWARGS)
+    if case.get("fit_rotation"):  # fit the scan rotation instead of forcing the known 0
+        del preprocess["force_com_rotation"], preprocess["force_com_transpose"]
     reconstruct = dict(
         num_iter=case["iterations"],
         max_batch_size=case["batch"],

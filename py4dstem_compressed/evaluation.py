@@ -30,6 +30,7 @@ from py4dstem_compressed.resolution import (
 __all__ = [
     "BAND_ANGSTROM",
     "DEFAULT_RECONSTRUCT_KWARGS",
+    "KNOWN_ROTATION_PREPROCESS_KWARGS",
     "PeakMemory",
     "ReconstructionResult",
     "bragg_frequencies",
@@ -40,6 +41,16 @@ __all__ = [
 
 #: Detail band of the band-passed correlation [A]: where lost information would show.
 BAND_ANGSTROM = (0.35, 1.2)
+
+#: ``preprocess`` settings for simulated scans: py4DSTEM's plots off and the known scan
+#: rotation of the simulations (0, no transpose) forced instead of fitted.
+KNOWN_ROTATION_PREPROCESS_KWARGS = {
+    "plot_center_of_mass": False,
+    "plot_rotation": False,
+    "plot_probe_overlaps": False,
+    "force_com_rotation": 0.0,
+    "force_com_transpose": False,
+}
 
 #: ``reconstruct`` settings shared by every compared run (uncompressed and compressed):
 #: mini-batches of 64 positions, as py4DSTEM's tutorials use mini-batches, and a fixed seed.
@@ -178,14 +189,7 @@ def run_ptychography(
         from py4dstem_compressed.ptychography import CompressedMultislicePtychography as cls
     else:
         cls = MultislicePtychography
-    pre = {
-        "plot_center_of_mass": False,
-        "plot_rotation": False,
-        "plot_probe_overlaps": False,
-        "force_com_rotation": 0.0,
-        "force_com_transpose": False,
-    }
-    pre.update(preprocess_kwargs or {})
+    pre = {**KNOWN_ROTATION_PREPROCESS_KWARGS, **(preprocess_kwargs or {})}
     rec = dict(DEFAULT_RECONSTRUCT_KWARGS)
     rec.update(reconstruct_kwargs or {})
     kwargs = {"device": "cpu", "verbose": False, **dataset.reconstruction_kwargs()}

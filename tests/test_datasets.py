@@ -175,13 +175,9 @@ def test_datacube_preprocesses_in_py4dstem(micro):
     ptycho = py4DSTEM.process.phase.MultislicePtychography(
         datacube=micro.datacube, device="cpu", verbose=False, **micro.reconstruction_kwargs()
     )
-    ptycho.preprocess(
-        plot_center_of_mass=False,
-        plot_rotation=False,
-        plot_probe_overlaps=False,
-        force_com_rotation=0.0,
-        force_com_transpose=False,
-    )
+    from py4dstem_compressed.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
+
+    ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
     expected = micro.parameters["wavelength"] / (
         32 * micro.datacube.calibration.get_Q_pixel_size() * 1e-3
     )

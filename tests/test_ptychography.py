@@ -14,6 +14,7 @@ import pytest
 from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
+from py4dstem_compressed.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
 from py4dstem_compressed.projection import descan_ramp
 from py4dstem_compressed.ptychography import CompressedMultislicePtychography
 
@@ -38,13 +39,7 @@ COMMON = dict(
     object_type="potential",
     verbose=False,
 )
-PREPROCESS = dict(
-    plot_center_of_mass=False,
-    plot_rotation=False,
-    plot_probe_overlaps=False,
-    force_com_rotation=0.0,
-    force_com_transpose=False,
-)
+PREPROCESS = KNOWN_ROTATION_PREPROCESS_KWARGS
 RECONSTRUCT = dict(max_batch_size=16, seed_random=1, progress_bar=False, step_size=0.5)
 
 
