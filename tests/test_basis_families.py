@@ -108,7 +108,8 @@ def test_smoothing_keeps_the_noise_of_the_sampled_patterns_out_of_the_masks(data
     raw = pc.diffraction_pattern_basis(noisy, geometry, 10, 1, smoothing_px=0, **kwargs)
     smooth = pc.diffraction_pattern_basis(noisy, geometry, 10, 1, **kwargs)
     assert_valid(smooth, 10, 1)
-    assert smooth.parameters["smoothing_px"] == 1.0
+    # default: a quarter of the BF radius
+    assert smooth.parameters["smoothing_px"] == pytest.approx(0.25 * geometry.bf_radius)
     # the noise-free patterns lie closer to the span of the smoothed masks
     assert pc.basis_angles(clean, smooth).bf.mean() < pc.basis_angles(clean, raw).bf.mean()
     with pytest.raises(ValueError, match="smoothing_px"):

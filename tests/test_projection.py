@@ -266,3 +266,38 @@ def test_scalable_masks_are_matched_by_rescaling_the_prediction():
     # signed masks are never rescaled
     signed, _, _, _ = _operator(rng)
     assert signed.scalable_index is None
+
+
+def test_shape_matching_meets_both_coefficient_and_region_energy():
+    """One DF mask: a too-peaked prediction is reshaped until ``c`` and ``c^2 + p^2`` both hold."""
+    rng = np.random.default_rng(6)
+    bf, df = _regions(shape=(16, 16), center=(8, 8), bf_radius=3.0, df_radius=8.0)
+    masks = np.stack([bf / np.sqrt(bf.sum()), df / np.sqrt(df.sum())])
+    op = CompressedOperator.from_detector(masks, bf, df, (0, 0))
+    truth = rng.gamma(2.0, 1.0, (4, bf.size)) * (bf | df).ravel()
+    c = truth @ np.asarray(op.masks, np.float64).T
+    energy = truth**2 @ np.asarray(op.region_maps, np.float64).T
+    p = np.sqrt(energy - c**2)
+    v = (rng.gamma(0.3, 1.0, (4, bf.size)) * (bf | df).ravel()).astype(np.float32)
+    plain, _ = project_values(v, c, op, p, match_energy=False)
+    assert np.all((plain**2 @ op.region_maps.T)[:, 1] > 1.1 * energy[:, 1])  # too peaked
+    for _ in range(4):  # one limited Newton step for the exponent per call
+        v, _ = project_values(v, c, op, p, match_energy=False, match_shape=True)
+        v = np.maximum(v, 0).astype(np.float32)
+        # every step meets the coefficients exactly
+        np.testing.assert_allclose(mask_coefficients(v, op.masks), c, rtol=1e-4)
+    np.testing.assert_allclose(v**2 @ op.region_maps.T, energy, rtol=1e-3)
+    # the reshaping keeps zeros and the order of the pixels
+    assert np.all(v[plain == 0] == 0)
+    order = np.argsort(plain[0, df.ravel()], kind="stable")
+    assert np.all(np.diff(v[0, df.ravel()][order]) >= -1e-6)
+    # regions that are energy-matched, data without norms and single-pixel masks: no-op
+    peaked = plain.astype(np.float32)
+    once, _ = project_values(peaked, c, op, p, match_energy=True, match_shape=True)
+    np.testing.assert_array_equal(once, project_values(peaked, c, op, p, match_energy=True)[0])
+    no_norms, _ = project_values(peaked, c, op, None, match_shape=True)
+    np.testing.assert_array_equal(no_norms, project_values(peaked, c, op, None)[0])
+    eye = np.eye(16 * 16, dtype=np.float32).reshape(-1, 16, 16)
+    everything = np.ones_like(bf)
+    pixels = CompressedOperator.from_detector(eye, everything, ~everything, (0, 0))
+    assert pixels.energy_regions is not None and pixels.shape_regions == (False, False)

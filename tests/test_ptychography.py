@@ -490,3 +490,25 @@ def test_auto_energy_matching_follows_the_counting_statistics(simulated, geometr
     assert forced._match_energy == (False, False)
     with pytest.raises(ValueError, match="match_region_energy"):
         _run(clean, 1, match_region_energy="sometimes")
+
+
+def test_dark_field_shape_matching_is_opt_in_and_acts_where_energy_is_not_matched(
+    simulated, geometry
+):
+    """``match_region_shape``: off by default; reshapes an unmatched-energy DF; checked input."""
+    datacube, _ = simulated
+    compressed = pc.compress(datacube, pc.zernike_basis(geometry, 6, 1), progress_bar=False)
+
+    def run(**kwargs):
+        ptycho = CompressedMultislicePtychography(datacube=compressed, **COMMON)
+        return _run(ptycho, 2, **kwargs)
+
+    default, shaped, unshaped = run(), run(match_region_shape=True), run(match_region_shape=False)
+    assert shaped._match_shape and not default._match_shape
+    np.testing.assert_array_equal(default.object, unshaped.object)
+    assert not np.allclose(shaped.object, unshaped.object)
+    # with the DF energy matched the shape step has nothing to do
+    energy = run(match_region_energy=True, match_region_shape=True)
+    np.testing.assert_array_equal(energy.object, run(match_region_energy=True).object)
+    with pytest.raises(ValueError, match="match_region_shape"):
+        run(match_region_shape="auto")
