@@ -7,7 +7,7 @@ a table (Markdown and JSON) and a figure.
 
     python benchmarks/rate_distortion.py --preset tiny --output benchmarks/results/rate_distortion
 
-Runs ~15-25 min with ``--preset tiny`` on 2 cores; ``--preset small`` is the benchmark
+Runs ~6-10 min with ``--preset tiny`` on 2 cores; ``--preset small`` is the benchmark
 scale (hours).
 """
 

@@ -9,6 +9,7 @@ signal, what an annular dark-field detector measures.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 
 import numpy as np
@@ -296,6 +297,39 @@ def _gram_schmidt_from_stream(
     return masks, accepted
 
 
+def _gram_schmidt_with_smoothing(
+    data, region, count, stream, mode, name, smoothing_px, automatic
+) -> tuple[np.ndarray, list[tuple[int, int]], float]:
+    """Masks from smoothed sampled patterns; the default smoothing gives way to the rank.
+
+    Smoothing lowers the number of independent patterns a region can hold (about
+    ``(radius / smoothing)^2``). With the automatic default the smoothing is halved (down to
+    0, with a warning) until ``count`` independent patterns are found; a smoothing the
+    caller chose is kept and the shortfall raises.
+    """
+    trials = [smoothing_px]
+    if automatic and smoothing_px > 0:
+        trials += [smoothing_px / 2, smoothing_px / 4, 0.0]
+    for attempt, sigma in enumerate(trials):
+        try:
+            masks, used = _gram_schmidt_from_stream(
+                data, region, count, stream(), mode, name, sigma
+            )
+        except ValueError:
+            if attempt == len(trials) - 1:
+                raise
+            continue
+        if attempt:
+            warnings.warn(
+                f"the default smoothing of {smoothing_px:.2f} px leaves fewer than {count} "
+                f"independent {name} patterns; used {sigma:.2f} px (pass smoothing_px to "
+                "choose it)",
+                stacklevel=4,
+            )
+        return masks, used, sigma
+    raise AssertionError("unreachable")
+
+
 def diffraction_pattern_basis(
     datacube,
     geometry: DetectorGeometry,
@@ -344,7 +378,11 @@ def diffraction_pattern_basis(
         on MoS2 at 2e4 e/A^2 (masks from the noise-free patterns: 0.728), from 0.827 to
         0.841 on noise-free MoS2 and from 0.883 to 0.900 (noisy) and 0.906 to 0.916
         (noise-free) on SrTiO3. Scaled with the BF radius,
-        the smoothing is the same fraction of the disk on any detector.
+        the smoothing is the same fraction of the disk on any detector. Smoothing also
+        lowers how many independent patterns a region holds (about ``(radius /
+        smoothing)^2``): when the default leaves fewer than ``num_bf`` (or ``num_df``), it
+        is halved, down to 0, with a warning; the value used is stored in
+        ``parameters["smoothing_px"]``.
 
     Returns
     -------
@@ -358,40 +396,35 @@ def diffraction_pattern_basis(
     mode = _check_mode(mode)
     scan = tuple(data.shape[:2])
     _region_pixels(geometry.bf, "bright-field")
-    if smoothing_px is None:
+    automatic = smoothing_px is None
+    if automatic:
         smoothing_px = SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
     if not np.isfinite(smoothing_px) or smoothing_px < 0:
         raise ValueError(f"smoothing_px must be >= 0, got {smoothing_px}")
-    bf, used = _gram_schmidt_from_stream(
-        data,
-        geometry.bf,
-        num_bf,
-        _position_stream(scan, seed, positions),
-        mode,
-        "bright-field",
-        smoothing_px,
-    )
+
+    def region_masks(region, count, name):
+        return _gram_schmidt_with_smoothing(
+            data,
+            region,
+            count,
+            lambda: _position_stream(scan, seed, positions),
+            mode,
+            name,
+            smoothing_px,
+            automatic,
+        )
+
+    bf, used, bf_smoothing = region_masks(geometry.bf, num_bf, "bright-field")
+    params = {"num_bf": num_bf, "num_df": num_df, "seed": seed, "mode": mode}
+    params["smoothing_px"] = float(bf_smoothing)
     if num_df <= 1:
         df = _df_uniform_or_none(geometry, num_df)
     else:
         _region_pixels(geometry.df, "dark-field")
-        df, used_df = _gram_schmidt_from_stream(
-            data,
-            geometry.df,
-            num_df,
-            _position_stream(scan, seed, positions),
-            mode,
-            "dark-field",
-            smoothing_px,
-        )
+        df, used_df, df_smoothing = region_masks(geometry.df, num_df, "dark-field")
         used = used + used_df
-    params = {
-        "num_bf": num_bf,
-        "num_df": num_df,
-        "seed": seed,
-        "mode": mode,
-        "smoothing_px": float(smoothing_px),
-    }
+        if df_smoothing != bf_smoothing:
+            params["df_smoothing_px"] = float(df_smoothing)
     return _assemble(geometry, bf, df, "diffraction_pattern", params, used, mode)
 
 

@@ -226,6 +226,7 @@ def angle_curves(
     from tqdm.auto import tqdm
 
     from py4dstem_compressed.basis_families import (
+        SMOOTHING_BF_RADIUS_FRACTION,
         binning_basis,
         diffraction_pattern_basis,
         pca_basis,
@@ -234,10 +235,13 @@ def angle_curves(
 
     sample = _sample_frames(datacube, num_samples, seed)
     counts = sorted(int(k) for k in num_masks)
+    # one smoothing along the whole curve (the default's value): counts the smoothed patterns
+    # cannot support are left out instead of being built with less smoothing
+    smoothing_px = SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
     builders_bf = {
         "zernike": lambda k: zernike_basis(geometry, k, 1),
         "diffraction_pattern": lambda k: diffraction_pattern_basis(
-            datacube, geometry, k, 1, seed=seed, mode=mode
+            datacube, geometry, k, 1, seed=seed, mode=mode, smoothing_px=smoothing_px
         ),
         "pca": lambda k: pca_basis(datacube, geometry, k, 1, seed=seed, mode=mode),
     }
@@ -245,7 +249,7 @@ def angle_curves(
         "zernike": lambda k: zernike_basis(geometry, 1, k),
         "zernike_m0": lambda k: zernike_basis(geometry, 1, k, df_rotationally_symmetric=True),
         "diffraction_pattern": lambda k: diffraction_pattern_basis(
-            datacube, geometry, 1, k, seed=seed, mode=mode
+            datacube, geometry, 1, k, seed=seed, mode=mode, smoothing_px=smoothing_px
         ),
     }
     curves = AngleCurves()

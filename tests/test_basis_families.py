@@ -116,6 +116,20 @@ def test_smoothing_keeps_the_noise_of_the_sampled_patterns_out_of_the_masks(data
         pc.diffraction_pattern_basis(noisy, geometry, 10, 1, smoothing_px=-1)
 
 
+def test_default_smoothing_gives_way_when_it_leaves_too_few_independent_patterns(
+    datacube, geometry
+):
+    """Many masks on a small disk: the default halves its smoothing (warns); a chosen one raises."""
+    with pytest.warns(UserWarning, match="default smoothing"):
+        basis = pc.diffraction_pattern_basis(datacube, geometry, 30, 1, seed=3)
+    assert_valid(basis, 30, 1)
+    assert 0 < basis.parameters["smoothing_px"] < 0.25 * geometry.bf_radius
+    with pytest.raises(ValueError, match="linearly independent"):
+        pc.diffraction_pattern_basis(
+            datacube, geometry, 30, 1, seed=3, smoothing_px=0.25 * geometry.bf_radius
+        )
+
+
 def test_diffraction_pattern_basis_given_positions_and_mode(datacube, geometry):
     positions = [(0, 0), (3, 4), (7, 7)]
     basis = pc.diffraction_pattern_basis(
