@@ -257,6 +257,11 @@ class _GramSchmidt:
 SMOOTHING_BF_RADIUS_FRACTION = 0.25
 
 
+def default_smoothing_px(geometry: DetectorGeometry) -> float:
+    """Default smoothing of :func:`diffraction_pattern_basis` [px]: a quarter of the BF radius."""
+    return SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
+
+
 def _smooth_in_region(pattern: np.ndarray, region: np.ndarray, sigma_px: float) -> np.ndarray:
     """Gaussian smoothing restricted to ``region`` (normalised convolution).
 
@@ -315,19 +320,18 @@ def _gram_schmidt_with_smoothing(
             masks, used = _gram_schmidt_from_stream(
                 data, region, count, stream(), mode, name, sigma
             )
+            break
         except ValueError:
             if attempt == len(trials) - 1:
                 raise
-            continue
-        if attempt:
-            warnings.warn(
-                f"the default smoothing of {smoothing_px:.2f} px leaves fewer than {count} "
-                f"independent {name} patterns; used {sigma:.2f} px (pass smoothing_px to "
-                "choose it)",
-                stacklevel=4,
-            )
-        return masks, used, sigma
-    raise AssertionError("unreachable")
+    if attempt:
+        warnings.warn(
+            f"the default smoothing of {smoothing_px:.2f} px leaves fewer than {count} "
+            f"independent {name} patterns; used {sigma:.2f} px (pass smoothing_px to "
+            "choose it)",
+            stacklevel=4,
+        )
+    return masks, used, sigma
 
 
 def diffraction_pattern_basis(
@@ -398,7 +402,7 @@ def diffraction_pattern_basis(
     _region_pixels(geometry.bf, "bright-field")
     automatic = smoothing_px is None
     if automatic:
-        smoothing_px = SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
+        smoothing_px = default_smoothing_px(geometry)
     if not np.isfinite(smoothing_px) or smoothing_px < 0:
         raise ValueError(f"smoothing_px must be >= 0, got {smoothing_px}")
 
@@ -415,8 +419,13 @@ def diffraction_pattern_basis(
         )
 
     bf, used, bf_smoothing = region_masks(geometry.bf, num_bf, "bright-field")
-    params = {"num_bf": num_bf, "num_df": num_df, "seed": seed, "mode": mode}
-    params["smoothing_px"] = float(bf_smoothing)
+    params = {
+        "num_bf": num_bf,
+        "num_df": num_df,
+        "seed": seed,
+        "mode": mode,
+        "smoothing_px": float(bf_smoothing),
+    }
     if num_df <= 1:
         df = _df_uniform_or_none(geometry, num_df)
     else:

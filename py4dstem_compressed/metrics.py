@@ -226,8 +226,8 @@ def angle_curves(
     from tqdm.auto import tqdm
 
     from py4dstem_compressed.basis_families import (
-        SMOOTHING_BF_RADIUS_FRACTION,
         binning_basis,
+        default_smoothing_px,
         diffraction_pattern_basis,
         pca_basis,
         zernike_basis,
@@ -237,7 +237,7 @@ def angle_curves(
     counts = sorted(int(k) for k in num_masks)
     # one smoothing along the whole curve (the default's value): counts the smoothed patterns
     # cannot support are left out instead of being built with less smoothing
-    smoothing_px = SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
+    smoothing_px = default_smoothing_px(geometry)
     builders_bf = {
         "zernike": lambda k: zernike_basis(geometry, k, 1),
         "diffraction_pattern": lambda k: diffraction_pattern_basis(

@@ -392,9 +392,9 @@ def project_values(
             and perpendicular_norms is not None
             and operator.energy_regions is not None
         ):
-            switch = np.broadcast_to(np.asarray(match_energy, dtype=np.float32), (2,))
+            switch = _per_region(match_energy)
             if switch.any():
-                energy_regions = operator.energy_regions * xp.asarray(switch)[None, :]
+                energy_regions = _switched_regions(operator, switch)
                 ratio = _energy_ratio(
                     values,
                     coefficients[:, index],
@@ -444,20 +444,24 @@ def project_values(
 SHAPE_STEP_LIMIT = 0.5
 
 
-def _shape_switch(operator, perpendicular_norms, match_energy, match_shape):
-    """``(Ks, 2)`` regions to reshape (see project_values, ``match_shape``), or None."""
-    if not any(operator.shape_regions) or operator.mode != "amplitude":
-        return None
-    if perpendicular_norms is None:
-        return None
-    energy = np.broadcast_to(np.asarray(match_energy, dtype=bool), (2,))
-    shape = np.broadcast_to(np.asarray(match_shape, dtype=bool), (2,))
-    switch = shape & ~energy
-    switch = switch & np.asarray(operator.shape_regions, dtype=bool)
-    if not switch.any():
-        return None
+def _per_region(flag) -> np.ndarray:
+    """A bool or a ``(BF, DF)`` pair of bools as a ``(2,)`` bool array."""
+    return np.broadcast_to(np.asarray(flag, dtype=bool), (2,))
+
+
+def _switched_regions(operator, switch: np.ndarray):
+    """``(Ks, 2)`` energy regions of ``operator`` restricted to the regions in ``switch``."""
     xp = get_array_module(operator.masks)
     return operator.energy_regions * xp.asarray(switch, dtype=xp.float32)[None, :]
+
+
+def _shape_switch(operator, perpendicular_norms, match_energy, match_shape):
+    """``(Ks, 2)`` regions to reshape (see project_values, ``match_shape``), or None."""
+    if operator.mode != "amplitude" or perpendicular_norms is None:
+        return None
+    switch = _per_region(match_shape) & ~_per_region(match_energy)
+    switch &= np.asarray(operator.shape_regions, dtype=bool)
+    return _switched_regions(operator, switch) if switch.any() else None
 
 
 def _support_sums(values, support):
@@ -519,7 +523,7 @@ def _match_participation(values, coefficients, perpendicular_norms, operator, re
     log_means = xp.log(sums / sizes[None, :])
     # x**gamma relative to the support mean m: m * (x / m)**gamma = x * exp(step * (log x - log m))
     exponent = _spread(step, support) * logs - _spread(step * log_means, support)
-    touched = _spread(xp.ones_like(step[:1]), support) > 0  # (1, P)
+    touched = support.sum(axis=0) > 0  # (P,)
     return xp.where(touched & (values > 0), values * xp.exp(exponent), values).astype(dtype)
 
 
