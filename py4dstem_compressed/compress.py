@@ -9,6 +9,7 @@ progress bar, validating the input on the way.
 
 from __future__ import annotations
 
+import functools
 import os
 import warnings
 from collections import deque
@@ -18,6 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.descan import DescanKernel, fit_descan, integer_descan
 from py4dstem_compressed.kernels import CompressionKernel
 from py4dstem_compressed.sources import FrameSource, open_source
 from py4dstem_compressed.storage import MODES, CompressedDataCube
@@ -126,6 +128,7 @@ def compress(
     client=None,
     use_numba: bool = True,
     num_threads: int | None = None,
+    descan: str | np.ndarray | None = "auto",
 ) -> CompressedDataCube:
     """Compress a 4D-STEM dataset onto ``basis``, chunk by chunk.
 
@@ -166,6 +169,15 @@ def compress(
         Threads compressing chunks in this process (default: every core,
         ``os.cpu_count()``); up to ``num_threads + 1`` chunks are in flight. The results
         do not depend on it. Not used with a client.
+    descan : "auto", array-like or None
+        Descan-aware compression: pattern ``j`` is compressed with the masks moved by its
+        descan rounded to whole pixels, so they follow a drifting disk; the shifts are
+        stored (``descan_shift_px``) and the reconstruction moves its predictions by the
+        sub-pixel remainder only. ``"auto"`` (default) fits a plane over the scan to the
+        centres of mass of :data:`~py4dstem_compressed.descan.DESCAN_SAMPLES` sampled
+        patterns (a drift under half a pixel changes nothing); an ``(Rx, Ry, 2)`` array
+        gives the descan [px] relative to the basis's BF centre (e.g. from a pre-scan);
+        ``None`` keeps the masks fixed in the detector frame.
 
     Returns
     -------
@@ -195,7 +207,11 @@ def compress(
                 stacklevel=2,
             )
         batch = chunk_frames(source, max_batch_size, memory_limit)
+        shifts_px = _descan_shifts(descan, source, basis)
         kernel = CompressionKernel(basis, mode, use_numba=use_numba)
+        if shifts_px.any():
+            make_kernel = functools.partial(CompressionKernel, mode=mode, use_numba=use_numba)
+            kernel = DescanKernel(basis, shifts_px.reshape(-1, 2), make_kernel)
         client = _active_client(client)
         with tqdm(
             total=source.num_frames, desc="Compressing", unit="frame", disable=not progress_bar
@@ -217,8 +233,34 @@ def compress(
     rx, ry = source.scan_shape
     arrays = {k: v.reshape(rx, ry, *v.shape[1:]) for k, v in out.items()}
     return CompressedDataCube(
-        **arrays, basis=basis, mode=mode, calibration=source.calibration, name=name
+        **arrays,
+        basis=basis,
+        mode=mode,
+        calibration=source.calibration,
+        name=name,
+        descan_shift_px=shifts_px,
     )
+
+
+def _descan_shifts(descan, source: FrameSource, basis: Basis) -> np.ndarray:
+    """``(Rx, Ry, 2)`` integer mask shifts [px] for ``compress``'s ``descan`` argument."""
+    scan_shape = tuple(source.scan_shape)
+    if descan is None:
+        return np.zeros((*scan_shape, 2), np.int16)
+    if isinstance(descan, str):
+        if descan != "auto":
+            raise ValueError(
+                f"descan must be 'auto', None or an (Rx, Ry, 2) array of shifts [px], "
+                f"got {descan!r}"
+            )
+        return integer_descan(fit_descan(source.data, basis.geometry))
+    shifts = np.asarray(descan, dtype=np.float64)
+    if shifts.shape != (*scan_shape, 2):
+        raise ValueError(
+            f"descan must have shape {(*scan_shape, 2)} (one (qx, qy) shift [px] per scan "
+            f"position), got {shifts.shape}"
+        )
+    return integer_descan(shifts)
 
 
 def chunk_ranges(num_frames: int, batch: int) -> list[tuple[int, int]]:
@@ -234,6 +276,7 @@ class _Collector:
         k = kernel.num_masks
         self.scan_ry = source.scan_shape[1]
         self.basis = kernel.basis
+        self.shifts_px = getattr(kernel, "shifts_px", np.zeros((n, 2), np.int16))
         self.check_center = check_center
         self.num_negative = 0
         self.out = {
@@ -255,7 +298,7 @@ class _Collector:
                 "mask those values before compressing"
             )
         if self.check_center and start == 0:
-            _check_center(result, self.basis)
+            _check_center(result, self.basis, self.shifts_px[: len(total)])
         self.num_negative += result["num_negative"]
         stop = start + len(total)
         for key in RESULT_KEYS:
@@ -271,7 +314,14 @@ def _thread_count(num_threads: int | None) -> int:
 
 
 def _read_and_compress(source: FrameSource, kernel, start: int, stop: int) -> dict:
-    return kernel(source.read(start, stop))
+    return _apply(kernel, source.read(start, stop), start)
+
+
+def _apply(kernel, frames: np.ndarray, start: int) -> dict:
+    """Compress frames ``start..``; a descan-aware kernel needs to know which they are."""
+    if isinstance(kernel, DescanKernel):
+        return kernel(frames, start)
+    return kernel(frames)
 
 
 def run_local(
@@ -308,7 +358,7 @@ def _compress_range(kernel, start: int, stop: int, reader=None, frames=None) -> 
         frames = reader.read(start, stop)
     if hasattr(frames, "compute"):
         frames = frames.compute()
-    return kernel(np.asarray(frames).reshape(stop - start, *frames.shape[-2:]))
+    return _apply(kernel, np.asarray(frames).reshape(stop - start, *frames.shape[-2:]), start)
 
 
 def run_distributed(source: FrameSource, kernel, batch: int, bar, check_center: bool, client):
@@ -366,11 +416,12 @@ def _dask_frames(data, start: int, stop: int):
     return da.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
 
-def _check_center(result: dict, basis: Basis) -> None:
+def _check_center(result: dict, basis: Basis, shifts_px: np.ndarray) -> None:
     total = result["total_intensity"]
     if not np.any(total > 0):
         return
-    com = np.average(result["center_of_mass"], axis=0, weights=np.maximum(total, 0))
+    com = result["center_of_mass"] - shifts_px  # where the disk is relative to the masks
+    com = np.average(com, axis=0, weights=np.maximum(total, 0))
     geometry = basis.geometry
     offset = float(np.hypot(*(com - np.asarray(geometry.center))))
     if offset > max(2.0, 0.25 * geometry.bf_radius):

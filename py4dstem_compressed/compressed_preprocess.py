@@ -286,6 +286,9 @@ class CompressedPreprocessMixin:
         fitted = np.stack(
             [asnumpy(self._com_fitted_x), asnumpy(self._com_fitted_y)], axis=-1
         ).astype(np.float64)
+        # descan-aware data: the masks already moved by whole pixels; what is left to the
+        # predictions is the fitted descan minus that shift
+        fitted = fitted - np.asarray(data.descan_shift_px, dtype=np.float64)
         coefficients = np.asarray(data.coefficients, dtype=np.float32)
         norms = np.asarray(data.perpendicular_norms, dtype=np.float32)
         totals = np.asarray(data.total_intensity, dtype=np.float64)

@@ -204,6 +204,8 @@ def _next_fft_size(n: int) -> int:
 def _cache_key(preset: SimulationPreset, kind: str, dose: float | None, seed: int) -> str:
     fields = preset.to_dict()
     fields.pop("name")
+    if not fields.get("descan_px"):  # files cached before the field existed stay valid
+        fields.pop("descan_px", None)
     payload = {
         "format": _CACHE_FORMAT_VERSION,
         "abtem": _abtem_version(),
@@ -216,6 +218,38 @@ def _cache_key(preset: SimulationPreset, kind: str, dose: float | None, seed: in
 
 
 # ----------------------------------------------------------------------------- structures
+
+
+def linear_descan(patterns: np.ndarray, total_px: float) -> np.ndarray:
+    """Shift the patterns of a scan by a descan drift growing linearly along the scan.
+
+    Pattern ``j`` of the ``N`` row-major scan positions moves by ``total_px * j / (N - 1)``
+    pixels along the detector diagonal (``/ sqrt(2)`` along each axis). The shift is a
+    linear interpolation: it keeps intensities non-negative and adds no ringing around the
+    bright-field disk (a Fourier shift would spread the disk edge into the dark field).
+
+    Parameters
+    ----------
+    patterns : numpy.ndarray
+        ``(R_x, R_y, Q_x, Q_y)`` noise-free intensities.
+    total_px : float
+        Drift of the last pattern [px].
+
+    Returns
+    -------
+    numpy.ndarray
+        Shifted patterns, same shape, float32.
+    """
+    from scipy.ndimage import shift
+
+    rx, ry, qx, qy = patterns.shape
+    flat = np.asarray(patterns, dtype=np.float32).reshape(rx * ry, qx, qy)
+    out = np.empty_like(flat)
+    steps = max(flat.shape[0] - 1, 1)
+    for j, pattern in enumerate(flat):
+        along_axis = total_px * j / steps / math.sqrt(2.0)
+        out[j] = shift(pattern, (along_axis, along_axis), order=1, mode="constant", cval=0.0)
+    return out.reshape(patterns.shape)
 
 
 def _pick_in_scan(atoms, candidates, preset, scan_start, count, rng, exclude=()):
@@ -385,6 +419,8 @@ def _simulate_uncached(
     measurement = measurement.compute(progress_bar=progress_bar)
     patterns = np.asarray(measurement.array, dtype=np.float32)
     angular_sampling = float(measurement.angular_sampling[0])  # [mrad]
+    if preset.descan_px:
+        patterns = linear_descan(patterns, preset.descan_px * preset.detector_binning)
 
     # centred crop of detector_gpts * binning pixels, then bin
     first = gpts // 2 - n_det // 2

@@ -56,12 +56,14 @@ def to_numpy(array) -> np.ndarray:
     return np.asarray(array)
 
 
-def write_format_metadata(node, kind: str, fields: dict) -> None:
+def write_format_metadata(
+    node, kind: str, fields: dict, format_version: int = FORMAT_VERSION
+) -> None:
     """Attach version stamps and ``fields`` (JSON-serialisable) as node metadata."""
     node.metadata = Metadata(
         name=FORMAT_METADATA_NAME,
         data={
-            "format_version": FORMAT_VERSION,
+            "format_version": int(format_version),
             "package_version": __version__,
             "kind": kind,
             "fields": json.dumps(fields),
@@ -69,7 +71,9 @@ def write_format_metadata(node, kind: str, fields: dict) -> None:
     )
 
 
-def write_custom_node(node, group: h5py.Group, fields: dict) -> h5py.Group:
+def write_custom_node(
+    node, group: h5py.Group, fields: dict, format_version: int = FORMAT_VERSION
+) -> h5py.Group:
     """Write an emdfile ``Custom`` node with its format stamp and import-hint class name.
 
     Parameters
@@ -80,6 +84,9 @@ def write_custom_node(node, group: h5py.Group, fields: dict) -> h5py.Group:
         Parent group.
     fields : dict
         JSON-serialisable scalars stored with the stamp.
+    format_version : int
+        The layout version to stamp: the lowest one that describes what is written, so
+        that older readers read every file they can.
 
     Returns
     -------
@@ -89,7 +96,7 @@ def write_custom_node(node, group: h5py.Group, fields: dict) -> h5py.Group:
     from emdfile import Custom
 
     cls = type(node)
-    write_format_metadata(node, cls.__name__, fields)
+    write_format_metadata(node, cls.__name__, fields, format_version)
     grp = Custom.to_h5(node, group)
     stamp_class_name(grp, cls)
     return grp

@@ -9,6 +9,7 @@ larger scan and detector). Any field can be replaced with :func:`get_preset`'s k
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 __all__ = ["PRESETS", "SimulationPreset", "get_preset"]
@@ -64,6 +65,11 @@ class SimulationPreset:
     source_size : float
         Standard deviation of the Gaussian effective source [A]; partial spatial coherence is
         modelled by blurring the 4D data over scan positions (0: coherent).
+    descan_px : float
+        Linear descan drift of the diffraction pattern over the scan [detector px]: the
+        pattern of scan position ``j`` (row-major) is shifted by ``descan_px * j / (N - 1)``
+        along the detector diagonal (``/ sqrt(2)`` along each axis), before shot noise is
+        drawn, as a drifting descan does on a real detector (0: no drift).
     num_vacancies : int
         Atoms removed (cation vacancies in the crystal, S vacancies in MoS2).
     num_substitutions : int
@@ -91,6 +97,7 @@ class SimulationPreset:
     num_frozen_phonons: int = 0
     phonon_sigma: float = 0.08
     source_size: float = 0.0
+    descan_px: float = 0.0
     num_vacancies: int = 2
     num_substitutions: int = 1
     vacuum: float = 2.0
@@ -122,6 +129,8 @@ class SimulationPreset:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.source_size < 0 or self.phonon_sigma < 0:
             raise ValueError("source_size and phonon_sigma must be >= 0")
+        if not math.isfinite(self.descan_px):
+            raise ValueError(f"descan_px must be finite, got {self.descan_px}")
         if self.detector_gpts < 8:
             raise ValueError(f"detector_gpts must be at least 8, got {self.detector_gpts}")
         extent = max(self.scan_gpts) * self.scan_step

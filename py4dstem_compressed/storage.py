@@ -26,7 +26,7 @@ from py4dstem_compressed.emd import (
     to_numpy,
     write_custom_node,
 )
-from py4dstem_compressed.version import __version__
+from py4dstem_compressed.version import FIRST_FORMAT_VERSION, FORMAT_VERSION, __version__
 
 __all__ = ["COMPRESSIONS", "MODES", "CompressedDataCube", "StorageOptions", "read_compressed"]
 
@@ -153,6 +153,10 @@ class CompressedDataCube(Custom, Data):
         ``(Rx, Ry)``: which patterns were compressed (all by default). A file
         from an interrupted live acquisition has missing patterns; their
         per-pattern values are NaN.
+    descan_shift_px : numpy.ndarray, optional
+        ``(Rx, Ry, 2)`` integer shifts ``(qx, qy)`` [px] by which the masks were moved
+        for each pattern (descan-aware compression, see :func:`~py4dstem_compressed.compress`);
+        zeros (the default): masks fixed in the detector frame.
     """
 
     def __init__(
@@ -168,6 +172,7 @@ class CompressedDataCube(Custom, Data):
         name: str = "compressed_datacube",
         source_version: str | None = None,
         valid: np.ndarray | None = None,
+        descan_shift_px: np.ndarray | None = None,
     ) -> None:
         Custom.__init__(self, name=name)
         if calibration is not None:
@@ -207,6 +212,17 @@ class CompressedDataCube(Custom, Data):
         self._valid = _PatternArray(
             data=np.ones(scan, np.uint8) if valid is None else valid.astype(np.uint8), name="valid"
         )
+        shifts = np.zeros((*scan, 2), np.int16)
+        if descan_shift_px is not None:
+            given = np.asarray(to_numpy(descan_shift_px))
+            if given.shape != shifts.shape or not np.all(np.isfinite(given)):
+                raise ValueError(
+                    f"descan_shift_px must be finite with shape {shifts.shape}, got {given.shape}"
+                )
+            if np.any(given != np.rint(given)):
+                raise ValueError("descan_shift_px must hold whole pixels (the masks' shifts)")
+            shifts = given.astype(np.int16)
+        self._descan_shift_px = _PatternArray(data=shifts, name="descan_shift_px")
         self.basis = basis
         self.mode = mode
         self.package_version = source_version or __version__
@@ -241,6 +257,11 @@ class CompressedDataCube(Custom, Data):
     def valid(self) -> np.ndarray:
         """``(Rx, Ry)`` bool: patterns that were compressed (False: missing, values NaN)."""
         return self._valid.data.astype(bool)
+
+    @property
+    def descan_shift_px(self) -> np.ndarray:
+        """``(Rx, Ry, 2)`` int16 shifts [px] of the masks for each pattern (descan-aware)."""
+        return self._descan_shift_px.data
 
     @property
     def num_complete(self) -> int:
@@ -340,7 +361,7 @@ class CompressedDataCube(Custom, Data):
             del self.storage
 
     def _set_storage(self, options: StorageOptions) -> None:
-        for key in (*FIELDS, "valid"):
+        for key in (*FIELDS, "valid", "descan_shift_px"):
             getattr(self, f"_{key}").storage = options
 
     def to_h5(self, group):
@@ -351,7 +372,9 @@ class CompressedDataCube(Custom, Data):
             "scan_shape": list(self.scan_shape),
             "num_complete": self.num_complete,
         }
-        return write_custom_node(self, group, fields)
+        # files whose masks did not move stay readable by the versions before descan
+        version = FORMAT_VERSION if self.descan_shift_px.any() else FIRST_FORMAT_VERSION
+        return write_custom_node(self, group, fields, format_version=version)
 
     @classmethod
     def _get_constructor_args(cls, group) -> dict:
@@ -372,6 +395,9 @@ class CompressedDataCube(Custom, Data):
             name=basename(group.name),
             source_version=fields["_package_version"],
             valid=nodes["_valid"].data.astype(bool) if "_valid" in nodes else None,
+            descan_shift_px=(
+                nodes["_descan_shift_px"].data if "_descan_shift_px" in nodes else None
+            ),
         )
         return args
 

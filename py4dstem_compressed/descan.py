@@ -1,0 +1,230 @@
+"""Descan: the drift of the diffraction pattern across the detector during a scan.
+
+On a real microscope the pattern moves by a few pixels over a scan (imperfect descan).
+Masks fixed in the detector frame then see the bright-field disk's rim wander into the
+dark-field region. Descan-aware compression applies the masks in the frame of the disk
+instead: pattern ``j`` is compressed with the masks moved by an integer shift ``s_j``
+[detector px] (the rounded descan), and ``s_j`` is stored with the data, so the
+reconstruction only has to move its predictions by the sub-pixel remainder.
+
+Everything here is in detector pixels, in the detector frame (first axis ``qx``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.geometry import DetectorGeometry
+
+__all__ = [
+    "DESCAN_SAMPLES",
+    "DescanKernel",
+    "fit_descan",
+    "integer_descan",
+    "shifted_basis",
+]
+
+#: Patterns sampled to fit the descan plane: the fit of 3 parameters per axis from a
+#: few hundred centres of mass averages out the specimen's own deflections (DPC signal).
+DESCAN_SAMPLES = 256
+
+
+def _center_of_mass(frame: np.ndarray) -> tuple[float, float] | None:
+    """Centre of mass ``(qx, qy)`` [px] of one non-negative pattern, None if empty."""
+    frame = np.maximum(np.asarray(frame, dtype=np.float64), 0.0)
+    total = frame.sum()
+    if not np.isfinite(total) or total <= 0:
+        return None
+    qx = np.arange(frame.shape[0]) @ frame.sum(axis=1) / total
+    qy = np.arange(frame.shape[1]) @ frame.sum(axis=0) / total
+    return float(qx), float(qy)
+
+
+def fit_descan(
+    data: Any,
+    geometry: DetectorGeometry,
+    num_samples: int = DESCAN_SAMPLES,
+    seed: int | None = 0,
+) -> np.ndarray:
+    """Fit a linear descan (a plane over the scan) to the patterns' centres of mass.
+
+    Parameters
+    ----------
+    data : array-like
+        ``(Rx, Ry, Qx, Qy)`` intensities (NumPy, memmap, h5py, zarr, dask).
+    geometry : DetectorGeometry
+        The geometry the masks were built for; shifts are relative to its centre.
+    num_samples : int
+        Patterns read at random (seeded) scan positions.
+    seed : int, optional
+        Seed of the sampling.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(Rx, Ry, 2)`` float64 descan [px]: where the disk centre is at each scan
+        position minus ``geometry.center``.
+
+    Raises
+    ------
+    ValueError
+        If fewer than three sampled patterns hold any intensity.
+    """
+    rx, ry = data.shape[:2]
+    count = min(int(num_samples), rx * ry)
+    flat = np.sort(np.random.default_rng(seed).choice(rx * ry, size=count, replace=False))
+    rows, centers = [], []
+    for index in flat:
+        com = _center_of_mass(np.asarray(data[index // ry, index % ry]))
+        if com is not None:
+            rows.append((1.0, index // ry, index % ry))
+            centers.append(com)
+    if len(rows) < 3:
+        raise ValueError(
+            "cannot fit the descan: fewer than 3 sampled patterns hold any intensity; pass "
+            "descan=None (no descan correction) or the shifts you measured"
+        )
+    design = np.asarray(rows, dtype=np.float64)
+    plane, *_ = np.linalg.lstsq(design, np.asarray(centers), rcond=None)  # (3, 2)
+    grid_x, grid_y = np.meshgrid(np.arange(rx), np.arange(ry), indexing="ij")
+    every = np.stack([np.ones_like(grid_x), grid_x, grid_y], axis=-1).astype(np.float64)
+    return every @ plane - np.asarray(geometry.center)
+
+
+def integer_descan(descan_px: np.ndarray) -> np.ndarray:
+    """Round a descan ``(..., 2)`` [px] to the integer shifts the masks are moved by (int16)."""
+    descan_px = np.asarray(descan_px, dtype=np.float64)
+    if descan_px.shape[-1:] != (2,) or not np.all(np.isfinite(descan_px)):
+        raise ValueError(
+            f"descan must be finite (Rx, Ry, 2) shifts [px], got shape {descan_px.shape}"
+        )
+    return np.rint(descan_px).astype(np.int16)
+
+
+def _shift_image(image: np.ndarray, shift: tuple[int, int], fill) -> np.ndarray:
+    """``image`` moved by integer ``shift`` (last two axes), ``fill`` where nothing moved in."""
+    out = np.full_like(image, fill)
+    sx, sy = int(shift[0]), int(shift[1])
+    nx, ny = image.shape[-2:]
+    if abs(sx) >= nx or abs(sy) >= ny:
+        return out
+    src_x = slice(max(0, -sx), nx - max(0, sx))
+    dst_x = slice(max(0, sx), nx - max(0, -sx))
+    src_y = slice(max(0, -sy), ny - max(0, sy))
+    dst_y = slice(max(0, sy), ny - max(0, -sy))
+    out[..., dst_x, dst_y] = image[..., src_x, src_y]
+    return out
+
+
+def shifted_basis(basis: Basis, shift: tuple[int, int]) -> Basis:
+    """The basis moved by an integer ``shift`` [px], as applied to a pattern that drifted so.
+
+    The masks and the BF/DF regions move with the disk; detector pixels that carry no
+    moved mask (those the shift brings in from beyond the detector's border) and the
+    detector's own unmeasured pixels (``geometry.mask``, fixed to the detector) are EDGE.
+    Masks lose the pixels the shift moves past the border, so a DF region that reaches the
+    detector's edge is cut by ``|shift|`` pixels there.
+
+    Parameters
+    ----------
+    basis : Basis
+        Masks in the detector frame.
+    shift : (int, int)
+        Shift ``(qx, qy)`` [px].
+
+    Returns
+    -------
+    Basis
+        A basis for the same detector (not validated: masks that lose pixels at the border
+        or on dead pixels are no longer exactly orthonormal; the model keeps the original).
+    """
+    shift = (int(shift[0]), int(shift[1]))
+    if shift == (0, 0):
+        return basis
+    geometry = basis.geometry
+    inside = _shift_image(np.ones(geometry.shape, bool), shift, False)
+    unmeasured = ~inside
+    if geometry.mask is not None:
+        unmeasured |= geometry.mask | _shift_image(geometry.mask, shift, True)
+    moved = DetectorGeometry(
+        shape=geometry.shape,
+        center=(geometry.center[0] + shift[0], geometry.center[1] + shift[1]),
+        bf_radius=geometry.bf_radius,
+        df_radius=geometry.df_radius,
+        mask=unmeasured,
+    )
+    masks = _shift_image(basis.masks, shift, 0.0)
+    if geometry.mask is not None:
+        masks[:, geometry.mask] = 0.0
+    return Basis(
+        masks,
+        basis.num_bf,
+        basis.num_df,
+        moved,
+        kind=basis.kind,
+        parameters=basis.parameters,
+        mode=basis.mode,
+        name=basis.name,
+        validate=False,
+    )
+
+
+class DescanKernel:
+    """Compress each pattern with the masks moved by its integer descan.
+
+    Parameters
+    ----------
+    basis : Basis
+        Masks in the detector frame (for an undrifted pattern).
+    shifts_px : numpy.ndarray
+        ``(N,)`` + ``(2,)`` integer shifts [px], one per pattern in row-major scan order.
+    make_kernel : callable
+        ``make_kernel(basis) -> kernel``: builds the fixed-mask kernel of one shift
+        (a :class:`~py4dstem_compressed.kernels.CompressionKernel` factory).
+
+    Notes
+    -----
+    A kernel is built once per distinct shift (a linear drift of a few pixels has a few);
+    a batch is split into runs of equal shift, so each frame is read once, by the same
+    fused pass as without descan.
+    """
+
+    def __init__(self, basis: Basis, shifts_px: np.ndarray, make_kernel) -> None:
+        self.basis = basis
+        self.shifts_px = np.asarray(shifts_px, dtype=np.int16).reshape(-1, 2)
+        self._make_kernel = make_kernel
+        self._kernels: dict[tuple[int, int], Any] = {}
+        self.num_masks = basis.num_masks
+
+    def kernel_for(self, shift: tuple[int, int]):
+        """The fixed-mask kernel of one integer shift (built on first use)."""
+        key = (int(shift[0]), int(shift[1]))
+        if key not in self._kernels:
+            self._kernels[key] = self._make_kernel(shifted_basis(self.basis, key))
+        return self._kernels[key]
+
+    def __call__(self, frames: np.ndarray, start: int = 0) -> dict:
+        """Compress ``(B, Qx, Qy)`` frames that are patterns ``start..start+B-1``."""
+        shifts = self.shifts_px[start : start + len(frames)]
+        if len(shifts) != len(frames):
+            raise ValueError(
+                f"frames {start}..{start + len(frames) - 1} lie beyond the "
+                f"{len(self.shifts_px)} descan shifts"
+            )
+        change = np.flatnonzero(np.any(shifts[1:] != shifts[:-1], axis=1)) + 1
+        bounds = [0, *change.tolist(), len(frames)]
+        parts = [
+            self.kernel_for(shifts[a])(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])
+        ]
+        if len(parts) == 1:
+            return parts[0]
+        out = {
+            key: np.concatenate([p[key] for p in parts])
+            for key in parts[0]
+            if key != "num_negative"
+        }
+        out["num_negative"] = sum(p["num_negative"] for p in parts)
+        return out
