@@ -23,7 +23,11 @@ from py4DSTEM.process.phase import MultislicePtychography
 from py4DSTEM.process.phase.utils import copy_to_device, generate_batches
 from py4DSTEM.process.utils import electron_wavelength_angstrom
 
-from py4dstem_compressed.compressed_preprocess import CompressedPreprocessMixin
+from py4dstem_compressed.compressed_preprocess import (
+    CompressedPreprocessMixin,
+    check_integer,
+    check_real,
+)
 from py4dstem_compressed.emd import emd_class_name, stamp_class_name
 from py4dstem_compressed.position_correction import coefficient_position_update
 from py4dstem_compressed.projection import (
@@ -100,6 +104,9 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         name: str = "compressed_multislice_ptychographic_reconstruction",
         **kwargs: Any,
     ) -> None:
+        energy, num_slices, slice_thicknesses = _check_constructor_arguments(
+            energy, num_slices, slice_thicknesses, kwargs
+        )
         super().__init__(
             energy=energy,
             num_slices=num_slices,
@@ -108,6 +115,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             name=name,
             **kwargs,
         )
+        #: the positions the user asked for; preprocess() drops those without a pattern
+        self._requested_positions_mask = self._positions_mask
         self._basis, self._compression_mode = _resolve_basis(datacube, basis, compression_mode)
         self._default_weights = ProjectionWeights.from_mapping(weights)
         self._weights = self._default_weights
@@ -219,6 +228,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
                 f"unknown reconstruct argument(s) {names}; the compressed-loss weights are "
                 f"{', '.join(ProjectionWeights.names())} (other keywords are py4DSTEM's)"
             )
+        num_iter = check_integer("num_iter", num_iter, 1)
+        _check_reconstruct_arguments(kwargs)
         if not getattr(self, "_preprocessed", False) or not hasattr(self, "_operator"):
             raise ValueError("run preprocess() before reconstruct()")
         merged = dict(self._default_weights.as_dict())
@@ -525,6 +536,72 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         kwargs["weights"] = settings
         kwargs["name"] = kwargs.get("name") or "compressed_multislice_ptychographic_reconstruction"
         return kwargs
+
+
+#: Numeric ``reconstruct`` keywords of py4DSTEM checked before any work:
+#: name -> (low, high, low_open, high_open, unit, optional).
+_RECONSTRUCT_RANGES = {
+    "step_size": (0.0, np.inf, True, True, "", False),
+    "positions_step_size": (0.0, np.inf, True, True, "", False),
+    "max_position_update_distance": (0.0, np.inf, True, True, "Å", True),
+    "max_position_total_distance": (0.0, np.inf, True, True, "Å", True),
+    "shrinkage_rad": (0.0, np.inf, False, True, "rad", False),
+    "gaussian_filter_sigma": (0.0, np.inf, True, True, "Å", True),
+    "normalization_min": (0.0, 1.0, False, False, "", False),
+}
+
+
+def _check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs):
+    """Reject nonsense physical constructor arguments before any work.
+
+    Returns
+    -------
+    energy : float
+        [eV].
+    num_slices : int
+    slice_thicknesses : float or numpy.ndarray
+        [Å], as given (scalar or one per slice interface).
+    """
+    energy = check_real("energy", energy, unit="eV")
+    num_slices = check_integer("num_slices", num_slices, 1)
+    thicknesses = np.atleast_1d(np.asarray(slice_thicknesses, dtype=object))
+    if thicknesses.ndim != 1:
+        raise ValueError(
+            "slice_thicknesses must be a number or a sequence of numbers [Å], got an array "
+            f"of shape {thicknesses.shape}"
+        )
+    checked = [check_real("slice_thicknesses", t, unit="Å") for t in thicknesses]
+    if np.ndim(slice_thicknesses) == 0:
+        slice_thicknesses = checked[0]
+    else:
+        slice_thicknesses = np.asarray(checked, dtype=np.float64)
+    check_real(
+        "semiangle_cutoff",
+        kwargs.get("semiangle_cutoff"),
+        high_open=False,
+        unit="mrad",
+        optional=True,
+    )
+    check_real("semiangle_cutoff_pixels", kwargs.get("semiangle_cutoff_pixels"), optional=True)
+    check_real("rolloff", kwargs.get("rolloff", 2.0), low_open=False, unit="mrad")
+    return energy, num_slices, slice_thicknesses
+
+
+def _check_reconstruct_arguments(kwargs) -> None:
+    """Reject nonsense numeric py4DSTEM ``reconstruct`` keywords before any work."""
+    check_integer("max_batch_size", kwargs.get("max_batch_size"), 1, optional=True)
+    defaults = inspect.signature(MultislicePtychography.reconstruct).parameters
+    for name, (low, high, low_open, high_open, unit, optional) in _RECONSTRUCT_RANGES.items():
+        check_real(
+            name,
+            kwargs.get(name, defaults[name].default),
+            low,
+            high,
+            low_open=low_open,
+            high_open=high_open,
+            unit=unit,
+            optional=optional,
+        )
 
 
 def _read_compression_metadata(group) -> dict:
