@@ -166,6 +166,13 @@ class CompressedPreprocessMixin:
         A ``DataCube`` input is first compressed onto the basis (``compress``) and then
         treated exactly like a ``CompressedDataCube``.
 
+        Patterns missing from the data (a file of an interrupted acquisition:
+        ``CompressedDataCube.valid`` False, values NaN) are left out, with a warning: the
+        reconstruction uses the complete patterns only (their measurement rows, probe
+        positions, field of view and centre-of-mass fit), as if they had been selected
+        with ``positions_mask``. A ``positions_mask`` given to the constructor selects
+        among the complete patterns.
+
         Parameters
         ----------
         fit_function : str
@@ -198,6 +205,18 @@ class CompressedPreprocessMixin:
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For a sampling that is not a positive number, a rotation that is not finite, a
+            ``max_batch_size`` below 1 (before any work), or data whose patterns are all
+            missing.
+
+        Warns
+        -----
+        UserWarning
+            When patterns are missing, saying how many.
         """
         _check_preprocess_arguments(
             force_com_rotation,

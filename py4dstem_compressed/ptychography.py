@@ -89,7 +89,16 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         EMD node name.
     **kwargs
         Passed to ``MultislicePtychography`` (including aberration symbols such as
-        ``defocus`` [Å] or ``C10``).
+        ``defocus`` [Å] or ``C10``, ``semiangle_cutoff`` [mrad] and ``positions_mask``:
+        ``(Rx, Ry)`` bool, the scan positions to reconstruct from).
+
+    Raises
+    ------
+    ValueError
+        Before any work, naming the argument, the value and the valid range: ``energy``
+        not in (0, inf) [eV], ``num_slices`` not a whole number >= 1, a slice thickness
+        not in (0, inf) [Å], ``semiangle_cutoff`` not in (0, inf] [mrad] (or None),
+        ``rolloff`` negative, or a loss weight out of its range.
     """
 
     def __init__(
@@ -107,6 +116,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         energy, num_slices, slice_thicknesses = _check_constructor_arguments(
             energy, num_slices, slice_thicknesses, kwargs
         )
+        default_weights = ProjectionWeights.from_mapping(weights)
         super().__init__(
             energy=energy,
             num_slices=num_slices,
@@ -118,7 +128,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         #: the positions the user asked for; preprocess() drops those without a pattern
         self._requested_positions_mask = self._positions_mask
         self._basis, self._compression_mode = _resolve_basis(datacube, basis, compression_mode)
-        self._default_weights = ProjectionWeights.from_mapping(weights)
+        self._default_weights = default_weights
         self._weights = self._default_weights
 
     # ------------------------------------------------------------------ reconstruct
@@ -220,6 +230,16 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         Returns
         -------
         self : CompressedMultislicePtychography
+
+        Raises
+        ------
+        ValueError
+            Before any work, naming the argument, the value and the valid range:
+            ``num_iter`` or ``max_batch_size`` not a whole number >= 1; ``step_size``,
+            ``positions_step_size`` or ``gaussian_filter_sigma`` [Å] not in (0, inf);
+            ``max_position_update_distance`` / ``max_position_total_distance`` [Å] not in
+            (0, inf); ``shrinkage_rad`` negative; ``normalization_min`` not in [0, 1]; a
+            loss weight out of its range (NaN and inf included); an unknown keyword.
         """
         unknown = set(kwargs) - _PY4DSTEM_RECONSTRUCT_ARGS
         if unknown:
@@ -230,8 +250,6 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             )
         num_iter = check_integer("num_iter", num_iter, 1)
         _check_reconstruct_arguments(kwargs)
-        if not getattr(self, "_preprocessed", False) or not hasattr(self, "_operator"):
-            raise ValueError("run preprocess() before reconstruct()")
         merged = dict(self._default_weights.as_dict())
         merged.update(weights or {})
         self._weights = ProjectionWeights.from_mapping(
@@ -241,6 +259,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             edge_weight=edge_weight,
             probe_aperture_weight=probe_aperture_weight,
         )
+        if not getattr(self, "_preprocessed", False) or not hasattr(self, "_operator"):
+            raise ValueError("run preprocess() before reconstruct()")
         self._scale_nonnegative = bool(scale_nonnegative_masks)
         self._match_energy = self._resolve_energy_matching(match_region_energy)
         if not isinstance(match_region_shape, (bool, np.bool_)):

@@ -162,6 +162,25 @@ def test_positions_mask_and_missing_patterns_combine(simulated):
     np.testing.assert_array_equal(ptycho._positions_mask, used)
 
 
+def test_given_scan_positions_of_missing_patterns_are_dropped(simulated):
+    """``initial_scan_positions`` [Å] of the whole scan: those of missing patterns go."""
+    compressed, _ = simulated
+    valid = _valid_map("scattered")
+    partial = _with_missing(compressed, valid)
+    step = compressed.calibration.get_R_pixel_size()
+    x, y = np.meshgrid(np.arange(8) * step, np.arange(8) * step, indexing="ij")
+    raster = np.stack([x.ravel(), y.ravel()], axis=-1)
+    ptychos = []
+    for positions in (None, raster):
+        ptycho = CompressedMultislicePtychography(
+            datacube=partial, initial_scan_positions=positions, **COMMON
+        )
+        with pytest.warns(UserWarning, match="6 of 64 patterns are missing"):
+            ptychos.append(ptycho.preprocess(**PREPROCESS))
+    assert ptychos[1]._positions_px.shape == (NUM_POSITIONS - NUM_MISSING, 2)
+    np.testing.assert_allclose(ptychos[1]._positions_px, ptychos[0]._positions_px, atol=1e-4)
+
+
 # ---------------------------------------------------------------- nonsense arguments
 def _range_error(name: str, value, valid_range: str) -> str:
     """Regex of the message: the argument, its valid range and the value given."""
