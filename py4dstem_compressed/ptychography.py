@@ -602,7 +602,9 @@ def _check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs):
         unit="mrad",
         optional=True,
     )
-    check_real("semiangle_cutoff_pixels", kwargs.get("semiangle_cutoff_pixels"), optional=True)
+    check_real(
+        "semiangle_cutoff_pixels", kwargs.get("semiangle_cutoff_pixels"), unit="px", optional=True
+    )
     check_real("rolloff", kwargs.get("rolloff", 2.0), low_open=False, unit="mrad")
     return energy, num_slices, slice_thicknesses
 
