@@ -19,6 +19,8 @@ Memory grows with positions x masks: the only per-position table is ``(N, K + 4)
 
 from __future__ import annotations
 
+import numbers
+import warnings
 from types import SimpleNamespace
 from typing import Any
 
@@ -33,6 +35,95 @@ __all__ = ["CompressedPreprocessMixin"]
 
 #: Descan shifts below this [px] are treated as none (no ramp is applied).
 DESCAN_TOLERANCE_PX = 1e-3
+
+
+def check_real(
+    name: str,
+    value: Any,
+    low: float = 0.0,
+    high: float = np.inf,
+    *,
+    low_open: bool = True,
+    high_open: bool = True,
+    unit: str = "",
+    optional: bool = False,
+) -> float | None:
+    """Check that ``value`` is a real number in a range; return it as a float.
+
+    Parameters
+    ----------
+    name : str
+        Argument name, for the message.
+    value : object
+        The value given.
+    low, high : float
+        Range bounds (``high`` may be ``inf``; an infinite bound is never included unless
+        ``high_open`` is False).
+    low_open, high_open : bool
+        Whether each bound is excluded.
+    unit : str
+        Unit shown after the range (e.g. ``"eV"``).
+    optional : bool
+        Whether None is accepted (and returned).
+
+    Returns
+    -------
+    float or None
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the value given and the valid range.
+    """
+    if value is None and optional:
+        return None
+    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    where = f"{interval} [{unit}]" if unit else interval
+    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        number = float(value)
+        above = number > low if low_open else number >= low
+        below = number < high if high_open else number <= high
+        if not np.isnan(number) and above and below:
+            return number
+    none = " (or None)" if optional else ""
+    raise ValueError(f"{name} must be a number in {where}{none}, got {value!r}")
+
+
+def check_integer(name: str, value: Any, minimum: int = 1, *, optional: bool = False) -> int | None:
+    """Check that ``value`` is a whole number ``>= minimum``; return it as an int.
+
+    Parameters
+    ----------
+    name : str
+        Argument name, for the message.
+    value : object
+        The value given (an int, a NumPy integer or an integral float such as ``2.0``).
+    minimum : int
+        Smallest valid value.
+    optional : bool
+        Whether None is accepted (and returned).
+
+    Returns
+    -------
+    int or None
+
+    Raises
+    ------
+    ValueError
+        Naming the argument, the value given and the valid range.
+    """
+    if value is None and optional:
+        return None
+    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        number = float(value)
+        if np.isfinite(number) and number.is_integer() and number >= minimum:
+            return int(number)
+    none = " (or None)" if optional else ""
+    raise ValueError(f"{name} must be a whole number >= {minimum}{none}, got {value!r}")
 
 
 class CompressedPreprocessMixin:
@@ -75,6 +166,13 @@ class CompressedPreprocessMixin:
         A ``DataCube`` input is first compressed onto the basis (``compress``) and then
         treated exactly like a ``CompressedDataCube``.
 
+        Patterns missing from the data (a file of an interrupted acquisition:
+        ``CompressedDataCube.valid`` False, values NaN) are left out, with a warning: the
+        reconstruction uses the complete patterns only (their measurement rows, probe
+        positions, field of view and centre-of-mass fit), as if they had been selected
+        with ``positions_mask``. A ``positions_mask`` given to the constructor selects
+        among the complete patterns.
+
         Parameters
         ----------
         fit_function : str
@@ -107,7 +205,26 @@ class CompressedPreprocessMixin:
         Returns
         -------
         self
+
+        Raises
+        ------
+        ValueError
+            For a sampling that is not a positive number, a rotation that is not finite, a
+            ``max_batch_size`` below 1 (before any work), or data whose patterns are all
+            missing.
+
+        Warns
+        -----
+        UserWarning
+            When patterns are missing, saying how many.
         """
+        _check_preprocess_arguments(
+            force_com_rotation,
+            force_scan_sampling,
+            force_angular_sampling,
+            force_reciprocal_sampling,
+            max_batch_size,
+        )
         unsupported = {
             "diffraction_intensities_shape": diffraction_intensities_shape,
             "padded_diffraction_intensities_shape": padded_diffraction_intensities_shape,
@@ -136,8 +253,8 @@ class CompressedPreprocessMixin:
         self._reshaping_method = reshaping_method
         self._padded_diffraction_intensities_shape = None
         self._dp_mask = None
-        if self._positions_mask is not None:
-            self._positions_mask = np.asarray(self._positions_mask, dtype="bool")
+        valid = _valid_patterns(data)
+        self._positions_mask = self._positions_to_use(valid)
 
         self._set_calibrations(
             data, force_scan_sampling, force_angular_sampling, force_reciprocal_sampling
@@ -145,7 +262,7 @@ class CompressedPreprocessMixin:
         if self._semiangle_cutoff_pixels:
             self._semiangle_cutoff = self._semiangle_cutoff_pixels * self._angular_sampling[0]
 
-        com_measured, com_shifts = _com_inputs(data, force_com_measured, force_com_shifts)
+        com_measured, com_shifts = _com_inputs(data, valid, force_com_measured, force_com_shifts)
         (
             self._com_measured_x,
             self._com_measured_y,
@@ -194,7 +311,7 @@ class CompressedPreprocessMixin:
         self._region_of_interest_shape = np.array(detector_shape)
 
         self._positions_px, self._object_padding_px = self._calculate_scan_positions_in_pixels(
-            self._scan_positions,
+            self._scan_positions_to_use(valid),
             self._positions_mask,
             self._object_padding_px,
             self._positions_offset_ang,
@@ -254,6 +371,72 @@ class CompressedPreprocessMixin:
         self._basis = data.basis
         self._compression_mode = data.mode
         return data
+
+    def _positions_to_use(self, valid: np.ndarray) -> np.ndarray | None:
+        """Scan positions to reconstruct from: the requested ones holding a complete pattern.
+
+        Parameters
+        ----------
+        valid : numpy.ndarray of bool
+            ``(Rx, Ry)``: which patterns the data hold (False: missing, stored as NaN).
+
+        Returns
+        -------
+        numpy.ndarray of bool or None
+            ``(Rx, Ry)`` mask of the positions used (None: all of them).
+
+        Warns
+        -----
+        UserWarning
+            When patterns are missing, saying how many.
+        """
+        requested = getattr(self, "_requested_positions_mask", self._positions_mask)
+        if requested is not None:
+            requested = np.asarray(requested, dtype=bool)
+            if requested.shape != valid.shape:
+                raise ValueError(
+                    f"positions_mask must have the scan shape {valid.shape}, got {requested.shape}"
+                )
+        total = valid.size
+        num_complete = int(np.count_nonzero(valid))
+        if num_complete == 0:
+            raise ValueError(
+                f"all {total} patterns of the data are missing (valid is False everywhere, "
+                "values NaN): nothing to reconstruct; write patterns into the file first"
+            )
+        if num_complete == total:
+            return requested
+        used = valid if requested is None else valid & requested
+        if not used.any():
+            raise ValueError(
+                f"positions_mask selects none of the {num_complete} complete patterns; "
+                "select positions where CompressedDataCube.valid is True"
+            )
+        selected = "" if requested is None else f" ({int(used.sum())} selected by positions_mask)"
+        warnings.warn(
+            f"{total - num_complete} of {total} patterns are missing (NaN); reconstructing "
+            f"from the {num_complete} complete ones{selected}",
+            UserWarning,
+            stacklevel=3,
+        )
+        return used
+
+    def _scan_positions_to_use(self, valid: np.ndarray):
+        """``initial_scan_positions`` [Å] of the positions used (None: the raster)."""
+        positions = self._scan_positions
+        used = self._positions_mask
+        if positions is None or used is None:
+            return positions
+        positions = np.asarray(positions)
+        requested = getattr(self, "_requested_positions_mask", None)
+        if len(positions) == valid.size:
+            return positions[used.ravel()]
+        if requested is not None and len(positions) == int(np.count_nonzero(requested)):
+            return positions[valid[np.asarray(requested, dtype=bool)]]
+        raise ValueError(
+            f"initial_scan_positions has {len(positions)} positions; give one per scan "
+            f"position ({valid.size}) or one per position selected by positions_mask"
+        )
 
     def _set_calibrations(self, data, scan_sampling, angular_sampling, reciprocal_sampling):
         """Scan and detector calibrations from the data (py4DSTEM's rules and errors)."""
@@ -431,8 +614,32 @@ class CompressedPreprocessMixin:
         fig.tight_layout()
 
 
-def _com_inputs(data, force_com_measured, force_com_shifts):
-    """Measured and (optionally) fitted centres of mass as py4DSTEM expects them."""
+def _check_preprocess_arguments(
+    rotation, scan_sampling, angular_sampling, reciprocal_sampling, max_batch_size
+) -> None:
+    """Reject nonsense numeric ``preprocess`` arguments before any work."""
+    check_real("force_com_rotation", rotation, -np.inf, np.inf, unit="deg", optional=True)
+    check_real("force_scan_sampling", scan_sampling, unit="Å", optional=True)
+    check_real("force_angular_sampling", angular_sampling, unit="mrad", optional=True)
+    check_real("force_reciprocal_sampling", reciprocal_sampling, unit="1/Å", optional=True)
+    check_integer("max_batch_size", max_batch_size, 1, optional=True)
+
+
+def _valid_patterns(data) -> np.ndarray:
+    """``(Rx, Ry)`` bool: which patterns the data hold (all, for data without flags)."""
+    scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
+    valid = getattr(data, "valid", None)
+    if valid is None:
+        return np.ones(scan_shape, dtype=bool)
+    return np.asarray(valid, dtype=bool)
+
+
+def _com_inputs(data, valid, force_com_measured, force_com_shifts):
+    """Measured and (optionally) fitted centres of mass as py4DSTEM expects them.
+
+    The measured centres of missing patterns are NaN, so that py4DSTEM's fit of the centres
+    over the scan (``fit_function``) uses the complete patterns only.
+    """
     scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
 
     def as_maps(pair):
@@ -445,4 +652,6 @@ def _com_inputs(data, force_com_measured, force_com_shifts):
         com_measured = (com[..., 0], com[..., 1])
     else:
         com_measured = as_maps(force_com_measured)
+    if not valid.all():
+        com_measured = tuple(np.where(valid, com, np.float32(np.nan)) for com in com_measured)
     return com_measured, as_maps(force_com_shifts)

@@ -94,7 +94,8 @@ class ProjectionWeights:
         for f in fields(self):
             value = float(getattr(self, f.name))
             if not np.isfinite(value):
-                raise ValueError(f"{f.name}_weight must be finite, got {value!r}")
+                valid = "(0, 2)" if f.name == "coefficient" else "[0, 1]"
+                raise ValueError(f"{f.name}_weight must lie in {valid}, got {value!r}")
             object.__setattr__(self, f.name, value)
         if not 0.0 < self.coefficient < 2.0:
             raise ValueError(

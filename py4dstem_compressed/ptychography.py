@@ -23,7 +23,11 @@ from py4DSTEM.process.phase import MultislicePtychography
 from py4DSTEM.process.phase.utils import copy_to_device, generate_batches
 from py4DSTEM.process.utils import electron_wavelength_angstrom
 
-from py4dstem_compressed.compressed_preprocess import CompressedPreprocessMixin
+from py4dstem_compressed.compressed_preprocess import (
+    CompressedPreprocessMixin,
+    check_integer,
+    check_real,
+)
 from py4dstem_compressed.emd import emd_class_name, stamp_class_name
 from py4dstem_compressed.position_correction import coefficient_position_update
 from py4dstem_compressed.projection import (
@@ -85,7 +89,16 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         EMD node name.
     **kwargs
         Passed to ``MultislicePtychography`` (including aberration symbols such as
-        ``defocus`` [Å] or ``C10``).
+        ``defocus`` [Å] or ``C10``, ``semiangle_cutoff`` [mrad] and ``positions_mask``:
+        ``(Rx, Ry)`` bool, the scan positions to reconstruct from).
+
+    Raises
+    ------
+    ValueError
+        Before any work, naming the argument, the value and the valid range: ``energy``
+        not in (0, inf) [eV], ``num_slices`` not a whole number >= 1, a slice thickness
+        not in (0, inf) [Å], ``semiangle_cutoff`` not in (0, inf] [mrad] (or None),
+        ``rolloff`` negative, or a loss weight out of its range.
     """
 
     def __init__(
@@ -100,6 +113,10 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         name: str = "compressed_multislice_ptychographic_reconstruction",
         **kwargs: Any,
     ) -> None:
+        energy, num_slices, slice_thicknesses = _check_constructor_arguments(
+            energy, num_slices, slice_thicknesses, kwargs
+        )
+        default_weights = ProjectionWeights.from_mapping(weights)
         super().__init__(
             energy=energy,
             num_slices=num_slices,
@@ -108,8 +125,10 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             name=name,
             **kwargs,
         )
+        #: the positions the user asked for; preprocess() drops those without a pattern
+        self._requested_positions_mask = self._positions_mask
         self._basis, self._compression_mode = _resolve_basis(datacube, basis, compression_mode)
-        self._default_weights = ProjectionWeights.from_mapping(weights)
+        self._default_weights = default_weights
         self._weights = self._default_weights
 
     # ------------------------------------------------------------------ reconstruct
@@ -211,6 +230,16 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         Returns
         -------
         self : CompressedMultislicePtychography
+
+        Raises
+        ------
+        ValueError
+            Before any work, naming the argument, the value and the valid range:
+            ``num_iter`` or ``max_batch_size`` not a whole number >= 1; ``step_size``,
+            ``positions_step_size`` or ``gaussian_filter_sigma`` [Å] not in (0, inf);
+            ``max_position_update_distance`` / ``max_position_total_distance`` [Å] not in
+            (0, inf); ``shrinkage_rad`` negative; ``normalization_min`` not in [0, 1]; a
+            loss weight out of its range (NaN and inf included); an unknown keyword.
         """
         unknown = set(kwargs) - _PY4DSTEM_RECONSTRUCT_ARGS
         if unknown:
@@ -219,8 +248,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
                 f"unknown reconstruct argument(s) {names}; the compressed-loss weights are "
                 f"{', '.join(ProjectionWeights.names())} (other keywords are py4DSTEM's)"
             )
-        if not getattr(self, "_preprocessed", False) or not hasattr(self, "_operator"):
-            raise ValueError("run preprocess() before reconstruct()")
+        num_iter = check_integer("num_iter", num_iter, 1)
+        _check_reconstruct_arguments(kwargs)
         merged = dict(self._default_weights.as_dict())
         merged.update(weights or {})
         self._weights = ProjectionWeights.from_mapping(
@@ -230,6 +259,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             edge_weight=edge_weight,
             probe_aperture_weight=probe_aperture_weight,
         )
+        if not getattr(self, "_preprocessed", False) or not hasattr(self, "_operator"):
+            raise ValueError("run preprocess() before reconstruct()")
         self._scale_nonnegative = bool(scale_nonnegative_masks)
         self._match_energy = self._resolve_energy_matching(match_region_energy)
         if not isinstance(match_region_shape, (bool, np.bool_)):
@@ -525,6 +556,74 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         kwargs["weights"] = settings
         kwargs["name"] = kwargs.get("name") or "compressed_multislice_ptychographic_reconstruction"
         return kwargs
+
+
+#: Numeric ``reconstruct`` keywords of py4DSTEM checked before any work:
+#: name -> (low, high, low_open, high_open, unit, optional).
+_RECONSTRUCT_RANGES = {
+    "step_size": (0.0, np.inf, True, True, "", False),
+    "positions_step_size": (0.0, np.inf, True, True, "", False),
+    "max_position_update_distance": (0.0, np.inf, True, True, "Å", True),
+    "max_position_total_distance": (0.0, np.inf, True, True, "Å", True),
+    "shrinkage_rad": (0.0, np.inf, False, True, "rad", False),
+    "gaussian_filter_sigma": (0.0, np.inf, True, True, "Å", True),
+    "normalization_min": (0.0, 1.0, False, False, "", False),
+}
+
+
+def _check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs):
+    """Reject nonsense physical constructor arguments before any work.
+
+    Returns
+    -------
+    energy : float
+        [eV].
+    num_slices : int
+    slice_thicknesses : float or numpy.ndarray
+        [Å], as given (scalar or one per slice interface).
+    """
+    energy = check_real("energy", energy, unit="eV")
+    num_slices = check_integer("num_slices", num_slices, 1)
+    thicknesses = np.atleast_1d(np.asarray(slice_thicknesses, dtype=object))
+    if thicknesses.ndim != 1:
+        raise ValueError(
+            "slice_thicknesses must be a number or a sequence of numbers [Å], got an array "
+            f"of shape {thicknesses.shape}"
+        )
+    checked = [check_real("slice_thicknesses", t, unit="Å") for t in thicknesses]
+    if np.ndim(slice_thicknesses) == 0:
+        slice_thicknesses = checked[0]
+    else:
+        slice_thicknesses = np.asarray(checked, dtype=np.float64)
+    check_real(
+        "semiangle_cutoff",
+        kwargs.get("semiangle_cutoff"),
+        high_open=False,
+        unit="mrad",
+        optional=True,
+    )
+    check_real(
+        "semiangle_cutoff_pixels", kwargs.get("semiangle_cutoff_pixels"), unit="px", optional=True
+    )
+    check_real("rolloff", kwargs.get("rolloff", 2.0), low_open=False, unit="mrad")
+    return energy, num_slices, slice_thicknesses
+
+
+def _check_reconstruct_arguments(kwargs) -> None:
+    """Reject nonsense numeric py4DSTEM ``reconstruct`` keywords before any work."""
+    check_integer("max_batch_size", kwargs.get("max_batch_size"), 1, optional=True)
+    defaults = inspect.signature(MultislicePtychography.reconstruct).parameters
+    for name, (low, high, low_open, high_open, unit, optional) in _RECONSTRUCT_RANGES.items():
+        check_real(
+            name,
+            kwargs.get(name, defaults[name].default),
+            low,
+            high,
+            low_open=low_open,
+            high_open=high_open,
+            unit=unit,
+            optional=optional,
+        )
 
 
 def _read_compression_metadata(group) -> dict:
