@@ -224,10 +224,24 @@ class Basis(Custom):
             "mode": self.mode,
             "geometry": json.loads(self.geometry.to_json()),
         }
-        return write_custom_node(self, group, fields)
+        from py4dstem_compressed.storage import _PatternArray
+
+        # the masks go through the coefficients' lossless filter (blosc/zstd): stored
+        # unfiltered they would be most of a small file; any reader decodes both layouts
+        arrays = {"_masks": self._masks, "_detector_mask": self._detector_mask}
+        try:
+            for key, array in arrays.items():
+                if array is not None:
+                    setattr(self, key, _PatternArray(data=array.data, name=array.name))
+            return write_custom_node(self, group, fields)
+        finally:
+            for key, array in arrays.items():
+                setattr(self, key, array)
 
     @classmethod
     def _get_constructor_args(cls, group) -> dict:
+        import hdf5plugin  # noqa: F401  (registers the filters of the masks)
+
         fields = read_format_metadata(group, "Basis")
         nodes = Custom._get_emd_attr_data(None, group)
         if "_masks" not in nodes:

@@ -10,6 +10,12 @@ import numpy as np
 
 __all__ = ["main"]
 
+DESCRIPTION = (
+    "Compress 4D-STEM data onto a few orthonormal masks and run py4DSTEM multislice "
+    "ptychography on the coefficients. Commands: demo (simulate, compress, reconstruct, "
+    "compare), compress (a 4D data file to a compressed EMD file), info (describe one)."
+)
+
 BASES = ("zernike", "binning", "dp", "pca")
 
 
@@ -33,10 +39,10 @@ def _build_basis(args, data):
 
     geometry = pc.DetectorGeometry.from_datacube(data, df_radius=args.df_radius, seed=args.seed)
     num_df = 1 if args.num_df is None else args.num_df
+    if args.basis == "binning":
+        return pc.binning_basis(geometry, bf_bin=args.bin_px, df_bin=args.df_bin_px)
     if args.basis == "zernike":
         return pc.zernike_basis(geometry, args.num_bf, num_df)
-    if args.basis == "binning":
-        return pc.binning_basis(geometry, bf_bin=args.num_bf, df_bin=args.num_df)
     if args.basis == "dp":
         return pc.diffraction_pattern_basis(
             data, geometry, args.num_bf, num_df, seed=args.seed, mode=args.mode
@@ -50,12 +56,7 @@ def _compress(args) -> int:
     from py4dstem_compressed.sources import open_source
 
     output = Path(args.output)
-    if output.exists() and not args.overwrite:
-        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    if args.num_bf < 1:
-        raise ValueError(f"--num-bf must be a positive integer, got {args.num_bf}")
-    if args.num_df is not None and args.num_df < 0:
-        raise ValueError(f"--num-df must be >= 0, got {args.num_df}")
+    _check_compress_arguments(args, output)
     memory_limit = None if args.memory_mib is None else int(args.memory_mib * 2**20)
     source = open_source(args.input, args.datapath)
     try:
@@ -78,6 +79,43 @@ def _compress(args) -> int:
     return 0
 
 
+def _check_compress_arguments(args, output: Path) -> None:
+    """Refuse bad ``compress`` options before any work (ValueError / OSError)."""
+    if output.is_dir():
+        raise IsADirectoryError(
+            f"-o/--output {str(output)!r} is a directory; give a file name, e.g. "
+            f"{str(output / 'scan_compressed.h5')!r}"
+        )
+    if not output.parent.is_dir():
+        raise FileNotFoundError(
+            f"-o/--output: no folder {str(output.parent)!r} to write {output.name!r} into; "
+            "create it first"
+        )
+    if output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    if args.basis == "binning":
+        if args.num_bf is not None or args.num_df is not None:
+            raise ValueError(
+                "--num-bf/--num-df count masks; binning takes bin widths: use --bin-px "
+                "(and --df-bin-px) instead"
+            )
+        if args.bin_px is None or args.bin_px < 1:
+            raise ValueError(f"--basis binning needs --bin-px >= 1 [px], got {args.bin_px}")
+        if args.df_bin_px is not None and args.df_bin_px < 1:
+            raise ValueError(f"--df-bin-px must be >= 1 [px], got {args.df_bin_px}")
+    else:
+        if args.bin_px is not None or args.df_bin_px is not None:
+            raise ValueError(
+                f"--bin-px/--df-bin-px apply to --basis binning only (got --basis {args.basis})"
+            )
+        if args.num_bf is None or args.num_bf < 1:
+            raise ValueError(f"--num-bf must be a positive integer, got {args.num_bf}")
+        if args.num_df is not None and args.num_df < 0:
+            raise ValueError(f"--num-df must be >= 0, got {args.num_df}")
+    if args.memory_mib is not None and not args.memory_mib > 0:
+        raise ValueError(f"--memory-mib must be > 0 [MiB], got {args.memory_mib}")
+
+
 def _info(args) -> int:
     import h5py
 
@@ -95,15 +133,32 @@ def _info(args) -> int:
     )
     size = path.stat().st_size
     raw = rx * ry * int(np.prod(compressed.detector_shape)) * 4
-    print(f"bytes on disk: {size:,} (float32 raw data: {raw:,}; {raw / size:.0f}x smaller)")
     with h5py.File(path, "r") as f:
         rows = []
+        stored = {"basis": 0, "data": 0}
 
         def visit(name, obj):
-            if isinstance(obj, h5py.Dataset) and name.endswith("/data") and obj.ndim >= 2:
-                rows.append((name.split("/")[-2], obj))
+            if isinstance(obj, h5py.Dataset):
+                if "/basis/" in f"/{name}":
+                    stored["basis"] += obj.id.get_storage_size()
+                elif name.endswith("/data"):
+                    stored["data"] += obj.id.get_storage_size()
+                if name.endswith("/data") and obj.ndim >= 2:
+                    rows.append((name.split("/")[-2], obj))
 
         f.visititems(visit)
+        print(f"bytes on disk: {size:,} (float32 raw data: {raw:,}; {raw / size:.0f}x smaller)")
+        print(
+            f"  per-pattern values {stored['data']:,} bytes "
+            f"({raw / max(stored['data'], 1):.0f}x smaller than the raw data), basis (masks) "
+            f"{stored['basis']:,} bytes, HDF5 structure and metadata "
+            f"{size - stored['data'] - stored['basis']:,} bytes"
+        )
+        print(
+            "  the compression ratio counts per-pattern values only; the file also holds the "
+            "basis (one mask per coefficient, detector-sized) and the HDF5 overhead, a fixed "
+            "cost that a larger scan spreads over more patterns"
+        )
         for name, dset in rows:
             filt = _filter_names(dset)
             print(
@@ -138,19 +193,45 @@ def _filter_names(dataset) -> str:
     return "+".join(names) or "none"
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``py4dstem-compressed`` command."""
-    parser = argparse.ArgumentParser(prog="py4dstem-compressed", description=__doc__)
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` for options that have a default value."""
+
+    def _get_help_string(self, action):
+        if action.default is None or action.required or action.default is False:
+            return action.help
+        return super()._get_help_string(action)
+
+
+def _parser() -> argparse.ArgumentParser:
+    """The argument parser (imports nothing heavy: ``--help`` stays fast)."""
+    from py4dstem_compressed.version import __version__
+
+    fmt = _HelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="py4dstem-compressed", description=DESCRIPTION, formatter_class=fmt
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
-        "demo", help="simulate, compress with every basis, reconstruct and compare"
+        "demo",
+        help="simulate, compress with every basis, reconstruct and compare",
+        formatter_class=fmt,
+    )
+    demo.add_argument("--preset", default="tiny", help="abTEM preset: micro, tiny, small or paper")
+    demo.add_argument(
+        "--kind",
+        default="crystal",
+        choices=["crystal", "2d"],
+        help="specimen: SrTiO3 crystal with point defects, or a 2D material",
     )
     demo.add_argument(
-        "--preset", default="tiny", help="abTEM preset: micro, tiny (default), small, paper"
+        "--source",
+        default="abtem",
+        choices=["abtem", "synthetic"],
+        help="abtem: multislice simulation (needs the [sim] extra); synthetic: built-in "
+        "NumPy forward model (seconds)",
     )
-    demo.add_argument("--kind", default="crystal", choices=["crystal", "2d"])
-    demo.add_argument("--source", default="abtem", choices=["abtem", "synthetic"])
-    demo.add_argument("--mode", default="amplitude", choices=["amplitude", "intensity"])
+    demo.add_argument("--mode", **MODE_OPTION)
     demo.add_argument("--output", default="demo_output", help="folder for JSON and figures")
     demo.add_argument("--num-iter", type=int, default=30, help="reconstruction iterations")
     demo.add_argument(
@@ -159,34 +240,82 @@ def main(argv: list[str] | None = None) -> int:
     demo.set_defaults(func=_demo)
 
     comp = sub.add_parser(
-        "compress", help="compress a 4D-STEM file (.npy, py4DSTEM .h5/.emd, .zarr)"
+        "compress",
+        help="compress a 4D-STEM file (.npy, py4DSTEM .h5/.emd, .zarr)",
+        formatter_class=fmt,
     )
-    comp.add_argument("input", help="4D data file")
-    comp.add_argument("-o", "--output", required=True, help="compressed EMD file (.h5)")
-    comp.add_argument("--basis", required=True, choices=BASES)
+    comp.add_argument("input", help="4D data file (.npy, py4DSTEM .h5/.emd, .zarr)")
     comp.add_argument(
-        "--num-bf", type=int, required=True, help="BF masks (binning: BF bin width [px])"
+        "-o", "--output", required=True, help="compressed EMD file to write (.h5), not a folder"
     )
     comp.add_argument(
-        "--num-df", type=int, default=None, help="DF masks (binning: DF bin width; default 1 mask)"
+        "--basis",
+        required=True,
+        choices=BASES,
+        help="mask family: zernike (Zernike polynomials), binning (square bins), dp "
+        "(orthonormalised diffraction patterns of the scan), pca (principal components)",
     )
-    comp.add_argument("--mode", default="amplitude", choices=["amplitude", "intensity"])
+    comp.add_argument(
+        "--num-bf", type=int, default=None, help="bright-field masks (zernike, dp, pca)"
+    )
+    comp.add_argument(
+        "--num-df",
+        type=int,
+        default=None,
+        help="dark-field masks (zernike, dp, pca); default: 1 (the mean dark field)",
+    )
+    comp.add_argument(
+        "--bin-px", type=int, default=None, help="binning: bright-field bin width [px]"
+    )
+    comp.add_argument(
+        "--df-bin-px",
+        type=int,
+        default=None,
+        help="binning: dark-field bin width [px]; default: 1 mask (the mean dark field)",
+    )
+    comp.add_argument("--mode", **MODE_OPTION)
     comp.add_argument("--seed", type=int, default=0, help="sampling seed (dp, pca, geometry)")
-    comp.add_argument("--df-radius", type=float, default=None, help="outer DF radius [px]")
+    comp.add_argument(
+        "--df-radius", type=float, default=None, help="outer DF radius [px]; default: from the data"
+    )
     comp.add_argument("--datapath", default=None, help="dataset inside an HDF5/zarr file")
-    comp.add_argument("--memory-mib", type=float, default=None, help="frame memory per chunk")
+    comp.add_argument(
+        "--memory-mib",
+        type=float,
+        default=None,
+        help="memory for one chunk of frames [MiB], > 0; default: from the free memory",
+    )
     comp.add_argument("--float16", action="store_true", help="store coefficients as float16")
     comp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(func=_compress)
 
-    info = sub.add_parser("info", help="describe a compressed EMD file")
-    info.add_argument("file")
+    info = sub.add_parser("info", help="describe a compressed EMD file", formatter_class=fmt)
+    info.add_argument("file", help="compressed EMD file (.h5) written by this package")
     info.set_defaults(func=_info)
-    args = parser.parse_args(argv)
+    return parser
+
+
+#: ``--mode`` of ``demo`` and ``compress``
+MODE_OPTION = dict(
+    default="amplitude",
+    choices=["amplitude", "intensity"],
+    help="compress sqrt(intensity) (amplitude, what ptychography fits) or the intensity",
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``py4dstem-compressed`` command.
+
+    Returns
+    -------
+    int
+        0 on success, 2 for bad input (one-line ``error: ...`` on stderr, no traceback).
+    """
+    args = _parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, ImportError, MemoryError) as err:
+    except (ValueError, OSError, ImportError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 
