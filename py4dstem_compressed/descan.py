@@ -12,6 +12,7 @@ Everything here is in detector pixels, in the detector frame (first axis ``qx``)
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import numpy as np
@@ -216,9 +217,7 @@ class DescanKernel:
             )
         change = np.flatnonzero(np.any(shifts[1:] != shifts[:-1], axis=1)) + 1
         bounds = [0, *change.tolist(), len(frames)]
-        parts = [
-            self.kernel_for(shifts[a])(frames[a:b]) for a, b in zip(bounds[:-1], bounds[1:])
-        ]
+        parts = [self.kernel_for(shifts[a])(frames[a:b]) for a, b in itertools.pairwise(bounds)]
         if len(parts) == 1:
             return parts[0]
         out = {

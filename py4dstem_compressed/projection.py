@@ -42,7 +42,6 @@ __all__ = [
     "mask_coefficients",
     "probe_aperture_step",
     "project_values",
-    "sparse_count_statistic",
 ]
 
 MODES = ("amplitude", "intensity")
@@ -546,42 +545,6 @@ def _energy_ratio(values, coefficients, perpendicular_norms, supports, regions, 
     energy_ratio = xp.sqrt(wanted / xp.where(ok, current, 1.0))
     energy_ratio = 1.0 + weights.coefficient * (energy_ratio - 1.0)
     return xp.where(ok, energy_ratio, ratio)
-
-
-def sparse_count_statistic(coefficients: Any, norms: Any, operator: CompressedOperator) -> Any:
-    """Per region (BF, DF), the median over patterns of ``sum sqrt(I) / sum I`` (amplitude mode).
-
-    For integer counts ``sqrt(N) <= N``, so the ratio is at most 1, and close to 1 when most
-    hit pixels hold a single count (sparse counts, where the amplitude coefficient is biased
-    low); it is well below 1 for many counts per pixel and far above 1 for noise-free
-    intensities that are fractions of the beam. Computed from the stored coefficients and
-    norms alone: ``sum sqrt(I) = c_n / m_n`` for a mask of constant value ``m_n`` on its
-    support, ``sum I = sum c_n^2 + p_R^2``.
-
-    Returns
-    -------
-    numpy.ndarray
-        ``(2,)`` medians for the BF and DF regions; NaN for a region that is not an energy
-        region (or holds no intensity).
-    """
-    out = np.full(2, np.nan)
-    if operator.energy_regions is None or operator.mode != "amplitude" or norms is None:
-        return out
-    xp = get_array_module(operator.masks)
-    index = operator.scalable_index
-    regions = operator.energy_regions  # (Ks, 2)
-    values = operator.masks[index].max(axis=1)  # constant value of each scalable mask
-    c = xp.asarray(coefficients, dtype=xp.float64)[:, index]
-    roots = (c / values[None, :]) @ regions  # (B, 2) sum sqrt(I) per region
-    energy = (c**2) @ regions + xp.asarray(norms, dtype=xp.float64) ** 2
-    for region in range(2):
-        if not bool(regions[:, region].any()):
-            continue
-        positive = energy[:, region] > 0
-        ratio = roots[positive, region] / energy[positive, region]
-        if ratio.size:
-            out[region] = float(xp.median(ratio))
-    return out
 
 
 def coefficient_error(residual: Any) -> Any:

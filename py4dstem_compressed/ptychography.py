@@ -13,6 +13,7 @@ holding per-pixel data for the scan.
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -37,7 +38,6 @@ from py4dstem_compressed.projection import (
     fourier_projection,
     mask_coefficients,
     probe_aperture_step,
-    sparse_count_statistic,
 )
 
 __all__ = ["CompressedMultislicePtychography"]
@@ -47,11 +47,8 @@ _emd_hook = True
 
 #: Name of the metadata group holding the compression settings of a saved reconstruction.
 COMPRESSION_METADATA = "compression_metadata"
-#: ``match_region_energy="auto"`` matches dark-field energies when the median of
-#: ``sum sqrt(I) / sum I`` over the dark field lies in this range (sparse counts: at most 1
-#: for integer counts; 0.5 is reached near 3-4 counts per pixel, where the amplitude
-#: coefficient's bias falls below ~5%).
-SPARSE_COUNT_RANGE = (0.5, 1.05)
+#: ``match_region_energy`` settings by name: which regions (BF, DF) are energy-matched
+ENERGY_MATCHING = {"dark_field": (False, True), True: (True, True), False: (False, False)}
 _PY4DSTEM_RECONSTRUCT_ARGS = frozenset(
     inspect.signature(MultislicePtychography.reconstruct).parameters
 )
@@ -142,7 +139,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         probe_aperture_weight: float | None = None,
         weights: Mapping[str, float] | None = None,
         scale_nonnegative_masks: bool = True,
-        match_region_energy: bool | str = "auto",
+        match_region_energy: bool | str = "dark_field",
         match_region_shape: bool = False,
         **kwargs: Any,
     ):
@@ -182,34 +179,27 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             support instead of adding a constant (default True; see
             :func:`py4dstem_compressed.projection.project_values`). With a complete
             pixel basis both give py4DSTEM's amplitude replacement.
-        match_region_energy : bool or "auto"
+        match_region_energy : {"dark_field", True, False}
             In amplitude mode with stored perpendicular norms, rescale a region covered
             only by such masks (the single DF mask, DF bins) to its measured energy
             ``sum c^2 + p^2`` (the region's total intensity) rather than to its amplitude
-            coefficient. Under shot noise the energy is unbiased while the amplitude
-            coefficient of a sparse dark field is biased low (``E[sqrt(N)] ~ lambda`` for
-            ``lambda << 1`` counts per pixel); noise-free data satisfy both. ``"auto"``
-            (default) matches the energy of each region whose stored values look like
-            sparse counts: the median of ``sum sqrt(I) / sum I`` over the region (at most 1 for
-            integer counts, near 1 when hit pixels hold single counts, far above 1 for
-            noise-free intensities in fractions of the beam) lies in
-            ``SPARSE_COUNT_RANGE``. On the test sets energy matching raised the noisy
-            MoS2 band-passed quality from 0.61 to 1.01 of the uncompressed run, and
-            coefficient matching was up to 3% better on noise-free data. See
-            :func:`py4dstem_compressed.projection.project_values`.
+            coefficient. The energy is exact for noise-free data and unbiased under shot
+            noise, while the amplitude coefficient of a sparse region is biased low
+            (``E[sqrt(N)] ~ lambda`` for ``lambda << 1`` counts per pixel). ``"dark_field"``
+            (default): the DF region, where counts are sparse at any dose; True: both
+            regions; False: neither. The setting does not depend on the data, so the
+            reconstruction does not depend on the intensities' unit (counts, gain-scaled
+            counts, normalised) nor on how far descan moves the disk. ``"auto"``, the
+            data-dependent rule of 0.1, is read as ``"dark_field"`` with a FutureWarning.
+            See :func:`py4dstem_compressed.projection.project_values`.
         match_region_shape : bool
-            In amplitude mode with stored perpendicular norms, reshape the prediction on a
-            region covered only by such masks whose energy is *not* matched (noise-free or
-            well-exposed dark fields) so that its measured coefficients and its measured
-            energy hold together: ``a -> a**gamma`` on the region, one Newton step for
-            ``gamma`` per data step. This uses the region's perpendicular norm (Eq. 11) to
-            fix how evenly the dark-field intensity spreads, which no single DF coefficient
-            can. Off by default because its effect depends on the data: on the noise-free
-            abTEM ``small`` sets (30 iterations) it raised the band-passed quality of
-            Zernike 36+1 by 0.010 (SrTiO3, MoS2) and of diffraction-pattern 15+1 by 0.01-0.02,
-            but lowered it by 0.02-0.03 on MoS2 with a 2 px descan drift and by 0.06 on the
-            ``tiny`` MoS2 set (48 px detector). See
-            :func:`py4dstem_compressed.projection.project_values` (``match_shape``).
+            With ``match_region_energy=False`` (amplitude mode, stored perpendicular
+            norms): reshape the prediction on a region covered only by such masks so that
+            its measured coefficients and its measured energy hold together:
+            ``a -> a**gamma`` on the region, one Newton step for ``gamma`` per data step.
+            Off by default (its effect depends on the data; measurements in the README);
+            it does nothing where the region's energy is matched.
+            See :func:`py4dstem_compressed.projection.project_values` (``match_shape``).
         **kwargs
             py4DSTEM's ``reconstruct`` keywords.
 
@@ -279,21 +269,24 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             num_iter=num_iter, reconstruction_method=reconstruction_method, **kwargs
         )
 
-    def _resolve_energy_matching(self, setting: bool | str) -> tuple[bool, bool]:
-        """``match_region_energy`` per region (BF, DF); ``"auto"``: where counts are sparse."""
-        if isinstance(setting, str):
-            if setting != "auto":
-                raise ValueError(
-                    f"match_region_energy must be True, False or 'auto', got {setting!r}"
-                )
-            k = self._operator.num_masks
-            rows = self._amplitudes
-            norms = rows[:, k : k + 2] if self._has_perpendicular_norms else None
-            statistic = sparse_count_statistic(rows[:, :k], norms, self._operator)
-            self._sparse_count_statistic = statistic
-            low, high = SPARSE_COUNT_RANGE
-            return tuple(bool(low <= value <= high) for value in statistic)
-        return (bool(setting), bool(setting))
+    @staticmethod
+    def _resolve_energy_matching(setting: bool | str) -> tuple[bool, bool]:
+        """``match_region_energy`` as a per-region (BF, DF) pair of bools."""
+        if isinstance(setting, str) and setting == "auto":
+            warnings.warn(
+                "match_region_energy='auto' (a data-dependent rule that flipped with the "
+                "intensities' unit) is gone; using 'dark_field', the default",
+                FutureWarning,
+                stacklevel=3,
+            )
+            setting = "dark_field"
+        if isinstance(setting, (bool, np.bool_)):
+            setting = bool(setting)
+        if not isinstance(setting, (bool, str)) or setting not in ENERGY_MATCHING:
+            raise ValueError(
+                f"match_region_energy must be 'dark_field', True or False, got {setting!r}"
+            )
+        return ENERGY_MATCHING[setting]
 
     # ------------------------------------------------------------ measurement rows
     def _unpack_measurements(self, rows):

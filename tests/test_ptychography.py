@@ -280,9 +280,7 @@ def test_probe_aperture_weight_removes_probe_power_outside_the_aperture(simulate
 def test_descan_is_followed_by_the_prediction(geometry):
     datacube, truth = _simulate(descan_px=(2.0, -1.5))
     basis = pc.zernike_basis(geometry, 21, 1)
-    compressed = pc.compress(
-        datacube, basis, progress_bar=False, check_center=False, descan=None
-    )
+    compressed = pc.compress(datacube, basis, progress_bar=False, check_center=False, descan=None)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 30)
     assert ptycho._has_descan
     shifts = np.asarray(ptycho._amplitudes[:, -2:])
@@ -470,8 +468,8 @@ def test_devices(simulated, geometry, device):
     assert np.all(np.isfinite(ptycho.error_iterations))
 
 
-def test_auto_energy_matching_follows_the_counting_statistics(simulated, geometry):
-    """Noise-free fractions of the beam: coefficient matching; sparse counts: energy."""
+def test_dark_field_energy_matching_is_the_same_rule_for_every_dataset(simulated, geometry):
+    """Noise-free fractions of the beam and sparse counts: the DF energy is matched alike."""
     datacube, _ = simulated
     basis = pc.zernike_basis(geometry, 6, 1)
     clean = _run(
@@ -480,32 +478,26 @@ def test_auto_energy_matching_follows_the_counting_statistics(simulated, geometr
         ),
         1,
     )
-    assert clean._sparse_count_statistic[1] > 2 and clean._match_energy == (False, False)
+    assert clean._match_energy == (False, True)
     rng = np.random.default_rng(0)
     data = np.asarray(datacube.data, dtype=np.float64)
     counts = rng.poisson(data * 300.0 / data.sum(axis=(2, 3)).mean()).astype(np.float32)
-    noisy = py4DSTEM.DataCube(data=counts)
-    for name in ("R_pixel_size", "R_pixel_units", "Q_pixel_size", "Q_pixel_units"):
-        getattr(noisy.calibration, f"set_{name}")(getattr(datacube.calibration, f"get_{name}")())
     sparse = _run(
         CompressedMultislicePtychography(
-            datacube=pc.compress(noisy, basis, progress_bar=False), **COMMON
+            datacube=pc.compress(_calibrated(counts), basis, progress_bar=False), **COMMON
         ),
         1,
     )
-    # Zernike BF masks are signed: only the DF region (one uniform mask) can be matched
-    assert np.isnan(sparse._sparse_count_statistic[0])
-    assert 0.5 <= sparse._sparse_count_statistic[1] <= 1.0 and sparse._match_energy == (False, True)
-    forced = _run(
-        CompressedMultislicePtychography(
-            datacube=pc.compress(noisy, basis, progress_bar=False), **COMMON
-        ),
-        1,
-        match_region_energy=False,
-    )
-    assert forced._match_energy == (False, False)
-    with pytest.raises(ValueError, match="match_region_energy"):
-        _run(clean, 1, match_region_energy="sometimes")
+    assert sparse._match_energy == (False, True)
+    again = dict(reset=True)
+    assert _run(clean, 1, match_region_energy=True, **again)._match_energy == (True, True)
+    assert _run(clean, 1, match_region_energy=False, **again)._match_energy == (False, False)
+    with pytest.warns(FutureWarning, match="auto"):
+        auto = _run(clean, 1, match_region_energy="auto", **again)
+    assert auto._match_energy == (False, True)
+    for bad in ("sometimes", 1, None):
+        with pytest.raises(ValueError, match="match_region_energy"):
+            _run(clean, 1, match_region_energy=bad, **again)
 
 
 def test_dark_field_shape_matching_is_opt_in_and_acts_where_energy_is_not_matched(
@@ -519,12 +511,15 @@ def test_dark_field_shape_matching_is_opt_in_and_acts_where_energy_is_not_matche
         ptycho = CompressedMultislicePtychography(datacube=compressed, **COMMON)
         return _run(ptycho, 2, **kwargs)
 
-    default, shaped, unshaped = run(), run(match_region_shape=True), run(match_region_shape=False)
+    coefficient = dict(match_region_energy=False)  # shape matching acts only there
+    default = run(**coefficient)
+    shaped = run(match_region_shape=True, **coefficient)
+    unshaped = run(match_region_shape=False, **coefficient)
     assert shaped._match_shape and not default._match_shape
     np.testing.assert_array_equal(default.object, unshaped.object)
     assert not np.allclose(shaped.object, unshaped.object)
-    # with the DF energy matched the shape step has nothing to do
-    energy = run(match_region_energy=True, match_region_shape=True)
-    np.testing.assert_array_equal(energy.object, run(match_region_energy=True).object)
+    # with the DF energy matched (the default) the shape step has nothing to do
+    energy = run(match_region_shape=True)
+    np.testing.assert_array_equal(energy.object, run().object)
     with pytest.raises(ValueError, match="match_region_shape"):
         run(match_region_shape="auto")
