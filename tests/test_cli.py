@@ -1,4 +1,7 @@
 import json
+import subprocess
+import sys
+import tempfile
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.cli import main
@@ -178,3 +181,23 @@ def test_files_with_unfiltered_masks_still_read(datacube, geometry, tmp_path):
         f[names[0]].attrs.update(attrs)
         assert f[names[0]].id.get_create_plist().get_nfilters() == 0
     assert np.array_equal(pc.read_compressed(path).basis.masks, compressed.basis.masks)
+
+
+def test_help_and_version_do_not_import_py4dstem():
+    """``--help`` took 5 s because the package (and so py4DSTEM) was imported first."""
+    code = (
+        "import sys, py4dstem_compressed_cli as cli\n"
+        "for argv in (['--help'], ['--version'], ['compress', '--help']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit as exit:\n"
+        "        assert exit.code == 0, exit.code\n"
+        "loaded = sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('py4DSTEM', 'py4dstem_compressed'))\n"
+        "assert not loaded, loaded\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+    )
+    assert out.returncode == 0, out.stderr
+    assert "py4dstem-compressed 0." in out.stdout
