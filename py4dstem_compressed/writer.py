@@ -433,11 +433,12 @@ def _finalize(path: Path, compression: str) -> None:
         _after_step("finalize: renamed")
     finally:
         tmp.unlink(missing_ok=True)
-    folder = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(folder)
-    finally:
-        os.close(folder)
+    if os.name == "posix":  # make the rename durable (folders cannot be opened on Windows)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _find_group(file):
