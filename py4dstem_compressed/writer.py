@@ -4,16 +4,20 @@ The file is created complete (atomically, temp file + rename) with every
 per-pattern dataset pre-allocated, unfiltered and contiguous, NaN-filled, and a
 per-pattern ``valid`` flag of 0. A :meth:`CompressedWriter.write` then only
 overwrites bytes inside those datasets -- HDF5's metadata never changes while
-acquiring -- in this order: data, flush + fsync, ``valid`` flags, flush + fsync.
-So a process killed at any moment leaves a file that opens, in which every
-flagged pattern is correct and every other one is reported missing (NaN).
+acquiring -- in this order: (when replacing frames already written) clear their
+``valid`` flags, flush + fsync; data, flush + fsync; ``valid`` flags, flush +
+fsync. So a process killed at any moment leaves a file that opens, in which
+every pattern is wholly old, wholly new, or flagged missing (and read as NaN).
 Re-opening the same path with the same basis resumes. When the scan is
 complete, :meth:`CompressedWriter.close` rewrites the file with chunked,
-compressed datasets (atomically again).
+compressed datasets (atomically again: a temporary file renamed onto the
+target); a finalize cut short is finished by re-opening the path, which also
+removes stale temporary files.
 """
 
 from __future__ import annotations
 
+import numbers
 import os
 import warnings
 from pathlib import Path
@@ -27,11 +31,25 @@ from py4dstem_compressed.storage import (
     FIELDS,
     MODES,
     CompressedDataCube,
+    FileLockedError,
+    NoCompressedDataError,
     StorageOptions,
+    open_hdf5,
     read_compressed,
 )
 
-__all__ = ["CompressedWriter", "open_compressed_writer"]
+__all__ = ["CompressedWriter", "FramesAlreadyWrittenError", "open_compressed_writer"]
+
+
+class FramesAlreadyWrittenError(ValueError):
+    """A write over frames that are already complete, without ``replace=True``."""
+
+
+def _after_step(step: str) -> None:
+    """Called after every change the writer makes to a file (a no-op).
+
+    Crash tests replace it to kill the process right after step ``step``.
+    """
 
 
 def open_compressed_writer(
@@ -54,7 +72,8 @@ def open_compressed_writer(
     ----------
     path : str or path-like
         Target ``.h5`` / ``.emd`` file. If it exists and was started by a writer
-        with the same basis, mode and scan shape, writing resumes.
+        with the same basis, mode and scan shape, writing resumes (a complete
+        file whose finalize was cut short is finalized on :meth:`~CompressedWriter.close`).
     basis : Basis
         Masks to project on.
     scan_shape : (int, int)
@@ -80,6 +99,15 @@ def open_compressed_writer(
     -------
     CompressedWriter
         A context manager; call :meth:`CompressedWriter.write`.
+
+    Raises
+    ------
+    FileLockedError
+        If another process holds ``path`` open.
+    NoCompressedDataError
+        If ``path`` is an EMD file that holds no compressed scan.
+    FileExistsError
+        If ``path`` holds a complete, finalized scan (pass ``overwrite=True``).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -89,9 +117,12 @@ def open_compressed_writer(
     if len(scan_shape) != 2 or min(scan_shape) < 1:
         raise ValueError(f"scan_shape must be two positive integers, got {scan_shape}")
     path = Path(path)
+    _remove_stale_temporaries(path)
     if path.exists() and not overwrite:
         _check_resumable(path, basis, scan_shape, mode)
     else:
+        if path.exists():
+            _check_not_locked(path)
         _create(path, basis, scan_shape, mode, calibration, name)
     return CompressedWriter(
         path, basis, scan_shape, mode, durable, finalize, compression, check_center
@@ -115,11 +146,56 @@ def _create(path: Path, basis, scan_shape, mode, calibration, name) -> None:
     )
     placeholder.storage = StorageOptions(layout="contiguous")
     save(path, placeholder, overwrite=True)
+    _after_step("create: file in place")
+
+
+def _check_not_locked(path: Path) -> None:
+    """Raise :class:`FileLockedError` if another process holds ``path`` open."""
+    try:
+        open_hdf5(path).close()
+    except FileLockedError:
+        raise
+    except ValueError:  # not an HDF5 file: nobody holds an HDF5 lock on it
+        pass
+
+
+def _temporary_path(path: Path) -> Path:
+    """The temporary file a finalize writes before renaming it onto ``path``."""
+    return path.parent / f".{path.name}.finalize.tmp"
+
+
+def _remove_stale_temporaries(path: Path) -> None:
+    """Delete temporary files left next to ``path`` by a killed save or finalize.
+
+    Temporary files of :func:`emd.save` (``.NAME.XXXX.tmp``) and of a finalize
+    (``.NAME.finalize.tmp``) that no process holds open are removed.
+    """
+    if not path.parent.is_dir():
+        return
+    for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+        try:
+            _check_not_locked(tmp)
+        except FileLockedError:  # being written right now by another process
+            continue
+        tmp.unlink(missing_ok=True)
+
+
+def _is_finalized(path: Path) -> bool:
+    """Whether the per-pattern datasets of ``path`` are chunked (rewritten by a finalize)."""
+    with open_hdf5(path) as file:
+        group = _find_group(file)
+        return any(group[f"_{key}/data"].chunks is not None for key in (*FIELDS, "valid"))
 
 
 def _check_resumable(path: Path, basis, scan_shape, mode) -> None:
     try:
         existing = read_compressed(path)
+    except FileLockedError:
+        raise
+    except NoCompressedDataError as err:
+        raise NoCompressedDataError(
+            f"{err}. It cannot be resumed; pass overwrite=True to replace it"
+        ) from err
     except (ValueError, ImportError) as err:
         raise ValueError(
             f"{path} exists but cannot be resumed ({err}); pass overwrite=True to start afresh"
@@ -137,8 +213,10 @@ def _check_resumable(path: Path, basis, scan_shape, mode) -> None:
         raise ValueError(
             f"{path} was started with {'; '.join(problems)}; pass overwrite=True to start afresh"
         )
-    if existing.is_complete:
-        raise FileExistsError(f"{path} already holds a complete scan; pass overwrite=True")
+    if existing.is_complete and _is_finalized(path):
+        raise FileExistsError(
+            f"{path} already holds a complete, finalized scan; pass overwrite=True to start afresh"
+        )
 
 
 class CompressedWriter:
@@ -148,8 +226,6 @@ class CompressedWriter:
     """
 
     def __init__(self, path, basis, scan_shape, mode, durable, finalize, compression, check_center):
-        import h5py
-
         self.path = Path(path)
         self.basis = basis
         self.scan_shape = scan_shape
@@ -160,7 +236,7 @@ class CompressedWriter:
         self.compression = compression
         self.check_center = check_center
         self.kernel = CompressionKernel(basis, mode)
-        self.file = h5py.File(self.path, "r+")
+        self.file = open_hdf5(self.path, "r+")
         group = _find_group(self.file)
         self.datasets = {key: group[f"_{key}/data"] for key in FIELDS}
         self.valid_dataset = group["_valid/data"]
@@ -183,41 +259,87 @@ class CompressedWriter:
         return np.flatnonzero(~self._valid)
 
     # ----------------------------------------------------------------- write
-    def write(self, frames: np.ndarray, start: int | None = None) -> int:
+    def write(self, frames: np.ndarray, start: int | None = None, *, replace: bool = False) -> int:
         """Compress ``frames`` and store them at flat scan indices ``start, start+1, ...``.
 
         Parameters
         ----------
         frames : numpy.ndarray
-            ``(B, Qx, Qy)`` (or one ``(Qx, Qy)``) intensities [counts].
+            ``(B, Qx, Qy)`` (or one ``(Qx, Qy)``) intensities [counts]. An empty
+            batch (``B = 0``) writes nothing.
         start : int, optional
-            Flat (row-major) scan index of the first frame; default: the first
-            frame not written yet.
+            Flat (row-major) scan index of the first frame, an integer in
+            ``0 .. Rx*Ry - B``; default: the first frame not written yet.
+        replace : bool
+            Allow overwriting frames that are already complete. The replace is
+            crash-safe: their ``valid`` flags are cleared (durably) before the
+            new data are written, so a killed process leaves each of them old,
+            new or missing.
 
         Returns
         -------
         int
-            The flat index after the last frame written.
+            The flat index after the last frame written (``start`` for an empty batch).
 
         Raises
         ------
+        TypeError
+            If ``start`` is not an integer.
         ValueError
             For frames out of the scan, of the wrong detector shape, or with
             NaN/inf (nothing of that batch is written).
+        FramesAlreadyWrittenError
+            If some of the frames are already complete and ``replace`` is False.
         """
         if self.file is None:
-            raise ValueError("the writer is closed")
-        frames = np.asarray(frames)
-        if frames.ndim == 2:
-            frames = frames[None]
-        self.basis.check_detector(frames.shape[1:], what="the frames")
-        start = self.next_index if start is None else int(start)
+            raise ValueError("the writer is closed; reopen the file with open_compressed_writer")
+        frames = _as_batch(frames)
+        if len(frames):
+            self.basis.check_detector(frames.shape[1:], what="the frames")
+        start = self._check_start(start, len(frames))
         stop = start + len(frames)
-        if start < 0 or stop > self.num_frames:
-            raise ValueError(
-                f"frames {start}..{stop - 1} lie outside the {self.scan_shape} scan "
-                f"({self.num_frames} frames)"
+        if len(frames) == 0:
+            return start
+        done = np.flatnonzero(self._valid[start:stop]) + start
+        if done.size and not replace:
+            raise FramesAlreadyWrittenError(
+                f"{done.size} of frames {start}..{stop - 1} are already complete (first: flat "
+                f"index {done[0]}, scan position {divmod(int(done[0]), self.scan_shape[1])}); "
+                "pass replace=True to overwrite them, or write only writer.missing"
             )
+        result = self._compress(frames, start)
+        if done.size:  # replace: old frames become missing before any new byte lands
+            self._put(self.valid_dataset, start, np.zeros(len(frames), np.uint8), "clear valid")
+            self._sync("clear valid")
+            self._valid[start:stop] = False
+        for key, dataset in self.datasets.items():
+            self._put(dataset, start, result[key], key)
+        self._sync("data")
+        self._put(self.valid_dataset, start, np.ones(len(frames), np.uint8), "valid")
+        self._sync("valid")
+        self._valid[start:stop] = True
+        self.next_index = int(np.argmin(self._valid)) if not self._valid.all() else self.num_frames
+        return stop
+
+    def _check_start(self, start, count: int) -> int:
+        """``start`` as an int after checking its type and that ``count`` frames fit."""
+        if start is None:
+            start = self.next_index
+        if isinstance(start, bool) or not isinstance(start, numbers.Integral):
+            raise TypeError(
+                f"start must be an integer flat scan index (0..{self.num_frames - 1}), got "
+                f"{start!r} of type {type(start).__name__}; pass int(start) if it is whole"
+            )
+        start = int(start)
+        if start < 0 or start + count > self.num_frames:
+            raise ValueError(
+                f"frames {start}..{start + count - 1} lie outside the {self.scan_shape} scan "
+                f"({self.num_frames} frames): start must be in 0..{self.num_frames - count}"
+            )
+        return start
+
+    def _compress(self, frames: np.ndarray, start: int) -> dict:
+        """Run the kernel and check its result (nothing is written yet)."""
         result = self.kernel(frames)
         finite = np.isfinite(result["total_intensity"])
         if not finite.all():
@@ -230,43 +352,37 @@ class CompressedWriter:
         if result["num_negative"]:
             self.num_negative += result["num_negative"]
             warnings.warn(
-                f"{result['num_negative']} negative intensities were clipped to 0", stacklevel=2
+                f"{result['num_negative']} negative intensities were clipped to 0", stacklevel=3
             )
-        for key, dataset in self.datasets.items():
-            self._put(dataset, start, result[key])
-        self._sync()
-        self._put(self.valid_dataset, start, np.ones(len(frames), np.uint8))
-        self._sync()
-        self._valid[start:stop] = True
-        self.next_index = stop if stop < self.num_frames else self.num_frames
-        return stop
+        return result
 
-    def _put(self, dataset, start: int, values: np.ndarray) -> None:
+    def _put(self, dataset, start: int, values: np.ndarray, what: str) -> None:
         ry = self.scan_shape[1]
         index, offset = start, 0
         while offset < len(values):
             row, col = divmod(index, ry)
             count = min(len(values) - offset, ry - col)
             dataset[row, col : col + count] = values[offset : offset + count]
+            _after_step(f"write: {what} row {row}")
             index += count
             offset += count
 
-    def _sync(self) -> None:
+    def _sync(self, what: str = "") -> None:
         self.file.flush()
         if self.durable:
             os.fsync(self.file.id.get_vfd_handle())
+        _after_step(f"write: sync {what}")
 
     # ----------------------------------------------------------------- close
     def close(self) -> None:
         """Close the file; rewrite it compressed if the scan is complete and ``finalize``."""
         if self.file is None:
             return
-        self._sync()
+        self._sync("close")
         self.file.close()
         self.file = None
         if self.finalize and self._valid.all():
-            data = read_compressed(self.path)
-            data.save(self.path, overwrite=True, compression=self.compression)
+            _finalize(self.path, self.compression)
 
     def __enter__(self) -> CompressedWriter:
         return self
@@ -278,6 +394,51 @@ class CompressedWriter:
 
     def __repr__(self) -> str:
         return f"CompressedWriter({str(self.path)!r}, {self.num_complete}/{self.num_frames} frames)"
+
+
+def _as_batch(frames) -> np.ndarray:
+    """``frames`` as a ``(B, Qx, Qy)`` array (one ``(Qx, Qy)`` frame becomes ``B = 1``)."""
+    frames = np.asarray(frames)
+    if frames.ndim == 2:
+        frames = frames[None]
+    if frames.size == 0 and frames.ndim != 3:
+        frames = frames.reshape(0, 0, 0)
+    if frames.ndim != 3:
+        raise ValueError(
+            f"frames must be (B, Qx, Qy) or one (Qx, Qy) frame, got shape {frames.shape}"
+        )
+    return frames
+
+
+def _finalize(path: Path, compression: str) -> None:
+    """Rewrite a complete file with chunked, compressed datasets, atomically.
+
+    A temporary file is written, fsynced and renamed onto ``path``; a process
+    killed before the rename leaves ``path`` complete (and unfinalized) and a
+    stale temporary file that :func:`open_compressed_writer` removes.
+    """
+    import py4DSTEM
+
+    data = read_compressed(path)
+    tmp = _temporary_path(path)
+    tmp.unlink(missing_ok=True)
+    data.storage = StorageOptions(compression=compression)
+    try:
+        py4DSTEM.save(str(tmp), data, mode="w")
+        _after_step("finalize: temporary file written")
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        _after_step("finalize: temporary file synced")
+        os.replace(tmp, path)
+        _after_step("finalize: renamed")
+    finally:
+        tmp.unlink(missing_ok=True)
+    if os.name == "posix":  # make the rename durable (folders cannot be opened on Windows)
+        folder = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
 
 
 def _find_group(file):

@@ -167,7 +167,7 @@ def test_truncated_or_foreign_files_give_clear_errors(compressed, tmp_path):
     data = path.read_bytes()
     truncated = tmp_path / "truncated.h5"
     truncated.write_bytes(data[: len(data) // 3])
-    with pytest.raises(ValueError, match="truncated.h5"):
+    with pytest.raises(ValueError, match=r"truncated.h5 is truncated .*Copy or write it again"):
         pc.read_compressed(truncated)
     text = tmp_path / "notes.h5"
     text.write_text("not hdf5")
@@ -195,3 +195,39 @@ def test_wrong_shapes_rejected(compressed):
             compressed.center_of_mass,
             compressed.basis,
         )
+
+
+@pytest.fixture(scope="module")
+def no_compressed_data(datacube, geometry, tmp_path_factory):
+    """A valid EMD file holding a plain DataCube, and one holding only a Basis."""
+    import py4DSTEM
+
+    folder = tmp_path_factory.mktemp("foreign")
+    plain = folder / "plain_datacube.h5"
+    py4DSTEM.save(str(plain), datacube)
+    basis = folder / "basis_only.h5"
+    pc.save(basis, pc.zernike_basis(geometry, 6, 1))
+    return {"DataCube": plain, "Basis": basis}
+
+
+@pytest.mark.parametrize("kind", ["DataCube", "Basis"])
+def test_file_without_compressed_data_says_what_it_holds(no_compressed_data, geometry, kind):
+    path = no_compressed_data[kind]
+    with pytest.raises(pc.storage.NoCompressedDataError) as err:
+        pc.read_compressed(path)
+    message = str(err.value)
+    assert str(path) in message and "holds no CompressedDataCube" in message
+    assert f"({kind})" in message  # what the file holds, with its class
+    assert "py4dstem-compressed compress" in message  # what was expected / what to do
+    basis = pc.zernike_basis(geometry, 6, 1)
+    with pytest.raises(pc.storage.NoCompressedDataError, match=rf"\({kind}\).*overwrite=True"):
+        pc.open_compressed_writer(path, basis, (2, 2))
+
+
+def test_datapath_without_compressed_data_is_named(compressed, tmp_path):
+    path = tmp_path / "scan.h5"
+    compressed.save(path)
+    with pytest.raises(pc.storage.NoCompressedDataError, match="datapath='nowhere'"):
+        pc.read_compressed(path, datapath="nowhere")
+    back = pc.read_compressed(path, datapath=f"py4DSTEM_root/{compressed.name}")
+    assert np.array_equal(back.coefficients, compressed.coefficients)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.writer import open_compressed_writer
+from py4dstem_compressed.writer import FramesAlreadyWrittenError, open_compressed_writer
 
 
 @pytest.fixture(scope="module")
@@ -93,7 +93,7 @@ def test_writer_rejects_bad_frames(datacube, basis, tmp_path):
 KILLED_WRITER = """
 import sys, time, numpy as np, py4dstem_compressed as pc
 from py4dstem_compressed.synthetic import synthetic_datacube
-from py4dstem_compressed.writer import open_compressed_writer
+from py4dstem_compressed.writer import FramesAlreadyWrittenError, open_compressed_writer
 scan = synthetic_datacube(scan_shape=(8, 8), detector_size=32)
 geometry = pc.DetectorGeometry((32, 32), scan.center, scan.bf_radius)
 basis = pc.zernike_basis(geometry, 10, 1)
@@ -137,3 +137,49 @@ def test_sigkill_leaves_exactly_the_completed_frames(reference, tmp_path):
         assert np.isnan(data.coefficients[~data.valid]).all()
         if data.is_complete:
             break
+
+
+def test_write_over_complete_frames_needs_replace(datacube, basis, tmp_path):
+    frames = datacube.data.reshape(64, 32, 32)
+    other = frames[::-1]  # a different pattern at every position
+    path = tmp_path / "w.h5"
+    with open_compressed_writer(path, basis, (8, 8), finalize=False) as writer:
+        writer.write(frames[:6], start=0)
+        with pytest.raises(FramesAlreadyWrittenError, match=r"3 of frames 3\.\.8 .*replace=True"):
+            writer.write(other[3:9], start=3)
+        assert writer.num_complete == 6
+        before = pc.read_compressed(path)  # the refused write changed nothing
+        assert np.array_equal(before.valid.ravel(), np.arange(64) < 6)
+        assert writer.write(other[3:9], start=3, replace=True) == 9
+    data = pc.read_compressed(path)
+    assert np.array_equal(data.valid.ravel(), np.arange(64) < 9)
+    reference_other = pc.compress(other.reshape(8, 8, 32, 32), basis, progress_bar=False)
+    replaced = (np.arange(64) >= 3) & (np.arange(64) < 9)
+    assert_same_frames(data, reference_other, replaced.reshape(8, 8))
+    kept = (np.arange(64) < 3).reshape(8, 8)
+    for key in ("coefficients", "perpendicular_norms", "total_intensity", "center_of_mass"):
+        assert np.array_equal(getattr(data, key)[kept], getattr(before, key)[kept]), key
+
+
+def test_write_start_must_be_an_integer_in_range(datacube, basis, tmp_path):
+    frames = datacube.data.reshape(64, 32, 32)
+    with open_compressed_writer(tmp_path / "w.h5", basis, (8, 8)) as writer:
+        with pytest.raises(TypeError, match=r"start must be an integer .*got 2\.7"):
+            writer.write(frames[:2], start=2.7)
+        with pytest.raises(TypeError, match="start must be an integer"):
+            writer.write(frames[:2], start=True)
+        with pytest.raises(ValueError, match=r"start must be in 0\.\.62"):
+            writer.write(frames[:2], start=-1)
+        assert writer.num_complete == 0
+        assert writer.write(frames[:2], start=np.int64(2)) == 4  # numpy integers are fine
+        assert np.flatnonzero(~writer._valid[:4]).tolist() == [0, 1]
+
+
+def test_empty_batch_is_a_no_op(datacube, basis, tmp_path):
+    frames = datacube.data.reshape(64, 32, 32)
+    with open_compressed_writer(tmp_path / "w.h5", basis, (8, 8)) as writer:
+        writer.write(frames[:3])
+        assert writer.write(frames[:0]) == 3  # the next frame to write, unchanged
+        assert writer.write(np.empty((0, 32, 32)), start=10) == 10
+        assert writer.write([]) == 3
+        assert writer.num_complete == 3 and writer.next_index == 3
