@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from py4dstem_compressed.basis import Basis
 from py4dstem_compressed.descan import DescanKernel, fit_descan, integer_descan
+from py4dstem_compressed.geometry import find_bright_field_disk
 from py4dstem_compressed.kernels import CompressionKernel
-from py4dstem_compressed.sources import FrameSource, open_source
+from py4dstem_compressed.sources import FrameSource, open_source, sampled_frames
 from py4dstem_compressed.storage import MODES, CompressedDataCube
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress", "compress_frames"]
@@ -30,6 +31,12 @@ __all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress", "compress_frames"
 DEFAULT_MEMORY_LIMIT = 256 * 2**20
 #: Bytes per frame pixel a chunk needs: float32 frames, the read buffer + temporaries
 BYTES_PER_PIXEL = 3 * 4
+#: Patterns averaged to measure the data's bright-field radius before compressing
+RADIUS_SAMPLES = 16
+#: Radius mismatch [px] tolerated below this many pixels (the regions are pixel-discretised)
+RADIUS_TOLERANCE_PX = 1.0
+#: ... and below this fraction of the basis's BF radius (the measurement's own spread)
+RADIUS_TOLERANCE_FRACTION = 0.1
 RESULT_KEYS = (
     "coefficients",
     "perpendicular_norms",
@@ -149,8 +156,11 @@ def compress(
     max_batch_size : int, optional
         Frames per chunk; by default as many as fit in ``memory_limit``.
     check_center : bool
-        Compare the data's mean centre of mass (first chunk) with the basis's
-        BF centre and raise if they differ by more than a quarter of the BF radius.
+        Compare the data's bright-field disk with the basis's: raise if the mean
+        centre of mass (first chunk with signal) is more than a quarter of the BF radius
+        from the basis's BF centre, and warn if the BF radius measured on
+        ``RADIUS_SAMPLES`` patterns differs from the basis's by more than
+        ``max(RADIUS_TOLERANCE_PX, RADIUS_TOLERANCE_FRACTION * bf_radius)``.
     progress_bar : bool
         Show a tqdm progress bar.
     name : str
@@ -187,7 +197,10 @@ def compress(
     ------
     ValueError
         For data with NaN/inf (naming the first bad scan position), a basis
-        for another detector shape or centre, an unknown mode or file format.
+        for another detector shape or centre, an unknown mode or file format, an
+        empty scan, or a scan whose patterns all have zero total intensity.
+    TypeError
+        For complex data (pass intensities) or a ``basis`` that is not a Basis.
     FileNotFoundError
         For a path that does not exist.
     MemoryError
@@ -206,6 +219,8 @@ def compress(
                 f"mode={mode!r} for the best fit",
                 stacklevel=2,
             )
+        if check_center:
+            _check_bf_radius(source, basis)
         batch = chunk_frames(source, max_batch_size, memory_limit)
         shifts_px = _descan_shifts(descan, source, basis)
         kernel = CompressionKernel(basis, mode, use_numba=use_numba)
@@ -230,6 +245,7 @@ def compress(
             "clipped to 0 before taking square roots",
             stacklevel=2,
         )
+    _check_signal(out["total_intensity"], source)
     rx, ry = source.scan_shape
     arrays = {k: v.reshape(rx, ry, *v.shape[1:]) for k, v in out.items()}
     return CompressedDataCube(
@@ -277,7 +293,7 @@ class _Collector:
         self.scan_ry = source.scan_shape[1]
         self.basis = kernel.basis
         self.shifts_px = getattr(kernel, "shifts_px", np.zeros((n, 2), np.int16))
-        self.check_center = check_center
+        self.check_center = check_center  # until checked on the first chunk with signal
         self.num_negative = 0
         self.out = {
             "coefficients": np.empty((n, k), np.float32),
@@ -297,8 +313,9 @@ class _Collector:
                 f"the pattern at scan position {position} contains NaN or inf; replace or "
                 "mask those values before compressing"
             )
-        if self.check_center and start == 0:
-            _check_center(result, self.basis, self.shifts_px[: len(total)])
+        if self.check_center and np.any(total > 0):
+            _check_center(result, self.basis, self.shifts_px[start : start + len(total)])
+            self.check_center = False
         self.num_negative += result["num_negative"]
         stop = start + len(total)
         for key in RESULT_KEYS:
@@ -432,3 +449,48 @@ def _check_center(result: dict, basis: Basis, shifts_px: np.ndarray) -> None:
             "basis from this data's geometry (DetectorGeometry.from_datacube), or pass "
             "check_center=False if the offset is intended"
         )
+
+
+def _check_bf_radius(source: FrameSource, basis: Basis) -> None:
+    """Warn when the data's bright-field radius differs from the basis's.
+
+    The radius is measured (:func:`~py4dstem_compressed.geometry.find_bright_field_disk`)
+    on the mean of ``RADIUS_SAMPLES`` patterns spread over the scan. Differences below
+    ``RADIUS_TOLERANCE_PX`` only move rim pixels between the (pixel-discretised) regions,
+    and the measurement itself spreads by a few percent with the edge blur and the
+    sample's scattering, hence ``RADIUS_TOLERANCE_FRACTION``. Data without a
+    measurable disk (e.g. all zero) are left to the other checks.
+    """
+    geometry = basis.geometry
+    frames = [f.astype(np.float64) for f in sampled_frames(source.data, RADIUS_SAMPLES, 0)]
+    pattern = np.mean(frames, axis=0)
+    if geometry.mask is not None:
+        pattern = np.where(geometry.mask, 0.0, pattern)
+    if not np.all(np.isfinite(pattern)) or not np.any(pattern > 0):
+        return
+    try:
+        _, radius = find_bright_field_disk(pattern)
+    except ValueError:
+        return
+    tolerance = max(RADIUS_TOLERANCE_PX, RADIUS_TOLERANCE_FRACTION * geometry.bf_radius)
+    if abs(radius - geometry.bf_radius) > tolerance:
+        warnings.warn(
+            f"the data's bright-field disk has a radius of ~{radius:.1f} px (measured on "
+            f"{len(frames)} patterns) but the basis was built for {geometry.bf_radius:.1f} px "
+            f"(tolerance {tolerance:.1f} px); build the basis from this data's geometry "
+            "(DetectorGeometry.from_datacube), or pass check_center=False if intended",
+            stacklevel=3,
+        )
+
+
+def _check_signal(total_intensity: np.ndarray, source: FrameSource) -> None:
+    """Refuse a scan in which no pattern has positive total intensity."""
+    if np.any(total_intensity > 0):
+        return
+    largest = float(np.max(total_intensity)) if total_intensity.size else 0.0
+    raise ValueError(
+        f"all {source.num_frames} patterns of {source.name} (scan {source.scan_shape}) have "
+        f"zero or negative total intensity (largest: {largest:g} counts), so their "
+        "coefficients would all be 0 and their centres of mass undefined; pass the "
+        "recorded intensities (check the file's datapath= and the detector's exposure)"
+    )

@@ -442,7 +442,10 @@ class CompressedPreprocessMixin:
         """Scan and detector calibrations from the data (py4DSTEM's rules and errors)."""
         calibration = getattr(data, "calibration", None)
         forced_q = angular_sampling is not None or reciprocal_sampling is not None
-        if calibration is None and not (scan_sampling is not None and forced_q):
+        # compressing a plain array leaves py4DSTEM's default calibration in pixels
+        r_missing = calibration is None or calibration.get_R_pixel_units() == "pixels"
+        q_missing = calibration is None or calibration.get_Q_pixel_units() == "pixels"
+        if (r_missing and scan_sampling is None) or (q_missing and not forced_q):
             raise ValueError(
                 "the CompressedDataCube has no calibration: compress a DataCube with "
                 "R_pixel_size [Å] and Q_pixel_size [mrad or 1/Å] set, or pass "

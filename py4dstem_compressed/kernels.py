@@ -29,6 +29,8 @@ from py4dstem_compressed.basis import Basis
 __all__ = ["CompressionKernel", "frame_statistics", "has_numba"]
 
 CONSTANT_TOLERANCE = 1e-5
+#: Frames per block of the explicit residual (a buffer that stays in cache)
+RESIDUAL_BLOCK = 32
 
 try:  # optional accelerator
     import numba
@@ -152,7 +154,12 @@ if numba is not None:
     def _frame_pass(
         frames, qy, amplitude, r0, r1, c0, c1, bf_w, edge_w, has_edge, crop, out
     ):  # pragma: no cover - compiled
-        """One fused pass: sums, moments, region sums and the (transformed) crop."""
+        """One fused pass: sums, moments, region sums and the (transformed) crop.
+
+        Every sum accumulates in float64 and ``I**2`` is formed in float64 (exact for
+        float32 ``I``), so the dark-field sums obtained as differences (total - BF - EDGE)
+        keep their own relative accuracy even when the BF disk holds almost all of ``I**2``.
+        """
         num, nx, ny = frames.shape
         zero = np.float32(0.0)
         for n in range(num):
@@ -167,15 +174,15 @@ if numba is not None:
             edge_sum = 0.0
             edge_extra = 0.0
             for i in range(nx):
-                row_raw = zero
-                row = zero
-                row_y = zero
-                row_extra = zero
+                row_raw = 0.0
+                row = 0.0
+                row_y = 0.0
+                row_extra = 0.0
                 row_negative = zero
-                row_edge = zero
-                row_edge_extra = zero
-                row_bf = zero
-                row_bf_extra = zero
+                row_edge = 0.0
+                row_edge_extra = 0.0
+                row_bf = 0.0
+                row_bf_extra = 0.0
                 in_rows = r0 <= i < r1
                 for j in range(ny):
                     v = np.float32(frames[n, i, j])
@@ -183,9 +190,9 @@ if numba is not None:
                     if amplitude:
                         row_negative += np.float32(v < zero)
                         v = max(v, zero)
-                        e = np.sqrt(v)
+                        e = np.float64(np.sqrt(v))
                     else:
-                        e = v * v
+                        e = np.float64(v) * np.float64(v)
                     row += v
                     row_y += qy[j] * v
                     row_extra += e
@@ -198,16 +205,16 @@ if numba is not None:
                         v = np.float32(frames[n, i, j])
                         if amplitude:
                             v = max(v, zero)
-                            e = np.sqrt(v)
+                            e = np.float64(np.sqrt(v))
                         else:
-                            e = v * v
+                            e = np.float64(v) * np.float64(v)
                         w = bf_w[i - r0, j - c0]
                         row_bf += w * v
                         row_bf_extra += w * e
-                        crop[n, i - r0, j - c0] = e if amplitude else v
+                        crop[n, i - r0, j - c0] = np.float32(e) if amplitude else v
                 raw += row_raw
                 total += row
-                moment_x += i * np.float64(row)
+                moment_x += i * row
                 moment_y += row_y
                 extra += row_extra
                 negative += row_negative
@@ -373,16 +380,33 @@ class CompressionKernel:
             ).max(initial=0)
             if is_constant and not (covered & support).any():
                 covered |= support
+                value = float(values.astype(np.float64).mean())  # exact for equal values
                 if n >= self.num_bf and np.array_equal(support, df_region):
-                    region_df.append((n, float(values.mean())))
+                    region_df.append((n, value))
                 else:
-                    constant.append((n, float(values.mean()), support))
+                    constant.append((n, value, support))
             else:
                 dense.append(n)
         if len(constant) <= max_dense_constant:
             dense = sorted(dense + [n for n, _, _ in constant])
             constant = []
+        # a region with dense masks takes its constant masks into its matrix product too,
+        # so that its perpendicular norm is one explicit residual (see _DenseGroup)
+        dense_bf = any(n < self.num_bf for n in dense)
+        dense_df = any(n >= self.num_bf for n in dense)
+
+        def joins_dense(n):
+            return dense_bf if n < self.num_bf else dense_df
+
+        dense = sorted(
+            dense
+            + [n for n, *_ in constant if joins_dense(n)]
+            + [n for n, _ in region_df if joins_dense(n)]
+        )
+        constant = [entry for entry in constant if not joins_dense(entry[0])]
+        region_df = [entry for entry in region_df if not joins_dense(entry[0])]
         self.region_df = region_df
+        self.num_df_pixels = int(g.df.sum())
 
         # segment sums: pixels of constant masks, sorted by mask, within their bounding box
         self.segment_index = np.array([n for n, _, _ in constant], dtype=np.intp)
@@ -401,6 +425,7 @@ class CompressionKernel:
                 order.append(local)
             self.segment_order = np.concatenate(order)
             self.segment_starts = np.array(starts, dtype=np.intp)
+            self.segment_size = np.array([len(o) for o in order], dtype=np.float64)
 
         # dense masks: one float32 product per region over its bounding box
         self.dense_groups = []
@@ -413,8 +438,10 @@ class CompressionKernel:
             crop = _Crop(support)
             local = masks[index].reshape(len(index), *g.shape)[:, crop.rows, crop.cols]
             matrix = np.ascontiguousarray(local.reshape(len(index), -1).T, dtype=np.float32)
-            self.dense_groups.append((region, np.array(index, dtype=np.intp), crop, matrix))
-        crops = [self.bf_crop] + [c for _, _, c, _ in self.dense_groups]
+            self.dense_groups.append(
+                _DenseGroup(region, np.array(index, dtype=np.intp), crop, matrix, g)
+            )
+        crops = [self.bf_crop] + [group.crop for group in self.dense_groups]
         if self.segment_crop is not None:
             crops.append(self.segment_crop)
         union = np.zeros(g.shape, bool)
@@ -426,7 +453,7 @@ class CompressionKernel:
         for crop in crops:
             crop.within(self.crop)
         self.plan = {
-            "dense": {r: len(i) for r, i, _, _ in self.dense_groups},
+            "dense": {group.region: len(group.index) for group in self.dense_groups},
             "segment_sums": len(constant),
             "df_region_sum": len(region_df),
         }
@@ -450,22 +477,19 @@ class CompressionKernel:
         df_extra = stats[:, EXTRA] - bf_extra - edge_extra  # sum sqrt(I) or sum I^2 over DF
 
         coefficients = np.empty((num, self.num_masks), np.float64)
-        for n, value in self.region_df:
-            coefficients[:, n] = value * (df_extra if self.amplitude else df_sum)
-        if self.segment_crop is not None:
-            crop = self.segment_crop.take(cropped)[:, self.segment_order]
-            sums = np.add.reduceat(crop, self.segment_starts, axis=1, dtype=np.float64)
-            coefficients[:, self.segment_index] = sums * self.segment_value
-        for _, index, crop, matrix in self.dense_groups:
-            coefficients[:, index] = crop.take(cropped) @ matrix
-
         if self.amplitude:  # ||sqrt(I)_R||^2 = sum_R I
             norms_sq = np.stack([bf_sum, df_sum], 1)
         else:  # sum_R I^2
             norms_sq = np.stack([bf_extra, df_extra], 1)
-        c_sq = coefficients**2
-        captured = np.stack([c_sq[:, : self.num_bf].sum(1), c_sq[:, self.num_bf :].sum(1)], 1)
-        perpendicular = np.sqrt(np.maximum(norms_sq - captured, 0))
+        for group in self.dense_groups:
+            group.apply(cropped, coefficients, norms_sq[:, 0 if group.region == "bf" else 1])
+        # constant masks live only in regions without dense masks: float64 sums, no residual
+        for n, value in self.region_df:
+            coefficients[:, n] = value * (df_extra if self.amplitude else df_sum)
+            norms_sq[:, 1] -= _constant_captured(coefficients[:, n], value, self.num_df_pixels)
+        if self.segment_crop is not None:
+            self._segment_sums(cropped, coefficients, norms_sq)
+        perpendicular = np.sqrt(np.maximum(norms_sq, 0))
         total = stats[:, TOTAL]
         finite = np.isfinite(stats[:, RAW])
         total = np.where(finite, total, stats[:, RAW])  # NaN/inf frames report it
@@ -479,3 +503,96 @@ class CompressionKernel:
             "center_of_mass": com.astype(np.float32),
             "num_negative": int(stats[:, NEGATIVE].sum()),
         }
+
+    def _segment_sums(self, cropped, coefficients, norms_sq) -> None:
+        """Coefficients of the constant masks (segment sums) and their captured energy."""
+        crop = self.segment_crop.take(cropped)[:, self.segment_order]
+        sums = np.add.reduceat(crop, self.segment_starts, axis=1, dtype=np.float64)
+        values = sums * self.segment_value
+        coefficients[:, self.segment_index] = values
+        captured = _constant_captured(values, self.segment_value, self.segment_size)
+        in_bf = self.segment_index < self.num_bf
+        norms_sq[:, 0] -= captured[:, in_bf].sum(1)
+        norms_sq[:, 1] -= captured[:, ~in_bf].sum(1)
+
+
+def _constant_captured(coefficient, value, size):
+    """``||v||^2 - ||v - c m||^2`` for a constant mask ``m`` (``value`` on ``size`` pixels).
+
+    Equals ``c**2 (2 - value**2 size)``: ``c**2`` for an exactly normalised mask, and for
+    the float32-rounded stored mask exactly what removing its component takes away, so
+    that the perpendicular norm is that of the explicit residual ``v - M^T c``.
+    """
+    return coefficient**2 * (2.0 - np.square(value) * size)
+
+
+class _DenseGroup:
+    """The dense masks of one region, applied as one float32 product over their bounding box.
+
+    The perpendicular norm of the region is computed from the explicit residual
+    ``x - M^T c`` over the box, not as ``||x||^2 - ||c||^2``: for a basis that captures
+    nearly all of a region's signal, the difference of the two large float32-rounded
+    numbers would lose most of the small remainder's digits, while the residual is
+    accurate to float32 rounding of ``x`` and insensitive (to first order) to rounding
+    in ``c``.
+
+    Parameters
+    ----------
+    region : {"bf", "df"}
+        The region the masks live in.
+    index : numpy.ndarray
+        Indices of the masks in the basis.
+    crop : _Crop
+        Bounding box of their support.
+    matrix : numpy.ndarray
+        ``(h*w, K)`` float32 masks over the box.
+    geometry : DetectorGeometry
+        The detector regions.
+    """
+
+    def __init__(self, region, index, crop, matrix, geometry) -> None:
+        self.region = region
+        self.index = index
+        self.crop = crop
+        self.matrix = matrix
+        region_map = geometry.bf if region == "bf" else geometry.df
+        in_box = region_map[crop.rows, crop.cols]
+        #: 1 on the region's pixels of the box; None when every pixel of the box is in it
+        self.weights = None if in_box.all() else in_box.ravel().astype(np.float32)
+        #: whether region pixels lie outside the box (their energy is then added separately)
+        self.region_outside = int(in_box.sum()) < int(region_map.sum())
+
+    def apply(self, cropped, coefficients, norm_sq) -> None:
+        """Set the coefficients and replace ``norm_sq``'s share of the box by the residual's.
+
+        ``norm_sq`` is the ``(B,)`` float64 squared norm of the region, updated in place.
+        """
+        x = self.crop.take(cropped)
+        c = x @ self.matrix
+        coefficients[:, self.index] = c
+        residual_sq = self.residual_sq(x, c)
+        if self.region_outside:  # keep the region's energy outside the box
+            inside = x * self.weights if self.weights is not None else x
+            outside = norm_sq - np.square(inside, dtype=np.float64).sum(1)
+            norm_sq[:] = outside + residual_sq
+        else:
+            norm_sq[:] = residual_sq
+
+    def residual_sq(self, x, c) -> np.ndarray:
+        """``(B,)`` squared norms of ``x - M^T c`` on the region's pixels of the box.
+
+        Computed block by block in one small float32 buffer: a fresh ``(B, h*w)``
+        temporary would cost more (in page faults) than the product itself.
+        """
+        num = len(x)
+        out = np.empty(num, np.float64)
+        buffer = np.empty((min(num, RESIDUAL_BLOCK), x.shape[1]), np.float32)
+        for start in range(0, num, RESIDUAL_BLOCK):
+            stop = min(start + RESIDUAL_BLOCK, num)
+            block = buffer[: stop - start]
+            np.matmul(c[start:stop], self.matrix.T, out=block)
+            np.subtract(x[start:stop], block, out=block)
+            if self.weights is not None:
+                block *= self.weights
+            out[start:stop] = np.einsum("ij,ij->i", block, block)
+        return out

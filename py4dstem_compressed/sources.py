@@ -18,7 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["FILE_SUFFIXES", "FrameSource", "as_4d", "frame_batch", "open_source", "sampled_frames"]
+__all__ = [
+    "FILE_SUFFIXES",
+    "FrameSource",
+    "as_4d",
+    "check_frames",
+    "frame_batch",
+    "open_source",
+    "sampled_frames",
+]
 
 FILE_SUFFIXES = (".npy", ".h5", ".hdf5", ".emd", ".zarr")
 
@@ -199,6 +207,47 @@ class FileReader:
                 file.close()
 
 
+def check_frames(data, name: str = "data") -> None:
+    """Refuse 4D data that cannot be compressed: an empty scan or detector, complex values.
+
+    Parameters
+    ----------
+    data : array-like
+        ``(Rx, Ry, Qx, Qy)`` array-like with ``shape`` and ``dtype``.
+    name : str
+        What to call the data in messages.
+
+    Raises
+    ------
+    ValueError
+        If a scan or detector dimension is 0.
+    TypeError
+        If the values are complex (casting would silently drop the imaginary part).
+    """
+    shape = tuple(int(s) for s in data.shape)
+    if min(shape[:2]) < 1:
+        raise ValueError(
+            f"{name} has scan shape {shape[:2]}: there is no pattern to compress; "
+            "pass data with at least one scan position (Rx, Ry >= 1)"
+        )
+    if min(shape[2:]) < 1:
+        raise ValueError(
+            f"{name} has detector shape {shape[2:]}: pass patterns with at least one pixel "
+            "(Qx, Qy >= 1)"
+        )
+    dtype = np.dtype(getattr(data, "dtype", np.float64))
+    if dtype.kind == "c":
+        raise TypeError(
+            f"{name} is complex ({dtype}) but compress takes real intensities [counts]; "
+            "pass the intensities, e.g. np.abs(data) ** 2 for complex exit waves, or "
+            "data.real if the imaginary part is zero"
+        )
+    if dtype.kind not in "fiub":
+        raise TypeError(
+            f"{name} has dtype {dtype}; pass real numeric intensities (float or integer)"
+        )
+
+
 class FrameSource:
     """A 4D dataset read in chunks of frames.
 
@@ -215,6 +264,7 @@ class FrameSource:
     """
 
     def __init__(self, data, calibration=None, reader: FileReader | None = None, name="data"):
+        check_frames(data, name)
         self.data = data
         self.calibration = calibration
         self.reader = reader

@@ -1,3 +1,4 @@
+import re
 import warnings
 
 import numpy as np
@@ -155,3 +156,91 @@ def test_threads_do_not_change_the_results(datacube, geometry):
         assert np.array_equal(getattr(one, key), getattr(three, key)), key
     with pytest.raises(ValueError, match="num_threads"):
         pc.compress(datacube, basis, num_threads=0, progress_bar=False)
+
+
+def explicit_residual_norms(data, basis, mode):
+    """Float64 reference of the perpendicular norms: ``||v_R - M_R^T (M_R v_R)||`` per region."""
+    g = basis.geometry
+    masks = basis.masks.astype(np.float64)
+    frames = data.reshape(-1, *g.shape).astype(np.float64)
+    v = np.sqrt(np.clip(frames, 0, None)) if mode == "amplitude" else frames
+    norms = []
+    for region, index in ((g.bf, slice(0, basis.num_bf)), (g.df, slice(basis.num_bf, None))):
+        v_r = v[:, region]
+        m_r = masks[index][:, region]
+        norms.append(np.linalg.norm(v_r - (v_r @ m_r.T) @ m_r, axis=1))
+    return np.stack(norms, 1)
+
+
+FAMILIES = {
+    "zernike": lambda data, g, mode: pc.zernike_basis(g, 15, 3),
+    "binning": lambda data, g, mode: pc.binning_basis(g, 3, df_bin=8),
+    "diffraction_pattern": lambda data, g, mode: pc.diffraction_pattern_basis(
+        data, g, 8, 4, seed=0, mode=mode
+    ),
+    "diffraction_pattern_one_df": lambda data, g, mode: pc.diffraction_pattern_basis(
+        data, g, 12, 1, seed=0, mode=mode
+    ),
+    "pca": lambda data, g, mode: pc.pca_basis(data, g, 8, 4, seed=0, mode=mode),
+}
+
+
+@pytest.mark.parametrize("use_numba", [True, False], ids=["numba", "numpy"])
+@pytest.mark.parametrize("mode", ["amplitude", "intensity"])
+@pytest.mark.parametrize("family", sorted(FAMILIES))
+def test_perpendicular_norms_accurate_to_their_own_value(
+    datacube, geometry, family, mode, use_numba
+):
+    # a DF radius inside the detector: the corners are EDGE pixels
+    geometry = pc.DetectorGeometry(geometry.shape, geometry.center, geometry.bf_radius, 14.0)
+    basis = FAMILIES[family](datacube, geometry, mode)
+    compressed = pc.compress(
+        datacube, basis, mode=mode, max_batch_size=40, progress_bar=False, use_numba=use_numba
+    )
+    reference = explicit_residual_norms(datacube.data, basis, mode)
+    assert np.all(reference > 0)
+    error = np.abs(compressed.perpendicular_norms.reshape(-1, 2) - reference) / reference
+    # required: 1e-3 of each norm's own value; asserted at half of it, so that a norm off
+    # by 0.1% is caught (measured: < 3e-5)
+    assert error.max() < 0.5e-3, (error.max(axis=0), family, mode)
+
+
+def test_empty_scan_is_refused(geometry):
+    basis = pc.zernike_basis(geometry, 6)
+    with pytest.raises(ValueError, match=r"scan shape \(0, 4\).*at least one scan position"):
+        pc.compress(np.zeros((0, 4, 32, 32), np.float32), basis, progress_bar=False)
+
+
+def test_complex_data_are_refused(datacube, geometry):
+    basis = pc.zernike_basis(geometry, 6)
+    data = datacube.data.astype(np.complex64) * (1 + 1j)
+    with pytest.raises(TypeError, match=r"complex \(complex64\).*np.abs\(data\) \*\* 2"):
+        pc.compress(data, basis, progress_bar=False)
+
+
+def test_basis_for_another_bf_radius_warns_with_both_radii(datacube, geometry):
+    # same detector and centre, a BF disk half as large again as the data's
+    larger = pc.DetectorGeometry(geometry.shape, geometry.center, 1.5 * geometry.bf_radius)
+    basis = pc.zernike_basis(larger, 6)
+    radii = (f"{geometry.bf_radius:.1f}", f"{larger.bf_radius:.1f}")  # 7.7 and 11.5 px
+    expected = r"radius of ~{} px.*built for {} px".format(*(re.escape(r) for r in radii))
+    with pytest.warns(UserWarning, match=expected):
+        pc.compress(datacube, basis, progress_bar=False)
+    with warnings.catch_warnings():  # the intended case is silent
+        warnings.simplefilter("error")
+        pc.compress(datacube, basis, check_center=False, progress_bar=False)
+        pc.compress(datacube, pc.zernike_basis(geometry, 6), progress_bar=False)
+
+
+def test_all_zero_scan_is_refused(geometry):
+    basis = pc.zernike_basis(geometry, 6)
+    with pytest.raises(ValueError, match=r"all 12 patterns.*zero or negative total intensity"):
+        pc.compress(np.zeros((3, 4, 32, 32), np.float32), basis, progress_bar=False)
+
+
+def test_centre_is_checked_on_the_first_chunk_with_signal(datacube, geometry):
+    data = datacube.data.copy()
+    data[:2] = 0  # the first chunk (16 frames) holds no signal
+    shifted = pc.zernike_basis(pc.DetectorGeometry((32, 32), (11.0, 16.0), 7.7), 6)
+    with pytest.raises(ValueError, match="centre"):
+        pc.compress(data, shifted, max_batch_size=16, num_threads=1, progress_bar=False)

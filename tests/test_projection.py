@@ -22,7 +22,10 @@ try:
 except Exception:
     cp = None
 
-DEVICES = ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(cp is None, reason="no GPU"))]
+DEVICES = [
+    "cpu",
+    pytest.param("gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(cp is None, reason="no GPU")]),
+]
 SHAPE = (12, 12)
 CENTER = (6, 6)
 

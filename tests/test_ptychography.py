@@ -6,8 +6,6 @@ potential lives in exactly the object frame the reconstruction uses.
 
 from __future__ import annotations
 
-import types
-
 import numpy as np
 import py4DSTEM
 import pytest
@@ -427,21 +425,12 @@ def test_bad_inputs_raise_clear_errors(simulated, geometry):
     with pytest.raises(ValueError, match="needs basis="):
         CompressedMultislicePtychography(datacube=datacube, **COMMON)
     compressed = pc.compress(datacube, pc.zernike_basis(geometry, 6, 1), progress_bar=False)
-    uncalibrated = types.SimpleNamespace(
-        **{
-            key: getattr(compressed, key)
-            for key in (
-                "coefficients",
-                "perpendicular_norms",
-                "edge_intensity",
-                "total_intensity",
-                "center_of_mass",
-                "basis",
-                "mode",
-            )
-        }
+    # compressing a plain array: a real CompressedDataCube with py4DSTEM's default
+    # calibration in pixels
+    uncalibrated = pc.compress(
+        np.asarray(datacube.data), pc.zernike_basis(geometry, 6, 1), progress_bar=False
     )
-    uncalibrated.calibration = None
+    assert uncalibrated.calibration.get_R_pixel_units() == "pixels"
     ptycho = CompressedMultislicePtychography(datacube=uncalibrated, **COMMON)
     with pytest.raises(ValueError, match="has no calibration"):
         ptycho.preprocess(**PREPROCESS)
@@ -458,7 +447,13 @@ def test_bad_inputs_raise_clear_errors(simulated, geometry):
 
 
 @pytest.mark.parametrize(
-    "device", ["cpu", pytest.param("gpu", marks=pytest.mark.skipif(cp is None, reason="no GPU"))]
+    "device",
+    [
+        "cpu",
+        pytest.param(
+            "gpu", marks=[pytest.mark.gpu, pytest.mark.skipif(cp is None, reason="no GPU")]
+        ),
+    ],
 )
 def test_devices(simulated, geometry, device):
     datacube, _ = simulated

@@ -81,6 +81,7 @@ def test_chunk_size_does_not_matter(datacube, basis, reference):
     assert np.array_equal(got.center_of_mass, reference.center_of_mass)
 
 
+@pytest.mark.slow
 def test_distributed_cluster_equals_in_process(datacube, files, basis, reference):
     import dask.array as da
     from distributed import Client, LocalCluster
@@ -152,6 +153,7 @@ print(int(status[0]) * 1024)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_peak_memory_does_not_grow_with_the_file(tmp_path):
     peaks = []

@@ -131,26 +131,77 @@ def test_newer_format_version_is_refused(compressed, tmp_path):
         pc.read_compressed(path)
 
 
-def test_save_is_atomic(compressed, tmp_path, monkeypatch):
-    import py4DSTEM
+SAVE_LARGE = """
+import sys
+import numpy as np
+import py4dstem_compressed as pc
+
+geometry = pc.DetectorGeometry((32, 32), (16.0, 16.0), 7.7)
+basis = pc.zernike_basis(geometry, 40, 1)
+rng = np.random.default_rng(0)
+scan = (512, 512)
+large = pc.CompressedDataCube(
+    coefficients=rng.random((*scan, basis.num_masks), np.float32),  # 43 MB, incompressible
+    perpendicular_norms=rng.random((*scan, 2), np.float32),
+    edge_intensity=np.zeros(scan, np.float32),
+    total_intensity=np.ones(scan, np.float32),
+    center_of_mass=np.full((*scan, 2), 16.0, np.float32),
+    basis=basis,
+    mode="amplitude",
+)
+print("saving", flush=True)
+large.save(sys.argv[1], overwrite=True)
+print("saved", flush=True)
+"""
+
+
+def _listing(folder) -> set:
+    """Names, sizes and modification times of the files in ``folder``."""
+    found = set()
+    for p in folder.iterdir():
+        try:
+            stat = p.stat()
+        except FileNotFoundError:  # removed while listing
+            continue
+        found.add((p.name, stat.st_size, stat.st_mtime_ns))
+    return found
+
+
+@pytest.mark.slow
+def test_save_killed_midway_leaves_the_old_file(compressed, tmp_path):
+    """SIGKILL a real process while it saves over a file: the old file stays whole."""
+    import os
+    import signal
+    import time
 
     path = tmp_path / "scan.h5"
     compressed.save(path)
     before = path.read_bytes()
-
-    def crash(filepath, data, mode="w", **kwargs):
-        with open(filepath, "wb") as f:
-            f.write(b"half a file")
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(py4DSTEM, "save", crash)
-    with pytest.raises(KeyboardInterrupt):
-        compressed.save(path, overwrite=True)
-    assert path.read_bytes() == before  # the old file is untouched
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["scan.h5"]  # no temp file left
-    with pytest.raises(KeyboardInterrupt):
-        compressed.save(tmp_path / "new.h5")
-    assert not (tmp_path / "new.h5").exists()
+    initial = _listing(tmp_path)
+    child = subprocess.Popen(
+        [sys.executable, "-c", SAVE_LARGE, str(path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert child.stdout.readline().strip() == "saving"
+        deadline = time.monotonic() + 120
+        while _listing(tmp_path) == initial:  # wait until the save touches the folder
+            assert child.poll() is None, "the save ended before it could be interrupted"
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        time.sleep(0.05)  # part of the data written
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+        child.stdout.close()
+    assert child.returncode == -signal.SIGKILL
+    assert path.read_bytes() == before  # not replaced by a partial file
+    back = pc.read_compressed(path)
+    assert np.array_equal(back.coefficients, compressed.coefficients)
+    # only the hidden temporary the killed process could not remove is left beside it
+    others = [p.name for p in tmp_path.iterdir() if p.name != "scan.h5"]
+    assert all(name.startswith(".scan.h5.") and name.endswith(".tmp") for name in others)
 
 
 def test_existing_target_needs_overwrite(compressed, tmp_path):
