@@ -185,7 +185,8 @@ def compress(
         stored (``descan_shift_px``) and the reconstruction moves its predictions by the
         sub-pixel remainder only. ``"auto"`` (default) fits a plane over the scan to the
         centres of mass of :data:`~py4dstem_compressed.descan.DESCAN_SAMPLES` sampled
-        patterns (a drift under half a pixel changes nothing); an ``(Rx, Ry, 2)`` array
+        patterns and follows its variation about the scan's mean (a drift of less than
+        half a pixel either way changes nothing); an ``(Rx, Ry, 2)`` array
         gives the descan [px] relative to the basis's BF centre (e.g. from a pre-scan);
         ``None`` keeps the masks fixed in the detector frame.
 
@@ -269,7 +270,10 @@ def _descan_shifts(descan, source: FrameSource, basis: Basis) -> np.ndarray:
                 f"descan must be 'auto', None or an (Rx, Ry, 2) array of shifts [px], "
                 f"got {descan!r}"
             )
-        return integer_descan(fit_descan(source.data, basis.geometry))
+        # the masks follow the drift; where the disk sits on average is the geometry's
+        # business (a basis built for another centre is refused by the centre check)
+        drift = fit_descan(source.data, basis.geometry)
+        return integer_descan(drift - drift.mean(axis=(0, 1)))
     shifts = np.asarray(descan, dtype=np.float64)
     if shifts.shape != (*scan_shape, 2):
         raise ValueError(
@@ -433,11 +437,13 @@ def _dask_frames(data, start: int, stop: int):
     return da.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
 
-def _check_center(result: dict, basis: Basis, shifts_px: np.ndarray) -> None:
+def _check_center(result: dict, basis: Basis, shifts_px: np.ndarray | None = None) -> None:
     total = result["total_intensity"]
     if not np.any(total > 0):
         return
-    com = result["center_of_mass"] - shifts_px  # where the disk is relative to the masks
+    com = result["center_of_mass"]
+    if shifts_px is not None:  # descan-aware: where the disk is relative to the moved masks
+        com = com - shifts_px
     com = np.average(com, axis=0, weights=np.maximum(total, 0))
     geometry = basis.geometry
     offset = float(np.hypot(*(com - np.asarray(geometry.center))))

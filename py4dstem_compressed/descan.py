@@ -67,12 +67,8 @@ def fit_descan(
     -------
     numpy.ndarray
         ``(Rx, Ry, 2)`` float64 descan [px]: where the disk centre is at each scan
-        position minus ``geometry.center``.
-
-    Raises
-    ------
-    ValueError
-        If fewer than three sampled patterns hold any intensity.
+        position minus ``geometry.center``; zeros when fewer than three sampled patterns
+        hold any intensity.
     """
     rx, ry = data.shape[:2]
     count = min(int(num_samples), rx * ry)
@@ -83,11 +79,8 @@ def fit_descan(
         if com is not None:
             rows.append((1.0, index // ry, index % ry))
             centers.append(com)
-    if len(rows) < 3:
-        raise ValueError(
-            "cannot fit the descan: fewer than 3 sampled patterns hold any intensity; pass "
-            "descan=None (no descan correction) or the shifts you measured"
-        )
+    if len(rows) < 3:  # nothing to fit (an empty scan is refused later, by its totals)
+        return np.zeros((rx, ry, 2))
     design = np.asarray(rows, dtype=np.float64)
     plane, *_ = np.linalg.lstsq(design, np.asarray(centers), rcond=None)  # (3, 2)
     grid_x, grid_y = np.meshgrid(np.arange(rx), np.arange(ry), indexing="ij")

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 from emdfile import Metadata
 
-from py4dstem_compressed.version import FORMAT_VERSION, __version__
+from py4dstem_compressed.version import FIRST_FORMAT_VERSION, FORMAT_VERSION, __version__
 
 __all__ = [
     "IMPORT_HINT",
@@ -57,7 +57,7 @@ def to_numpy(array) -> np.ndarray:
 
 
 def write_format_metadata(
-    node, kind: str, fields: dict, format_version: int = FORMAT_VERSION
+    node, kind: str, fields: dict, format_version: int = FIRST_FORMAT_VERSION
 ) -> None:
     """Attach version stamps and ``fields`` (JSON-serialisable) as node metadata."""
     node.metadata = Metadata(
@@ -72,7 +72,7 @@ def write_format_metadata(
 
 
 def write_custom_node(
-    node, group: h5py.Group, fields: dict, format_version: int = FORMAT_VERSION
+    node, group: h5py.Group, fields: dict, format_version: int = FIRST_FORMAT_VERSION
 ) -> h5py.Group:
     """Write an emdfile ``Custom`` node with its format stamp and import-hint class name.
 
@@ -85,8 +85,8 @@ def write_custom_node(
     fields : dict
         JSON-serialisable scalars stored with the stamp.
     format_version : int
-        The layout version to stamp: the lowest one that describes what is written, so
-        that older readers read every file they can.
+        The layout version to stamp: the lowest one that describes what is written (by
+        default the first), so that older readers read every file they can.
 
     Returns
     -------

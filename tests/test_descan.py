@@ -127,3 +127,30 @@ def test_bad_descan_is_refused(scan, small_geometry):
         pc.compress(scan.datacube, basis, progress_bar=False, descan=np.zeros((3, 3, 2)))
     with pytest.raises(ValueError, match="descan"):
         pc.compress(scan.datacube, basis, progress_bar=False, descan="sideways")
+
+
+def test_files_with_moved_masks_need_the_descan_aware_format(
+    scan, small_geometry, drift, drifted, tmp_path
+):
+    """Readers that do not know ``descan_shift_px`` must refuse such files, and only those."""
+    import h5py
+
+    basis = pc.zernike_basis(small_geometry, num_bf=8, num_df=1)
+    for name, data, descan, version in (
+        ("fixed.h5", scan.datacube, None, 1),
+        ("moved.h5", drifted, drift, pc.FORMAT_VERSION),
+    ):
+        compressed = pc.compress(data, basis, progress_bar=False, descan=descan)
+        path = compressed.save(tmp_path / name)
+        found = {}
+        with h5py.File(path, "r") as f:
+
+            def stamp(name, node, found=found):
+                if name.endswith("py4dstem_compressed_format"):
+                    key = "format_version"
+                    found[name] = int(node[key][()] if key in node else node.attrs[key])
+
+            f.visititems(stamp)
+        assert max(found.values()) == version, found
+        again = pc.read_compressed(path)
+        np.testing.assert_array_equal(again.descan_shift_px, compressed.descan_shift_px)
