@@ -122,6 +122,7 @@ def draw(rows: list[dict], images, fontsize: float = 10):
         markers=images[f"{reference}/vacancies_px"],
         panel_size=3.4,
         fontsize=fontsize,
+        percentiles=(0, 100),  # unclipped column peaks: a vacancy is a dimmer column
     )
     note = fig._suptitle.get_text()
     fig.suptitle(f"{describe_condition(rows[0])}\n{note}", fontsize=fontsize)

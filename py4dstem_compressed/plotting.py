@@ -168,11 +168,12 @@ def show_reconstruction_comparison(
     markers=None,
     panel_size: float = 2.6,
     fontsize: float = 9,
+    percentiles: tuple[float, float] = (0.5, 99.5),
 ):
     """Aligned summed phases [rad] side by side with the ground-truth potential [V A].
 
-    All reconstructions share one colour scale (0.5-99.5 percentiles over every
-    reconstruction) with one colorbar in rad; the ground truth, a different quantity, has its
+    All reconstructions share one colour scale (``percentiles`` over every reconstruction)
+    with one colorbar in rad; the ground truth, a different quantity, has its
     own colorbar in V Å. The figure says so in its title.
 
     Parameters
@@ -193,6 +194,9 @@ def show_reconstruction_comparison(
         Side of one panel [inch].
     fontsize : float
         Font size of titles and labels [pt].
+    percentiles : (float, float)
+        Percentiles [%] of the pixel values that set the colour limits; ``(0, 100)`` shows
+        the atom columns' peaks unclipped (to compare column intensities, e.g. vacancies).
 
     Returns
     -------
@@ -202,9 +206,9 @@ def show_reconstruction_comparison(
     items += [(label, image, subtitle) for label, (image, subtitle) in panels.items()]
     fig, axes = _grid(len(items), ncols, panel_size=panel_size, layout="constrained")
     used = list(axes.ravel()[: len(items)])
-    lo, hi = _shared_limits([image for _, image, _ in items[1:]] or [truth])
+    lo, hi = _shared_limits([image for _, image, _ in items[1:]] or [truth], percentiles)
     for ax, (label, image, subtitle) in zip(used, items):
-        limits = _shared_limits([image]) if ax is used[0] else (lo, hi)
+        limits = _shared_limits([image], percentiles) if ax is used[0] else (lo, hi)
         im = _image_panel(
             ax, image, f"{label}\n{subtitle}", fontsize, cmap=cmap, vmin=limits[0], vmax=limits[1]
         )
@@ -228,13 +232,13 @@ def show_reconstruction_comparison(
     return fig, axes
 
 
-def _shared_limits(images) -> tuple[float, float]:
-    """0.5 and 99.5 percentiles over all finite pixels of ``images``."""
+def _shared_limits(images, percentiles=(0.5, 99.5)) -> tuple[float, float]:
+    """The two ``percentiles`` [%] of all finite pixels of ``images``."""
     values = np.concatenate([np.ravel(np.asarray(image, dtype=float)) for image in images])
     values = values[np.isfinite(values)]
     if values.size == 0:
         return 0.0, 1.0
-    lo, hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = np.percentile(values, list(percentiles))
     return float(lo), float(hi if hi > lo else lo + 1.0)
 
 

@@ -65,6 +65,14 @@ def test_phase_maps_circle_markers_on_every_panel_and_draw_a_scale_bar(phase_pan
     _assert_texts_inside(fig)
 
 
+def test_phase_maps_full_range_leaves_column_peaks_unclipped(phase_panels):
+    panels, truth = phase_panels
+    _, axes = plotting.show_reconstruction_comparison(panels, truth, percentiles=(0, 100))
+    both = np.concatenate([image.ravel() for image, _ in panels.values()])
+    assert axes.ravel()[1].get_images()[0].get_clim() == pytest.approx((both.min(), both.max()))
+    assert axes.ravel()[0].get_images()[0].get_clim() == pytest.approx((truth.min(), truth.max()))
+
+
 def _fsc(values):
     values = np.asarray(values, dtype=float)
     return FSCResult(np.linspace(0.1, 2.0, values.size), values, np.ones(values.size, int))
