@@ -64,14 +64,14 @@ def select_rows(rows: list[dict], kind: str, dose: float | None, bases: list[str
 
 
 def panel_title(row: dict) -> tuple[str, str]:
-    """``(label, subtitle)``: name and ratio, then NCC (relative to plain) and FSC at Bragg."""
+    """``(label, subtitle)``: name and ratio; NCC (relative to plain) and FSC at Bragg peaks."""
     label = LABELS.get(row["basis"], row["basis"])
     if row["basis"] != "uncompressed":
         label += f", ratio {row['compression_ratio']:.0f}"
     subtitle = f"NCC {row['ncc']:.3f}"
     if "ncc_relative" in row:
-        subtitle += f" ({row['ncc_relative']:.2f}x plain)"
-    subtitle += f", FSC@Bragg {row['fsc_bragg_mean']:.2f}"
+        subtitle += f" ({row['ncc_relative']:.3f} of plain)"
+    subtitle += f"\nFSC at Bragg peaks {row['fsc_bragg_mean']:.3f}"
     return label, subtitle
 
 
@@ -117,10 +117,10 @@ def draw(rows: list[dict], images, fontsize: float = 10):
     fig, axes = show_reconstruction_comparison(
         panels,
         truth,
-        ncols=len(panels) + 1,
+        ncols=2,
         sampling=sampling,
         markers=images[f"{reference}/vacancies_px"],
-        panel_size=3.4,
+        panel_size=3.6,
         fontsize=fontsize,
         percentiles=(0, 100),  # unclipped column peaks: a vacancy is a dimmer column
     )
