@@ -129,6 +129,17 @@ def draw(rows: list[dict], images, fontsize: float = 10):
     return fig, axes
 
 
+def vacancy_note(row: dict) -> str:
+    """What a circled column is, e.g. "cation vacancies (one of the column's 5 atoms gone)"."""
+    from py4dstem_compressed.datasets import SRTIO3_LATTICE_CONSTANT
+    from py4dstem_compressed.simulation_presets import get_preset
+
+    if row["kind"] != "crystal":
+        return "S vacancies (one of the column's 2 S atoms gone)"
+    cells = max(1, round(get_preset(row["preset"]).thickness / SRTIO3_LATTICE_CONSTANT))
+    return f"cation vacancies (one of the column's {cells} atoms gone)"
+
+
 def readme_markdown(rows: list[dict], image_path: str) -> str:
     """Image line and a caption for the README."""
     plain = rows[0]
@@ -143,8 +154,8 @@ def readme_markdown(rows: list[dict], image_path: str) -> str:
         f"*{describe_condition(plain)}. Uncompressed py4DSTEM: NCC {plain['ncc']:.3f} with "
         "the ground truth; "
         + "; ".join(parts)
-        + ". Dashed circles: vacancies. Drawn by `benchmarks/lead_figure.py` from stored "
-        "benchmark results.*"
+        + f". Dashed circles: {vacancy_note(plain)}. Drawn by `benchmarks/lead_figure.py` "
+        "from stored benchmark results.*"
     )
 
 
