@@ -85,12 +85,51 @@ def _basis(name, datacube, geometry):
     return pc.pca_basis(datacube, geometry, **kwargs)
 
 
-def _quality(ptycho, data) -> dict:
-    """Peak NCC of the summed potential with the truth, plain and band-passed, and FSC."""
+def _quality(ptycho, data, images: str | None = None) -> dict:
+    """Peak NCC of the summed potential with the truth, plain and band-passed, and FSC.
+
+    With ``images`` (a path), the registered pair is also written there (see
+    :func:`_save_images`).
+    """
     from py4dstem_compressed.evaluation import score_reconstruction
 
     scores = score_reconstruction(ptycho, data)
+    if images:
+        _save_images(images, scores, data)
     return {k: scores[k] for k in ("ncc", "ncc_band", "fsc_bragg_mean", "fsc_mean")}
+
+
+def _save_images(path: str, scores: dict, data) -> None:
+    """Write one run's registered phase map and ground truth to ``path`` (``.npz``).
+
+    Stored: ``reconstruction`` (summed object phase [rad]) and ``truth`` (projected
+    potential [V A], resampled and aligned onto the same pixels), both float32;
+    ``sampling`` [A]; ``vacancies_px``: the vacancy positions in these images' pixel frame
+    ``(row, column)`` [px] (the periodic cell wrapped; may lie outside the images).
+    """
+    sampling = np.asarray(scores["sampling_angstrom"], dtype=float)
+    roi = np.asarray(scores["roi_px"], dtype=float)
+    shift = np.asarray(scores["shift_px"], dtype=float)
+    period = np.asarray(data.parameters["cell_extent"], dtype=float) / sampling
+    vacancies = [
+        np.asarray(d["position"][:2], dtype=float)
+        for d in data.parameters["defects"]
+        if d["type"] == "vacancy"
+    ]
+    shape = np.asarray(scores["aligned_reconstruction"].shape, dtype=float)
+    positions = []
+    for xy in vacancies:
+        # truth pixel p sits at reconstruction pixel p + shift; wrap into the compared region
+        pixel = xy / sampling + shift - roi[[0, 2]]
+        pixel = (pixel + period / 2 - shape / 2) % period - period / 2 + shape / 2
+        positions.append(pixel)
+    np.savez(
+        path,
+        reconstruction=np.asarray(scores["aligned_reconstruction"], dtype=np.float32),
+        truth=np.asarray(scores["aligned_truth"], dtype=np.float32),
+        sampling=sampling,
+        vacancies_px=np.asarray(positions, dtype=float).reshape(-1, 2),
+    )
 
 
 def run_case(case: dict) -> dict:
@@ -144,7 +183,7 @@ def run_case(case: dict) -> dict:
     ptycho.reconstruct(**reconstruct)
     iteration_s = (time.perf_counter() - start) / case["iterations"]
     peak_memory_mb = own_peak_memory_mb()
-    result = _quality(ptycho, data if data is not None else dataset())
+    result = _quality(ptycho, data if data is not None else dataset(), case.get("images"))
     result.update(
         preprocess_s=preprocess_s,
         iteration_s=iteration_s,
@@ -206,6 +245,12 @@ def main(argv=None) -> int:
         help="do not add the intensity-mode diffraction-pattern run to noisy conditions",
     )
     parser.add_argument(
+        "--save-images",
+        metavar="NPZ",
+        help="also store every run's registered phase map [rad] and the aligned ground truth "
+        "[V A] (float16, compressed) in this .npz file; keys are listed in the JSON rows",
+    )
+    parser.add_argument(
         "--fit-rotation",
         action="store_true",
         help="fit the scan rotation from the centres of mass instead of using the known 0",
@@ -216,6 +261,8 @@ def main(argv=None) -> int:
         return 0
 
     rows = []
+    images: dict[str, np.ndarray] = {}
+    image_dir = tempfile.TemporaryDirectory() if args.save_images else None
     for kind in args.kinds:
         for dose_text in args.doses:
             dose = None if dose_text == "inf" else float(dose_text)
@@ -230,9 +277,12 @@ def main(argv=None) -> int:
                     batch=args.batch,
                     fit_rotation=args.fit_rotation,
                 )
-                plain = {} if args.skip_plain else _run_in_subprocess(base)
-                if plain:
+                plain = {}
+                if not args.skip_plain:
+                    key = _image_key(base, "uncompressed")
+                    plain = _run_in_subprocess({**base, "images": _image_file(image_dir, key)})
                     rows.append({**base, "basis": "uncompressed", **plain})
+                    _collect_images(images, image_dir, key, rows[-1])
                     print(json.dumps(rows[-1]), flush=True)
                 bases = list(args.bases)
                 if dose is not None and "dp15-intensity" not in bases and not args.no_intensity:
@@ -245,16 +295,49 @@ def main(argv=None) -> int:
                             "file": path,
                             "compressed_kwargs": args.compressed_kwargs,
                             "microscope": data.reconstruction_kwargs(),
+                            "images": _image_file(image_dir, _image_key(base, name)),
                         }
                         result = _run_in_subprocess(case)
                         for key in ("ncc", "ncc_band", "iteration_s", "peak_memory_mb"):
                             if key in result and key in plain:
                                 result[f"{key}_relative"] = result[key] / plain[key]
                         rows.append({**base, "basis": name, **ratios, **result})
+                        _collect_images(images, image_dir, _image_key(base, name), rows[-1])
                         print(json.dumps(rows[-1]), flush=True)
     Path(args.output).write_text(json.dumps(rows, indent=1))
+    if image_dir is not None:
+        np.savez_compressed(args.save_images, **images)
+        image_dir.cleanup()
     _print_table(rows)
     return 0
+
+
+def _image_key(base: dict, basis: str) -> str:
+    """Prefix of one run's arrays in the ``--save-images`` file, e.g. ``crystal_inf_0_dp15``."""
+    dose = "inf" if base["dose"] is None else f"{base['dose']:g}"
+    return f"{base['kind']}_{dose}_{base['descan']:g}_{basis}"
+
+
+def _image_file(image_dir, key: str) -> str | None:
+    return None if image_dir is None else str(Path(image_dir.name) / f"{key}.npz")
+
+
+def _collect_images(images: dict, image_dir, key: str, row: dict) -> None:
+    """Move one run's stored images into ``images`` (float16) and name them in ``row``.
+
+    Keys: ``{key}/reconstruction`` [rad], ``{key}/truth`` [V A] (float16),
+    ``{key}/sampling`` [A] and ``{key}/vacancies_px`` [px] (float64).
+    """
+    path = _image_file(image_dir, key)
+    if path is None or "failed" in row or not Path(path).exists():
+        return
+    with np.load(path) as stored:
+        for name in stored.files:
+            array = stored[name]
+            if name in ("reconstruction", "truth"):
+                array = array.astype(np.float16)
+            images[f"{key}/{name}"] = array
+    row["images_key"] = key
 
 
 def _print_table(rows) -> None:

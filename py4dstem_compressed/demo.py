@@ -13,13 +13,19 @@ import numpy as np
 from tqdm.auto import tqdm
 
 __all__ = [
+    "SEED",
     "basis_survey",
     "build_basis",
     "default_variants",
     "format_table",
+    "provenance",
     "reconstruction_table",
     "run_demo",
 ]
+
+#: Seed of every random choice the demo makes besides the simulation's own: the synthetic
+#: data, the patterns sampled for diffraction-pattern/PCA bases and for the angle curves.
+SEED = 0
 
 
 def default_variants(geometry) -> list[tuple[str, dict]]:
@@ -42,7 +48,7 @@ def default_variants(geometry) -> list[tuple[str, dict]]:
     ]
 
 
-def build_basis(spec: dict, datacube, geometry, mode: str = "amplitude", seed: int = 0):
+def build_basis(spec: dict, datacube, geometry, mode: str = "amplitude", seed: int = SEED):
     """Build a basis from a variant spec (see :func:`default_variants`)."""
     import py4dstem_compressed as pc
 
@@ -168,7 +174,9 @@ def run_demo(
     if source == "synthetic":
         from py4dstem_compressed.synthetic import synthetic_datacube
 
-        datacube = synthetic_datacube(scan_shape=(16, 16), detector_size=64, sampling=0.2).datacube
+        datacube = synthetic_datacube(
+            scan_shape=(16, 16), detector_size=64, sampling=0.2, seed=SEED
+        ).datacube
         dataset, what = None, "built-in NumPy forward model (16x16 positions, 64x64 px)"
     else:
         from py4dstem_compressed import datasets
@@ -183,7 +191,12 @@ def run_demo(
     )
     survey = basis_survey(datacube, geometry, mode=mode)
     print(format_table(survey))
-    metrics: dict = {"data": what, "shape": list(datacube.data.shape), "basis_survey": survey}
+    metrics: dict = {
+        "data": what,
+        "shape": list(datacube.data.shape),
+        "provenance": provenance(preset, kind, source, mode, num_iter, reconstruct, dataset),
+        "basis_survey": survey,
+    }
     if reconstruct and dataset is not None:
         metrics["reconstructions"] = _reconstructions(
             dataset, geometry, mode, num_iter, out, progress_bar
@@ -192,6 +205,70 @@ def run_demo(
     if out:
         _write_outputs(out, metrics, datacube, geometry, mode, progress_bar)
     return metrics
+
+
+def provenance(preset, kind, source, mode, num_iter, reconstruct, dataset=None) -> dict:
+    """What reproduces a demo run: its settings, every seed and the package versions.
+
+    Parameters
+    ----------
+    preset, kind, source, mode, num_iter, reconstruct
+        The arguments of :func:`run_demo`.
+    dataset : SimulatedDataset, optional
+        The simulated data (``None`` for ``source="synthetic"``); supplies the simulation's
+        noise and structure seeds, its dose and the preset's fields.
+
+    Returns
+    -------
+    dict
+        ``preset`` (name; ``None`` for the synthetic source), ``preset_fields``, ``kind``,
+        ``source``, ``mode``, ``dose_per_area`` [e/A^2] (``None``: noise-free),
+        ``num_iter`` (``None`` when nothing was reconstructed), ``seeds`` and ``versions``
+        (python, py4dstem_compressed, py4DSTEM, numpy, abtem; ``None`` if not installed).
+    """
+    import platform
+
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.evaluation import DEFAULT_RECONSTRUCT_KWARGS
+
+    reconstructs = bool(reconstruct) and dataset is not None
+    params = dataset.parameters if dataset is not None else {}
+    seeds = {
+        "basis": SEED,  # patterns sampled for the diffraction-pattern and PCA bases
+        "angle_curves": SEED,
+        "reconstruction": DEFAULT_RECONSTRUCT_KWARGS["seed_random"] if reconstructs else None,
+    }
+    if dataset is None:
+        seeds["synthetic"] = SEED
+    else:
+        seeds["simulation_noise"] = params.get("seed")
+        seeds["structure"] = params.get("structure_seed")
+    return {
+        "preset": preset if source != "synthetic" else None,
+        "preset_fields": params.get("preset_fields"),
+        "kind": kind if source != "synthetic" else None,
+        "source": source,
+        "mode": mode,
+        "dose_per_area": params.get("dose_per_area"),
+        "num_iter": num_iter if reconstructs else None,
+        "seeds": seeds,
+        "versions": {
+            "python": platform.python_version(),
+            "py4dstem_compressed": pc.__version__,
+            "py4DSTEM": _installed_version("py4DSTEM"),
+            "numpy": np.__version__,
+            "abtem": _installed_version("abtem"),
+        },
+    }
+
+
+def _installed_version(distribution: str) -> str | None:
+    import importlib.metadata
+
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _reconstructions(dataset, geometry, mode, num_iter, out, progress_bar) -> dict:
@@ -264,14 +341,15 @@ def _write_outputs(out: Path, metrics: dict, datacube, geometry, mode, progress_
             image = scores["aligned_reconstruction"]
             if image.shape == truth.shape:
                 panels[label] = (image, f"NCC {scores['ncc']:.3f}")
-        fig, _ = plotting.show_reconstruction_comparison(panels, truth)
+        sampling = results["uncompressed"].scores.get("sampling_angstrom", [None])[0]
+        fig, _ = plotting.show_reconstruction_comparison(panels, truth, sampling=sampling)
         written.append(_save(fig, out / "phase_maps.png"))
         fig, _ = plotting.show_fsc_curves({k: r.scores["fsc"] for k, r in results.items()})
         written.append(_save(fig, out / "fsc_curves.png"))
         rows = [r for r in recon["rows"] if "error" not in r and r["variant"] != "uncompressed"]
         fig, _ = plotting.show_quality_vs_ratio(rows)
         written.append(_save(fig, out / "quality_vs_compression.png"))
-    curves = pc.angle_curves(datacube, geometry, mode=mode, progress_bar=progress_bar)
+    curves = pc.angle_curves(datacube, geometry, mode=mode, seed=SEED, progress_bar=progress_bar)
     fig, _ = curves.show()
     written.append(_save(fig, out / "angle_curves.png"))
     metrics["angle_curves"] = {

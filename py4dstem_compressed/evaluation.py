@@ -253,7 +253,11 @@ def score_reconstruction(ptycho, dataset, band: tuple[float, float] = BAND_ANGST
         ``ncc`` and ``ncc_band`` (normalised cross-correlation of the aligned images and of
         their band-passed versions), ``fsc_mean`` (mean FSC up to the cutoff),
         ``fsc_bragg_mean`` (mean FSC at the truth's Bragg frequencies),
-        ``fsc_cutoff_inverse_angstrom``, ``shift_px``, and the :class:`FSCResult` as ``fsc``.
+        ``fsc_cutoff_inverse_angstrom``, ``shift_px``, ``roi_px`` (compared region of the
+        reconstruction, ``(row_start, row_stop, column_start, column_stop)`` [px]),
+        ``sampling_angstrom`` (pixel size of the aligned images [A]), the :class:`FSCResult`
+        as ``fsc``, and the aligned images ``aligned_reconstruction`` (summed phase [rad]) and
+        ``aligned_truth`` (projected potential [V A]).
     """
     phase = summed_phase(ptycho)
     sampling = tuple(float(s) for s in np.broadcast_to(ptycho.sampling, (2,)))
@@ -289,6 +293,8 @@ def score_reconstruction(ptycho, dataset, band: tuple[float, float] = BAND_ANGST
         "fsc_bragg_mean": float(np.nanmean(fsc_bragg)),
         "fsc_cutoff_inverse_angstrom": float(cutoff),
         "shift_px": [float(s) for s in registration.shift_px],
+        "roi_px": [int(i) for i in registration.roi],
+        "sampling_angstrom": [float(s) for s in registration.sampling],
         "bragg_frequencies_inverse_angstrom": bragg.tolist(),
         "fsc": fsc,
         "aligned_reconstruction": recon,

@@ -41,42 +41,86 @@ def stored_compression_ratio(compressed: CompressedDataCube) -> float:
 
 @dataclass(frozen=True)
 class BasisAngles:
-    """Per-pattern basis angles (Eq. 18) [rad].
+    """Per-pattern basis angles (Eq. 18).
+
+    The arrays ``bf`` and ``df`` hold radians (what numpy's trigonometry takes); everything
+    that is printed or plotted - ``repr``, :meth:`describe`, :meth:`summary`, :meth:`show` -
+    is in degrees, as are the ``*_deg`` accessors.
 
     Attributes
     ----------
     bf, df : numpy.ndarray
-        ``(Rx, Ry)`` angle between each pattern's BF (DF) part and the span of
+        ``(Rx, Ry)`` angle [rad] between each pattern's BF (DF) part and the span of
         the BF (DF) masks: 0 = in the span, pi/2 = orthogonal. NaN where the
         region of the pattern is empty.
     """
 
-    bf: np.ndarray
-    df: np.ndarray
+    bf: np.ndarray = field(repr=False)
+    df: np.ndarray = field(repr=False)
 
     @property
     def mean_bf(self) -> float:
-        """Mean BF angle [rad]."""
+        """Mean BF angle [rad] (see :attr:`mean_bf_deg`)."""
         return float(np.nanmean(self.bf)) if np.isfinite(self.bf).any() else float("nan")
 
     @property
     def mean_df(self) -> float:
-        """Mean DF angle [rad]."""
+        """Mean DF angle [rad] (see :attr:`mean_df_deg`)."""
         return float(np.nanmean(self.df)) if np.isfinite(self.df).any() else float("nan")
 
+    @property
+    def bf_deg(self) -> np.ndarray:
+        """``(Rx, Ry)`` BF angles [deg]."""
+        return np.degrees(self.bf)
+
+    @property
+    def df_deg(self) -> np.ndarray:
+        """``(Rx, Ry)`` DF angles [deg]."""
+        return np.degrees(self.df)
+
+    @property
+    def mean_bf_deg(self) -> float:
+        """Mean BF angle [deg]."""
+        return float(np.degrees(self.mean_bf))
+
+    @property
+    def mean_df_deg(self) -> float:
+        """Mean DF angle [deg]."""
+        return float(np.degrees(self.mean_df))
+
     def summary(self) -> dict:
-        """Mean, median and max of each region's angle [rad] and mean [deg]."""
+        """Mean, median and max of each region's angle, in [deg] and in [rad].
+
+        Returns
+        -------
+        dict
+            ``{region}_{stat}_deg`` and ``{region}_{stat}_rad`` for region ``bf``/``df`` and
+            stat ``mean``/``median``/``max`` (NaN where the region is empty everywhere).
+        """
         out = {}
         for region, values in (("bf", self.bf), ("df", self.df)):
             finite = values[np.isfinite(values)]
             stats = (
                 (finite.mean(), np.median(finite), finite.max()) if finite.size else (np.nan,) * 3
             )
-            out[f"{region}_mean_rad"], out[f"{region}_median_rad"], out[f"{region}_max_rad"] = (
-                float(s) for s in stats
-            )
-            out[f"{region}_mean_deg"] = float(np.degrees(out[f"{region}_mean_rad"]))
+            for name, value in zip(("mean", "median", "max"), stats):
+                out[f"{region}_{name}_deg"] = float(np.degrees(value))
+                out[f"{region}_{name}_rad"] = float(value)
         return out
+
+    def describe(self) -> str:
+        """One line: scan shape and each region's mean, median and max angle [deg]."""
+        s = self.summary()
+        parts = [
+            f"{region.upper()} mean {s[f'{region}_mean_deg']:.2f}°, "
+            f"median {s[f'{region}_median_deg']:.2f}°, max {s[f'{region}_max_deg']:.2f}°"
+            for region in ("bf", "df")
+        ]
+        shape = "x".join(str(n) for n in np.shape(self.bf))
+        return f"basis angles over {shape} patterns (deg): " + "; ".join(parts)
+
+    def __repr__(self) -> str:
+        return f"BasisAngles({self.describe()}; arrays .bf/.df in rad, .bf_deg/.df_deg in deg)"
 
     def show(self, **kwargs):
         """Plot the BF and DF angle maps [deg]."""

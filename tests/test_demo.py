@@ -26,6 +26,30 @@ def test_demo_micro_writes_metrics_and_figures(tmp_path, monkeypatch, capsys):
     for name in ("phase_maps", "fsc_curves", "quality_vs_compression", "angle_curves"):
         assert (out / f"{name}.png").stat().st_size > 1000
     assert "bf_deg" in metrics["angle_curves"]
+    _assert_provenance(metrics["provenance"], preset="micro", num_iter=2)
+
+
+def _assert_provenance(provenance, preset, num_iter):
+    import importlib.metadata
+    import platform
+
+    import py4dstem_compressed as pc
+
+    assert provenance["preset"] == preset and provenance["num_iter"] == num_iter
+    assert provenance["kind"] == "crystal" and provenance["mode"] == "amplitude"
+    assert provenance["preset_fields"]["scan_gpts"] == [8, 8]
+    assert provenance["dose_per_area"] is None  # the demo's data are noise-free
+    seeds = provenance["seeds"]
+    for key in ("basis", "angle_curves", "reconstruction", "simulation_noise", "structure"):
+        assert isinstance(seeds[key], int), key
+    versions = provenance["versions"]
+    assert versions == {
+        "python": platform.python_version(),
+        "py4dstem_compressed": pc.__version__,
+        "py4DSTEM": importlib.metadata.version("py4DSTEM"),
+        "numpy": np.__version__,
+        "abtem": importlib.metadata.version("abtem"),
+    }
 
 
 def test_bragg_frequencies_of_a_lattice():

@@ -60,3 +60,23 @@ def test_angle_curves_decrease_with_more_masks(datacube, geometry):
     assert "zernike_m0" in curves.df
     fig, _ = curves.show()
     assert len(fig.axes) == 2
+
+
+def test_basis_angles_print_degrees_and_keep_radian_arrays(datacube, geometry):
+    angles = pc.basis_angles(datacube, pc.zernike_basis(geometry, 15, 3))
+    text = repr(angles)
+    assert "deg" in text and "rad" in text  # says which unit is which
+    assert "deg" in angles.describe()
+    assert f"{np.degrees(angles.mean_bf):.2f}°" in angles.describe()
+    assert f"{np.degrees(angles.mean_df):.2f}°" in text
+    np.testing.assert_array_equal(angles.bf_deg, np.degrees(angles.bf))
+    np.testing.assert_array_equal(angles.df_deg, np.degrees(angles.df))
+    assert angles.mean_bf_deg == pytest.approx(np.degrees(angles.mean_bf), rel=1e-12)
+    assert angles.mean_df_deg == pytest.approx(np.degrees(angles.mean_df), rel=1e-12)
+    summary = angles.summary()
+    for region in ("bf", "df"):
+        for stat in ("mean", "median", "max"):
+            assert summary[f"{region}_{stat}_deg"] == pytest.approx(
+                np.degrees(summary[f"{region}_{stat}_rad"]), rel=1e-12
+            )
+    assert summary["bf_max_rad"] == pytest.approx(np.nanmax(angles.bf), rel=1e-12)
