@@ -50,26 +50,16 @@ TARGETS = {"zernike36": 0.98, "dp15": 0.98, "dp8": 0.95, "dp15-intensity": 0.90}
 
 
 def _dataset(args, kind: str, dose: float | None, descan_px: float):
+    """The simulated scan; a descan drift moves the patterns before shot noise is drawn."""
     from py4dstem_compressed.datasets import simulate
 
-    data = simulate(preset=args.preset, kind=kind, dose_per_area=dose, progress_bar=False)
-    if descan_px:
-        data.datacube.data[:] = _drift(np.asarray(data.datacube.data), descan_px)
-    return data
-
-
-def _drift(patterns: np.ndarray, total_px: float) -> np.ndarray:
-    """Shift pattern j by ``total_px * j / (N - 1)`` along both detector axes (Fourier shift)."""
-    rx, ry, qx, qy = patterns.shape
-    flat = patterns.reshape(rx * ry, qx, qy).astype(np.float32)
-    fx = np.fft.fftfreq(qx)[:, None]
-    fy = np.fft.fftfreq(qy)[None, :]
-    out = np.empty_like(flat)
-    for j in range(flat.shape[0]):
-        d = total_px * j / max(flat.shape[0] - 1, 1) / np.sqrt(2)
-        ramp = np.exp(-2j * np.pi * (fx * d + fy * d))
-        out[j] = np.maximum(np.real(np.fft.ifft2(np.fft.fft2(flat[j]) * ramp)), 0)
-    return out.reshape(patterns.shape)
+    return simulate(
+        preset=args.preset,
+        kind=kind,
+        dose_per_area=dose,
+        descan_px=descan_px,
+        progress_bar=False,
+    )
 
 
 def _basis(name, datacube, geometry):
@@ -149,7 +139,11 @@ def run_case(case: dict) -> dict:
 
     def dataset():
         return simulate(
-            preset=case["preset"], kind=case["kind"], dose_per_area=case["dose"], progress_bar=False
+            preset=case["preset"],
+            kind=case["kind"],
+            dose_per_area=case["dose"],
+            descan_px=case["descan"],
+            progress_bar=False,
         )
 
     # compressed runs read nothing but their file until the reconstruction is done (the
@@ -171,10 +165,7 @@ def run_case(case: dict) -> dict:
         compressed = pc.read_compressed(case["file"])
         ptycho = CompressedMultislicePtychography(datacube=compressed, **kwargs)
     else:
-        datacube = data.datacube
-        if case["descan"]:
-            datacube.data[:] = _drift(np.asarray(datacube.data), case["descan"])
-        ptycho = MultislicePtychography(datacube=datacube, **kwargs)
+        ptycho = MultislicePtychography(datacube=data.datacube, **kwargs)
     ptycho.preprocess(**preprocess)
     preprocess_s = time.perf_counter() - start
     if case.get("file"):
@@ -211,7 +202,8 @@ def _compress_to_file(args, name, data, directory) -> tuple[str, dict]:
     geometry = pc.DetectorGeometry.from_datacube(data.datacube)
     basis = _basis(name, data.datacube, geometry)
     mode = BASES[name][2]
-    compressed = pc.compress(data.datacube, basis, mode=mode, progress_bar=False)
+    descan = None if args.fixed_masks else "auto"
+    compressed = pc.compress(data.datacube, basis, mode=mode, progress_bar=False, descan=descan)
     path = Path(directory) / f"{name}.h5"
     compressed.save(path, overwrite=True)
     ratios = {
@@ -229,7 +221,13 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=64, help="max_batch_size")
     parser.add_argument("--kinds", nargs="+", default=["crystal", "2d"])
     parser.add_argument("--doses", nargs="+", default=["inf", "2e4"], help="e/A^2; inf=noiseless")
-    parser.add_argument("--descan", type=float, nargs="+", default=[0.0], help="drift [px]")
+    parser.add_argument(
+        "--descan",
+        type=float,
+        nargs="+",
+        default=[0.0],
+        help="linear descan drift over the scan [px], simulated before shot noise",
+    )
     parser.add_argument("--bases", nargs="+", default=[b for b in BASES if b != "dp15-intensity"])
     parser.add_argument("--output", default="reconstruction_quality.json")
     parser.add_argument(
@@ -239,6 +237,11 @@ def main(argv=None) -> int:
         help="extra reconstruct() keywords for the compressed runs, as JSON",
     )
     parser.add_argument("--skip-plain", action="store_true", help="only the compressed runs")
+    parser.add_argument(
+        "--fixed-masks",
+        action="store_true",
+        help="compress with masks fixed in the detector frame (compress(descan=None))",
+    )
     parser.add_argument(
         "--no-intensity",
         action="store_true",
