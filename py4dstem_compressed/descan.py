@@ -98,29 +98,16 @@ def integer_descan(descan_px: np.ndarray) -> np.ndarray:
     return np.rint(descan_px).astype(np.int16)
 
 
-def _shift_image(image: np.ndarray, shift: tuple[int, int], fill) -> np.ndarray:
-    """``image`` moved by integer ``shift`` (last two axes), ``fill`` where nothing moved in."""
-    out = np.full_like(image, fill)
-    sx, sy = int(shift[0]), int(shift[1])
-    nx, ny = image.shape[-2:]
-    if abs(sx) >= nx or abs(sy) >= ny:
-        return out
-    src_x = slice(max(0, -sx), nx - max(0, sx))
-    dst_x = slice(max(0, sx), nx - max(0, -sx))
-    src_y = slice(max(0, -sy), ny - max(0, sy))
-    dst_y = slice(max(0, sy), ny - max(0, -sy))
-    out[..., dst_x, dst_y] = image[..., src_x, src_y]
-    return out
-
-
 def shifted_basis(basis: Basis, shift: tuple[int, int]) -> Basis:
     """The basis moved by an integer ``shift`` [px], as applied to a pattern that drifted so.
 
-    The masks and the BF/DF regions move with the disk; detector pixels that carry no
-    moved mask (those the shift brings in from beyond the detector's border) and the
-    detector's own unmeasured pixels (``geometry.mask``, fixed to the detector) are EDGE.
-    Masks lose the pixels the shift moves past the border, so a DF region that reaches the
-    detector's edge is cut by ``|shift|`` pixels there.
+    The masks and the BF/DF regions move with the disk. The masks are rolled: what the shift
+    pushes past one border of the detector comes back at the opposite border, where a
+    dark field reaching the detector's edge holds its weakest intensity; so the regions of
+    the moved geometry are exactly the rolled regions, and a basis whose geometry has no
+    EDGE region keeps the kernel's fast path (no EDGE sums). The detector's own
+    unmeasured pixels (``geometry.mask``) are fixed to the detector: masks are zeroed on
+    them and they stay unmeasured, as do the pixels the rolled mask map covers.
 
     Parameters
     ----------
@@ -132,17 +119,18 @@ def shifted_basis(basis: Basis, shift: tuple[int, int]) -> Basis:
     Returns
     -------
     Basis
-        A basis for the same detector (not validated: masks that lose pixels at the border
-        or on dead pixels are no longer exactly orthonormal; the model keeps the original).
+        A basis for the same detector (not validated: masks that lose pixels on dead
+        pixels are no longer exactly orthonormal; the model keeps the original).
     """
     shift = (int(shift[0]), int(shift[1]))
     if shift == (0, 0):
         return basis
     geometry = basis.geometry
-    inside = _shift_image(np.ones(geometry.shape, bool), shift, False)
-    unmeasured = ~inside
+    masks = np.roll(basis.masks, shift, axis=(1, 2))
+    unmeasured = None
     if geometry.mask is not None:
-        unmeasured |= geometry.mask | _shift_image(geometry.mask, shift, True)
+        unmeasured = geometry.mask | np.roll(geometry.mask, shift, axis=(0, 1))
+        masks[:, geometry.mask] = 0.0
     moved = DetectorGeometry(
         shape=geometry.shape,
         center=(geometry.center[0] + shift[0], geometry.center[1] + shift[1]),
@@ -150,9 +138,6 @@ def shifted_basis(basis: Basis, shift: tuple[int, int]) -> Basis:
         df_radius=geometry.df_radius,
         mask=unmeasured,
     )
-    masks = _shift_image(basis.masks, shift, 0.0)
-    if geometry.mask is not None:
-        masks[:, geometry.mask] = 0.0
     return Basis(
         masks,
         basis.num_bf,
