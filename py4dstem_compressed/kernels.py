@@ -44,8 +44,21 @@ def has_numba() -> bool:
 
 
 # Columns of the full-frame statistics
-RAW, TOTAL, MOMENT_X, MOMENT_Y, EXTRA, NEGATIVE, BF_SUM, BF_EXTRA, EDGE_SUM, EDGE_EXTRA = range(10)
-NUM_STATS = 10
+(
+    RAW,
+    TOTAL,
+    MOMENT_X,
+    MOMENT_Y,
+    EXTRA,
+    NEGATIVE,
+    BF_SUM,
+    BF_EXTRA,
+    EDGE_SUM,
+    EDGE_EXTRA,
+    NOT_BF_SUM,
+    NOT_BF_EXTRA,
+) = range(12)
+NUM_STATS = 12
 
 
 def _stats_python(frames, amplitude, crop, bf_weights, edge_weights, out):
@@ -72,6 +85,10 @@ def _stats_python(frames, amplitude, crop, bf_weights, edge_weights, out):
         out[:, BF_EXTRA] = np.einsum("nij,ij->n", extra[:, rs, cs], bf_weights, dtype=np.float64)
         out[:, EDGE_SUM] = np.einsum("nij,ij->n", x, edge_weights, dtype=np.float64)
         out[:, EDGE_EXTRA] = np.einsum("nij,ij->n", extra, edge_weights, dtype=np.float64)
+        not_bf = np.ones(x.shape[1:], np.float64)
+        not_bf[rs, cs] -= bf_weights
+        out[:, NOT_BF_SUM] = np.einsum("nij,ij->n", x, not_bf)
+        out[:, NOT_BF_EXTRA] = np.einsum("nij,ij->n", extra, not_bf)
         cropped = np.array((extra if amplitude else x)[:, rs, cs], dtype=np.float32)
     out[:, TOTAL] = rows.sum(1)
     out[:, MOMENT_X] = rows @ qx
@@ -156,9 +173,11 @@ if numba is not None:
     ):  # pragma: no cover - compiled
         """One fused pass: sums, moments, region sums and the (transformed) crop.
 
-        Every sum accumulates in float64 and ``I**2`` is formed in float64 (exact for
-        float32 ``I``), so the dark-field sums obtained as differences (total - BF - EDGE)
-        keep their own relative accuracy even when the BF disk holds almost all of ``I**2``.
+        Whole-frame sums accumulate in float32 within a detector row (float64 across
+        rows). The not-BF sums are gathered apart from them, never as a difference with
+        the bright field (which would cancel: the BF disk holds almost all of ``I**2``):
+        the rows of the crop box (which holds the BF disk) are read a second time, the box
+        in float64 (split into BF and not-BF) and the rest of the row in float32.
         """
         num, nx, ny = frames.shape
         zero = np.float32(0.0)
@@ -173,16 +192,16 @@ if numba is not None:
             bf_extra = 0.0
             edge_sum = 0.0
             edge_extra = 0.0
+            not_bf_sum = 0.0
+            not_bf_extra = 0.0
             for i in range(nx):
-                row_raw = 0.0
-                row = 0.0
-                row_y = 0.0
-                row_extra = 0.0
+                row_raw = zero
+                row = zero
+                row_y = zero
+                row_extra = zero
                 row_negative = zero
-                row_edge = 0.0
-                row_edge_extra = 0.0
-                row_bf = 0.0
-                row_bf_extra = 0.0
+                row_edge = zero
+                row_edge_extra = zero
                 in_rows = r0 <= i < r1
                 for j in range(ny):
                     v = np.float32(frames[n, i, j])
@@ -190,9 +209,9 @@ if numba is not None:
                     if amplitude:
                         row_negative += np.float32(v < zero)
                         v = max(v, zero)
-                        e = np.float64(np.sqrt(v))
+                        e = np.sqrt(v)
                     else:
-                        e = np.float64(v) * np.float64(v)
+                        e = v * v
                     row += v
                     row_y += qy[j] * v
                     row_extra += e
@@ -200,26 +219,51 @@ if numba is not None:
                         w = edge_w[i, j]
                         row_edge += w * v
                         row_edge_extra += w * e
+                # the not-BF sums: the row outside the box in float32, the box in float64
+                box_sum = 0.0
+                box_extra = 0.0
                 if in_rows:
                     for j in range(c0, c1):
                         v = np.float32(frames[n, i, j])
                         if amplitude:
                             v = max(v, zero)
-                            e = np.float64(np.sqrt(v))
+                            value = np.sqrt(v)  # what the masks see
+                            e64 = np.float64(value)
                         else:
-                            e = np.float64(v) * np.float64(v)
-                        w = bf_w[i - r0, j - c0]
-                        row_bf += w * v
-                        row_bf_extra += w * e
-                        crop[n, i - r0, j - c0] = np.float32(e) if amplitude else v
+                            value = v
+                            e64 = np.float64(v) * np.float64(v)
+                        v64 = np.float64(v)
+                        w = np.float64(bf_w[i - r0, j - c0])
+                        bf_sum += w * v64
+                        bf_extra += w * e64
+                        not_bf_sum += (1.0 - w) * v64
+                        not_bf_extra += (1.0 - w) * e64
+                        box_sum += v64
+                        box_extra += e64
+                        crop[n, i - r0, j - c0] = value
+                    out_sum = zero
+                    out_extra = zero
+                    for j in range(c0):
+                        v = np.float32(frames[n, i, j])
+                        v = max(v, zero) if amplitude else v
+                        out_sum += v
+                        out_extra += np.sqrt(v) if amplitude else v * v
+                    for j in range(c1, ny):
+                        v = np.float32(frames[n, i, j])
+                        v = max(v, zero) if amplitude else v
+                        out_sum += v
+                        out_extra += np.sqrt(v) if amplitude else v * v
+                    not_bf_sum += out_sum
+                    not_bf_extra += out_extra
+                else:
+                    not_bf_sum += row
+                    not_bf_extra += row_extra
                 raw += row_raw
                 total += row
-                moment_x += i * row
+                moment_x += i * np.float64(row)
                 moment_y += row_y
                 extra += row_extra
                 negative += row_negative
-                bf_sum += row_bf
-                bf_extra += row_bf_extra
                 edge_sum += row_edge
                 edge_extra += row_edge_extra
             out[n, 0] = raw
@@ -232,6 +276,8 @@ if numba is not None:
             out[n, 7] = bf_extra
             out[n, 8] = edge_sum
             out[n, 9] = edge_extra
+            out[n, 10] = not_bf_sum
+            out[n, 11] = not_bf_extra
 
     _enable_user_cache(_frame_pass)
 
@@ -266,9 +312,9 @@ def frame_statistics(
     Returns
     -------
     stats : numpy.ndarray
-        ``(B, 10)`` float64: raw sum (NaN/inf detection), total, ``sum qx I``,
+        ``(B, 12)`` float64: raw sum (NaN/inf detection), total, ``sum qx I``,
         ``sum qy I`` [counts px], ``sum sqrt(I)`` or ``sum I**2``, number of negative
-        pixels, then the BF and EDGE weighted sums of ``I`` and of the extra value.
+        pixels, then the BF, EDGE and not-BF sums of ``I`` and of the extra value.
     cropped : numpy.ndarray
         ``(B, h, w)`` float32 crop.
     """
@@ -473,8 +519,9 @@ class CompressionKernel:
         )
         bf_sum, bf_extra = stats[:, BF_SUM], stats[:, BF_EXTRA]
         edge_sum, edge_extra = stats[:, EDGE_SUM], stats[:, EDGE_EXTRA]
-        df_sum = stats[:, TOTAL] - bf_sum - edge_sum
-        df_extra = stats[:, EXTRA] - bf_extra - edge_extra  # sum sqrt(I) or sum I^2 over DF
+        # DF = not BF - EDGE: neither side holds the bright field, so nothing cancels
+        df_sum = stats[:, NOT_BF_SUM] - edge_sum
+        df_extra = stats[:, NOT_BF_EXTRA] - edge_extra  # sum sqrt(I) or sum I^2 over DF
 
         coefficients = np.empty((num, self.num_masks), np.float64)
         if self.amplitude:  # ||sqrt(I)_R||^2 = sum_R I
