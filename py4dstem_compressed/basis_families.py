@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.descan import descan_shifts
 from py4dstem_compressed.geometry import DetectorGeometry, _data_array
 from py4dstem_compressed.zernike import orthonormalize_rows, osa_index_to_nm, zernike_polynomial
 
@@ -226,10 +227,15 @@ def _position_stream(
         yield int(i // scan_shape[1]), int(i % scan_shape[1])
 
 
-def _pattern(data, position: tuple[int, int], mode: str) -> np.ndarray:
+def _pattern(data, position: tuple[int, int], mode: str, shifts_px=None) -> np.ndarray:
+    """One sampled pattern, moved into the frame of the disk by its descan shift."""
     frame = np.asarray(data[position[0], position[1]], dtype=np.float64)
     if not np.all(np.isfinite(frame)):
         raise ValueError(f"the pattern at scan position {position} contains NaN or inf")
+    if shifts_px is not None:  # the masks move by +s with the disk: the pattern by -s
+        shift = shifts_px[position[0], position[1]]
+        if shift.any():
+            frame = np.roll(frame, (-int(shift[0]), -int(shift[1])), axis=(0, 1))
     return np.sqrt(np.clip(frame, 0, None)) if mode == "amplitude" else frame
 
 
@@ -279,14 +285,22 @@ def _smooth_in_region(pattern: np.ndarray, region: np.ndarray, sigma_px: float) 
 
 
 def _gram_schmidt_from_stream(
-    data, region: np.ndarray, count: int, stream, mode: str, name: str, smoothing_px: float = 0
+    data,
+    region: np.ndarray,
+    count: int,
+    stream,
+    mode: str,
+    name: str,
+    smoothing_px: float = 0,
+    shifts_px=None,
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     gs = _GramSchmidt(int(region.sum()))
     accepted: list[tuple[int, int]] = []
     tried = 0
     for position in stream:
         tried += 1
-        pattern = _smooth_in_region(_pattern(data, position, mode), region, smoothing_px)
+        pattern = _pattern(data, position, mode, shifts_px)
+        pattern = _smooth_in_region(pattern, region, smoothing_px)
         if gs.add(pattern[region]):
             accepted.append(position)
             if len(accepted) == count:
@@ -303,7 +317,7 @@ def _gram_schmidt_from_stream(
 
 
 def _gram_schmidt_with_smoothing(
-    data, region, count, stream, mode, name, smoothing_px, automatic
+    data, region, count, stream, mode, name, smoothing_px, automatic, shifts_px=None
 ) -> tuple[np.ndarray, list[tuple[int, int]], float]:
     """Masks from smoothed sampled patterns; the default smoothing gives way to the rank.
 
@@ -318,7 +332,7 @@ def _gram_schmidt_with_smoothing(
     for attempt, sigma in enumerate(trials):
         try:
             masks, used = _gram_schmidt_from_stream(
-                data, region, count, stream(), mode, name, sigma
+                data, region, count, stream(), mode, name, sigma, shifts_px
             )
             break
         except ValueError:
@@ -343,6 +357,7 @@ def diffraction_pattern_basis(
     positions=None,
     mode: str = "amplitude",
     smoothing_px: float | None = None,
+    descan: str | np.ndarray | None = "auto",
 ) -> Basis:
     """Gram-Schmidt-orthonormalised diffraction patterns from (random) scan positions.
 
@@ -387,6 +402,12 @@ def diffraction_pattern_basis(
         smoothing)^2``): when the default leaves fewer than ``num_bf`` (or ``num_df``), it
         is halved, down to 0, with a warning; the value used is stored in
         ``parameters["smoothing_px"]``.
+    descan : "auto", array-like or None
+        Build the masks in the frame of the disk, as descan-aware compression applies them:
+        each sampled pattern is moved back by its whole-pixel descan (see
+        :func:`~py4dstem_compressed.descan.descan_shifts`; the same default as
+        :func:`~py4dstem_compressed.compress`, so a drifting disk does not smear the masks);
+        None: patterns as recorded.
 
     Returns
     -------
@@ -405,6 +426,7 @@ def diffraction_pattern_basis(
         smoothing_px = default_smoothing_px(geometry)
     if not np.isfinite(smoothing_px) or smoothing_px < 0:
         raise ValueError(f"smoothing_px must be >= 0, got {smoothing_px}")
+    shifts_px = descan_shifts(descan, data, geometry)
 
     def region_masks(region, count, name):
         return _gram_schmidt_with_smoothing(
@@ -416,6 +438,7 @@ def diffraction_pattern_basis(
             name,
             smoothing_px,
             automatic,
+            shifts_px,
         )
 
     bf, used, bf_smoothing = region_masks(geometry.bf, num_bf, "bright-field")
@@ -459,6 +482,7 @@ def pca_basis(
     num_samples: int = 320,
     seed: int | None = None,
     mode: str = "amplitude",
+    descan: str | np.ndarray | None = "auto",
 ) -> Basis:
     """Leading principal components of the BF parts of a random sample of patterns.
 
@@ -483,6 +507,12 @@ def pca_basis(
         Seed of the random sample.
     mode : {"amplitude", "intensity"}
         Components of ``sqrt(I)`` or ``I``, matching the compression mode.
+    descan : "auto", array-like or None
+        Build the masks in the frame of the disk, as descan-aware compression applies them:
+        each sampled pattern is moved back by its whole-pixel descan (see
+        :func:`~py4dstem_compressed.descan.descan_shifts`; the same default as
+        :func:`~py4dstem_compressed.compress`, so a drifting disk does not smear the masks);
+        None: patterns as recorded.
 
     Returns
     -------
@@ -498,7 +528,8 @@ def pca_basis(
     count = min(num_samples, scan[0] * scan[1])
     stream = _position_stream(scan, seed, None)
     used = [next(stream) for _ in range(count)]
-    patterns = np.stack([_pattern(data, p, mode) for p in used])
+    shifts_px = descan_shifts(descan, data, geometry)
+    patterns = np.stack([_pattern(data, p, mode, shifts_px) for p in used])
     _region_pixels(geometry.bf, "bright-field")
     bf = np.zeros((num_bf, *geometry.shape))
     bf[:, geometry.bf] = _principal_components(patterns[:, geometry.bf], num_bf, "bright-field")

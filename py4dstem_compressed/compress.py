@@ -19,7 +19,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.descan import DescanKernel, fit_descan, integer_descan
+from py4dstem_compressed.descan import DescanKernel, descan_shifts
 from py4dstem_compressed.geometry import find_bright_field_disk
 from py4dstem_compressed.kernels import CompressionKernel
 from py4dstem_compressed.sources import FrameSource, open_source, sampled_frames
@@ -223,7 +223,7 @@ def compress(
         if check_center:
             _check_bf_radius(source, basis)
         batch = chunk_frames(source, max_batch_size, memory_limit)
-        shifts_px = _descan_shifts(descan, source, basis)
+        shifts_px = descan_shifts(descan, source.data, basis.geometry)
         kernel = CompressionKernel(basis, mode, use_numba=use_numba)
         if shifts_px.any():
             make_kernel = functools.partial(CompressionKernel, mode=mode, use_numba=use_numba)
@@ -257,30 +257,6 @@ def compress(
         name=name,
         descan_shift_px=shifts_px,
     )
-
-
-def _descan_shifts(descan, source: FrameSource, basis: Basis) -> np.ndarray:
-    """``(Rx, Ry, 2)`` integer mask shifts [px] for ``compress``'s ``descan`` argument."""
-    scan_shape = tuple(source.scan_shape)
-    if descan is None:
-        return np.zeros((*scan_shape, 2), np.int16)
-    if isinstance(descan, str):
-        if descan != "auto":
-            raise ValueError(
-                f"descan must be 'auto', None or an (Rx, Ry, 2) array of shifts [px], "
-                f"got {descan!r}"
-            )
-        # the masks follow the drift; where the disk sits on average is the geometry's
-        # business (a basis built for another centre is refused by the centre check)
-        drift = fit_descan(source.data, basis.geometry)
-        return integer_descan(drift - drift.mean(axis=(0, 1)))
-    shifts = np.asarray(descan, dtype=np.float64)
-    if shifts.shape != (*scan_shape, 2):
-        raise ValueError(
-            f"descan must have shape {(*scan_shape, 2)} (one (qx, qy) shift [px] per scan "
-            f"position), got {shifts.shape}"
-        )
-    return integer_descan(shifts)
 
 
 def chunk_ranges(num_frames: int, batch: int) -> list[tuple[int, int]]:

@@ -23,6 +23,7 @@ from py4dstem_compressed.geometry import DetectorGeometry
 __all__ = [
     "DESCAN_SAMPLES",
     "DescanKernel",
+    "descan_shifts",
     "fit_descan",
     "integer_descan",
     "shifted_basis",
@@ -96,6 +97,50 @@ def integer_descan(descan_px: np.ndarray) -> np.ndarray:
             f"descan must be finite (Rx, Ry, 2) shifts [px], got shape {descan_px.shape}"
         )
     return np.rint(descan_px).astype(np.int16)
+
+
+def descan_shifts(descan, data: Any, geometry: DetectorGeometry) -> np.ndarray:
+    """``(Rx, Ry, 2)`` whole-pixel shifts [px] that move the masks with the disk.
+
+    Parameters
+    ----------
+    descan : "auto", array-like or None
+        ``"auto"``: the variation of :func:`fit_descan`'s plane about the scan's mean (where
+        the disk sits on average is the geometry's business); an ``(Rx, Ry, 2)`` array: the
+        descan [px] relative to ``geometry.center`` (e.g. from a pre-scan); None: zeros.
+    data : array-like
+        ``(Rx, Ry, Qx, Qy)`` intensities (only sampled patterns are read, for ``"auto"``).
+    geometry : DetectorGeometry
+        The geometry the masks were built for.
+
+    Returns
+    -------
+    numpy.ndarray
+        int16 shifts.
+
+    Raises
+    ------
+    ValueError
+        For another string than ``"auto"`` or an array of another shape.
+    """
+    scan_shape = tuple(int(n) for n in data.shape[:2])
+    if descan is None:
+        return np.zeros((*scan_shape, 2), np.int16)
+    if isinstance(descan, str):
+        if descan != "auto":
+            raise ValueError(
+                f"descan must be 'auto', None or an (Rx, Ry, 2) array of shifts [px], "
+                f"got {descan!r}"
+            )
+        drift = fit_descan(data, geometry)
+        return integer_descan(drift - drift.mean(axis=(0, 1)))
+    shifts = np.asarray(descan, dtype=np.float64)
+    if shifts.shape != (*scan_shape, 2):
+        raise ValueError(
+            f"descan must have shape {(*scan_shape, 2)} (one (qx, qy) shift [px] per scan "
+            f"position), got {shifts.shape}"
+        )
+    return integer_descan(shifts)
 
 
 def shifted_basis(basis: Basis, shift: tuple[int, int]) -> Basis:
