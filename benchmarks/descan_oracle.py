@@ -1,0 +1,102 @@
+"""Oracle runs for descan drift and the intensities' unit (one reconstruction per call).
+
+Each call simulates (or reads from the cache) one abTEM scan with a linear descan drift
+drawn *before* the shot noise, optionally changes the data the way an experiment would
+(a gain, a normalisation, a bilinear re-sampling), compresses it in this process and
+reconstructs 30 iterations; it prints one JSON line with the case and the scores. The
+README's table "Descan drift and the intensities' unit" lists the cases it was run for.
+
+Usage::
+
+    python benchmarks/descan_oracle.py '{"kind": "2d", "dose": 2e4, "descan": 2.0, "basis": "z36"}'
+
+Case fields: ``kind`` ("2d" or "crystal"), ``dose`` [e/A^2] or null, ``descan`` [px],
+``basis`` ("plain", "z36" or "dp15"), optional ``preset`` (default "small"),
+``iterations`` (30), ``scale`` (multiply the intensities), ``normalise`` (divide by the
+total), ``blur_shift`` [px] (bilinear shift of the recorded patterns), ``fixed_masks``
+(``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan) and
+``kw`` (extra ``reconstruct`` keywords, e.g. ``{"match_region_energy": false}``).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import numpy as np
+
+
+def _recorded(data, case: dict) -> np.ndarray:
+    """The patterns as the case's experiment records them."""
+    patterns = np.asarray(data.datacube.data, dtype=np.float32)
+    if case.get("blur_shift"):
+        from scipy.ndimage import shift
+
+        flat = patterns.reshape(-1, *patterns.shape[2:])
+        step = (case["blur_shift"],) * 2
+        patterns = np.stack([shift(f, step, order=1) for f in flat]).reshape(patterns.shape)
+    patterns = patterns * np.float32(case.get("scale", 1.0))
+    if case.get("normalise"):
+        patterns = patterns / patterns.sum()
+    return patterns.astype(np.float32)
+
+
+def run(case: dict) -> dict:
+    """Run one case in this process; return the case with its scores."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from py4DSTEM.process.phase import MultislicePtychography
+
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.datasets import simulate
+    from py4dstem_compressed.evaluation import (
+        KNOWN_ROTATION_PREPROCESS_KWARGS,
+        score_reconstruction,
+    )
+
+    data = simulate(
+        preset=case.get("preset", "small"),
+        kind=case["kind"],
+        dose_per_area=case["dose"],
+        descan_px=case["descan"],
+        progress_bar=False,
+    )
+    kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
+    reconstruct = dict(
+        num_iter=case.get("iterations", 30), max_batch_size=64, seed_random=0, progress_bar=False
+    )
+    datacube = data.datacube
+    datacube.data = _recorded(data, case)
+    start = time.perf_counter()
+    if case["basis"] == "plain":
+        ptycho = MultislicePtychography(datacube=datacube, **kwargs)
+        ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
+        ptycho.reconstruct(**reconstruct)
+    else:
+        geometry = pc.DetectorGeometry.from_datacube(datacube)
+        descan = None if case.get("fixed_masks") else "auto"
+        if case["basis"] == "z36":
+            basis = pc.zernike_basis(geometry, num_bf=36, num_df=1)
+        else:
+            basis = pc.diffraction_pattern_basis(
+                datacube, geometry, num_bf=15, num_df=1, seed=0, descan=descan
+            )
+        compressed = pc.compress(datacube, basis, progress_bar=False, descan=descan)
+        ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)
+        ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
+        if case.get("no_ramp"):
+            ptycho._has_descan = False
+        ptycho.reconstruct(**reconstruct, **case.get("kw", {}))
+    scores = score_reconstruction(ptycho, data)
+    return {
+        **case,
+        "ncc": scores["ncc"],
+        "ncc_band": scores["ncc_band"],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(json.loads(sys.argv[1]))), flush=True)
