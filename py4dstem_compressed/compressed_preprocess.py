@@ -491,6 +491,17 @@ class CompressedPreprocessMixin:
             coefficients = coefficients.reshape(-1, coefficients.shape[-1])
             norms = norms.reshape(-1, 2)
             totals = totals.reshape(-1)
+        # Reconstruct in a canonical unit, intensities as fractions of the mean pattern's
+        # total: the data step is unit-free, but py4DSTEM's updates hold absolute epsilons
+        # (1e-16 in the probe and object normalisations) that tiny values reach (data
+        # normalised to a total of 1). Within 0.1-1e5 per pattern the iterates did not
+        # change beyond float32 rounding, so counts and fractions of the beam run as before.
+        unit = float(np.mean(totals)) if totals.size else 1.0
+        unit = unit if np.isfinite(unit) and unit > 0 else 1.0
+        self._intensity_unit = unit
+        to_canonical = 1.0 / np.sqrt(unit) if data.mode == "amplitude" else 1.0 / unit
+        coefficients = coefficients * np.float32(to_canonical)
+        norms = norms * np.float32(to_canonical)
         origin = np.round(np.nanmean(fitted, axis=0)).astype(int)
         shifts = np.nan_to_num(fitted - origin).astype(np.float32)
         self._has_descan = bool(np.abs(shifts).max(initial=0.0) > DESCAN_TOLERANCE_PX)
@@ -507,7 +518,7 @@ class CompressedPreprocessMixin:
         rows = np.concatenate([coefficients, np.nan_to_num(norms), shifts], axis=1)
         self._amplitudes = self._xp_storage.asarray(rows, dtype=np.float32)
         self._num_diffraction_patterns = rows.shape[0]
-        self._mean_diffraction_intensity = float(totals.mean())
+        self._mean_diffraction_intensity = float(totals.mean()) / unit  # 1 (canonical)
         self._error_scale = (
             1.0 if data.mode == "amplitude" else 1.0 / self._mean_diffraction_intensity
         )
