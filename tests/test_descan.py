@@ -166,3 +166,24 @@ def test_data_derived_masks_are_built_in_the_frame_of_the_disk(
     smeared = build(drifted, small_geometry, 8, 1, seed=0, descan=None)
     np.testing.assert_allclose(aware.bf_masks, centred.bf_masks, atol=1e-6)
     assert np.abs(smeared.bf_masks - centred.bf_masks).max() > 1e-2  # the test can fail
+
+
+@pytest.mark.slow
+def test_descan_aware_compression_on_a_dask_cluster_equals_in_process(
+    small_geometry, drift, drifted
+):
+    from distributed import Client, LocalCluster
+
+    basis = pc.zernike_basis(small_geometry, num_bf=8, num_df=1)
+    local = pc.compress(drifted, basis, max_batch_size=16, progress_bar=False, descan=drift)
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        remote = pc.compress(
+            drifted, basis, max_batch_size=16, progress_bar=False, descan=drift, client=client
+        )
+    for key in ("coefficients", "perpendicular_norms", "edge_intensity", "descan_shift_px"):
+        np.testing.assert_array_equal(getattr(remote, key), getattr(local, key))
