@@ -37,6 +37,15 @@ __all__ = ["CompressedPreprocessMixin"]
 DESCAN_TOLERANCE_PX = 1e-3
 
 
+def _as_real(value: Any) -> float | None:
+    """``value`` as a float if it is a real number (Python or NumPy, not a bool), else None."""
+    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
+        value, (bool, np.bool_)
+    ):
+        return float(value)
+    return None
+
+
 def check_real(
     name: str,
     value: Any,
@@ -79,13 +88,11 @@ def check_real(
         return None
     interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
     where = f"{interval} [{unit}]" if unit else interval
-    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
-        value, (bool, np.bool_)
-    ):
-        number = float(value)
+    number = _as_real(value)
+    if number is not None and not np.isnan(number):
         above = number > low if low_open else number >= low
         below = number < high if high_open else number <= high
-        if not np.isnan(number) and above and below:
+        if above and below:
             return number
     none = " (or None)" if optional else ""
     raise ValueError(f"{name} must be a number in {where}{none}, got {value!r}")
@@ -116,12 +123,9 @@ def check_integer(name: str, value: Any, minimum: int = 1, *, optional: bool = F
     """
     if value is None and optional:
         return None
-    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
-        value, (bool, np.bool_)
-    ):
-        number = float(value)
-        if np.isfinite(number) and number.is_integer() and number >= minimum:
-            return int(number)
+    number = _as_real(value)
+    if number is not None and np.isfinite(number) and number.is_integer() and number >= minimum:
+        return int(number)
     none = " (or None)" if optional else ""
     raise ValueError(f"{name} must be a whole number >= {minimum}{none}, got {value!r}")
 
