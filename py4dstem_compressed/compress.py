@@ -272,7 +272,8 @@ class _Collector:
         k = kernel.num_masks
         self.scan_ry = source.scan_shape[1]
         self.basis = kernel.basis
-        self.shifts_px = getattr(kernel, "shifts_px", np.zeros((n, 2), np.int16))
+        descan_aware = isinstance(kernel, DescanKernel)  # as in _apply
+        self.shifts_px = kernel.shifts_px if descan_aware else np.zeros((n, 2), np.int16)
         self.check_center = check_center  # until checked on the first chunk with signal
         self.num_negative = 0
         self.out = {
