@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.sources import open_source
+from py4dstem_compressed.core.sources import open_source
 
 LIBERTEM_SCRIPT = """
 import json, sys, time, numpy as np
@@ -118,7 +118,7 @@ def main(argv=None) -> int:
         masks_path = Path(tmp) / "masks.npy"
         np.save(masks_path, basis.masks)
         source = open_source(path)
-        from py4dstem_compressed.compress import chunk_frames
+        from py4dstem_compressed.compression.compress import chunk_frames
 
         batch = chunk_frames(source, None, None)
         results["read_file_fps"] = best_rate(lambda: read_file(path, batch), n, args.repeats)

@@ -50,11 +50,11 @@ def run(case: dict) -> dict:
     from py4DSTEM.process.phase import MultislicePtychography
 
     import py4dstem_compressed as pc
-    from py4dstem_compressed.datasets import simulate
-    from py4dstem_compressed.evaluation import (
+    from py4dstem_compressed.analysis.evaluation import (
         KNOWN_ROTATION_PREPROCESS_KWARGS,
         score_reconstruction,
     )
+    from py4dstem_compressed.simulation.datasets import simulate
 
     data = simulate(
         preset=case.get("preset", "small"),

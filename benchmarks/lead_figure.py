@@ -77,7 +77,7 @@ def panel_title(row: dict) -> tuple[str, str]:
 
 def describe_condition(row: dict) -> str:
     """One line naming the dataset: preset, specimen, scan, detector, dose and iterations."""
-    from py4dstem_compressed.simulation_presets import get_preset
+    from py4dstem_compressed.simulation.presets import get_preset
 
     preset = get_preset(row["preset"])
     specimen = {
@@ -98,7 +98,7 @@ def draw(rows: list[dict], images, fontsize: float = 10):
     import matplotlib
 
     matplotlib.use("Agg")
-    from py4dstem_compressed.plotting import show_reconstruction_comparison
+    from py4dstem_compressed.analysis.plotting import show_reconstruction_comparison
 
     reference = rows[0]["images_key"]
     truth = images[f"{reference}/truth"].astype(np.float32)
@@ -131,8 +131,8 @@ def draw(rows: list[dict], images, fontsize: float = 10):
 
 def vacancy_note(row: dict) -> str:
     """What a circled column is, e.g. "cation vacancies (one of the column's 5 atoms gone)"."""
-    from py4dstem_compressed.datasets import SRTIO3_LATTICE_CONSTANT
-    from py4dstem_compressed.simulation_presets import get_preset
+    from py4dstem_compressed.simulation.datasets import SRTIO3_LATTICE_CONSTANT
+    from py4dstem_compressed.simulation.presets import get_preset
 
     if row["kind"] != "crystal":
         return "S vacancies (one of the column's 2 S atoms gone)"

@@ -22,9 +22,9 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import py4dstem_compressed as pc
-from py4dstem_compressed import datasets
+from py4dstem_compressed.analysis.evaluation import run_ptychography
 from py4dstem_compressed.demo import build_basis
-from py4dstem_compressed.evaluation import run_ptychography
+from py4dstem_compressed.simulation import datasets
 
 BF_COUNTS = (2, 4, 8, 15, 25, 36, 45)
 

@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from py4dstem_compressed.evaluation import (
+from py4dstem_compressed.analysis.evaluation import (
     KNOWN_ROTATION_PREPROCESS_KWARGS,
     own_peak_memory_mb,
 )
@@ -52,7 +52,7 @@ COMMON = dict(
 
 def write_scan(path: Path, scan: int, detector: int) -> dict:
     """Simulate the scan straight into a memory-mapped ``.npy`` file, one row at a time."""
-    from py4dstem_compressed.synthetic import synthetic_datacube
+    from py4dstem_compressed.simulation.synthetic import synthetic_datacube
 
     out = np.lib.format.open_memmap(
         path, mode="w+", dtype=np.float32, shape=(scan, scan, detector, detector)

@@ -51,7 +51,7 @@ TARGETS = {"zernike36": 0.98, "dp15": 0.98, "dp8": 0.95, "dp15-intensity": 0.90}
 
 def _dataset(args, kind: str, dose: float | None, descan_px: float):
     """The simulated scan; a descan drift moves the patterns before shot noise is drawn."""
-    from py4dstem_compressed.datasets import simulate
+    from py4dstem_compressed.simulation.datasets import simulate
 
     return simulate(
         preset=args.preset,
@@ -81,7 +81,7 @@ def _quality(ptycho, data, images: str | None = None) -> dict:
     With ``images`` (a path), the registered pair is also written there (see
     :func:`_save_images`).
     """
-    from py4dstem_compressed.evaluation import score_reconstruction
+    from py4dstem_compressed.analysis.evaluation import score_reconstruction
 
     scores = score_reconstruction(ptycho, data)
     if images:
@@ -130,12 +130,12 @@ def run_case(case: dict) -> dict:
     from py4DSTEM.process.phase import MultislicePtychography
 
     import py4dstem_compressed as pc
-    from py4dstem_compressed.datasets import simulate
-    from py4dstem_compressed.evaluation import (
+    from py4dstem_compressed.analysis.evaluation import (
         KNOWN_ROTATION_PREPROCESS_KWARGS,
         own_peak_memory_mb,
     )
-    from py4dstem_compressed.ptychography import CompressedMultislicePtychography
+    from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
+    from py4dstem_compressed.simulation.datasets import simulate
 
     def dataset():
         return simulate(

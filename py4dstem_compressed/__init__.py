@@ -9,17 +9,7 @@ Importing this package registers its EMD classes with emdfile (``_emd_hook``);
 import it before ``py4DSTEM.read`` on a file that holds them.
 """
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.basis_families import (
-    binning_basis,
-    diffraction_pattern_basis,
-    pca_basis,
-    zernike_basis,
-)
-from py4dstem_compressed.compress import compress
-from py4dstem_compressed.emd import emd_class_name, save
-from py4dstem_compressed.geometry import DetectorGeometry
-from py4dstem_compressed.metrics import (
+from py4dstem_compressed.analysis.metrics import (
     AngleCurves,
     BasisAngles,
     angle_curves,
@@ -27,12 +17,26 @@ from py4dstem_compressed.metrics import (
     compression_ratio,
     stored_compression_ratio,
 )
-from py4dstem_compressed.ptychography import CompressedMultislicePtychography
-from py4dstem_compressed.registration import register_to_ground_truth
-from py4dstem_compressed.resolution import fourier_shell_correlation
-from py4dstem_compressed.storage import CompressedDataCube, StorageOptions, read_compressed
+from py4dstem_compressed.analysis.registration import register_to_ground_truth
+from py4dstem_compressed.analysis.resolution import fourier_shell_correlation
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.families import (
+    binning_basis,
+    diffraction_pattern_basis,
+    pca_basis,
+    zernike_basis,
+)
+from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.compression.compress import compress
+from py4dstem_compressed.compression.writer import CompressedWriter, open_compressed_writer
+from py4dstem_compressed.core.emd import emd_class_name, save
+from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
+from py4dstem_compressed.storage.compressed_datacube import (
+    CompressedDataCube,
+    StorageOptions,
+    read_compressed,
+)
 from py4dstem_compressed.version import FORMAT_VERSION, __version__
-from py4dstem_compressed.writer import CompressedWriter, open_compressed_writer
 
 #: emdfile looks for EMD classes in imported modules that set this flag.
 _emd_hook = True
@@ -75,7 +79,7 @@ __all__ = [
 def __getattr__(name):
     # Optional parts are imported on first use, keeping `import py4dstem_compressed` light.
     lazy = {
-        "datasets": "py4dstem_compressed.datasets",
+        "datasets": "py4dstem_compressed.simulation.datasets",
     }
     if name in lazy:
         import importlib

@@ -49,8 +49,8 @@ def _build_basis(args, data):
 
 def _compress(args) -> int:
     import py4dstem_compressed as pc
-    from py4dstem_compressed.compress import chunk_frames
-    from py4dstem_compressed.sources import open_source
+    from py4dstem_compressed.compression.compress import chunk_frames
+    from py4dstem_compressed.core.sources import open_source
 
     output = Path(args.output)
     _check_compress_arguments(args, output)

@@ -172,14 +172,14 @@ def run_demo(
     if out:
         out.mkdir(parents=True, exist_ok=True)
     if source == "synthetic":
-        from py4dstem_compressed.synthetic import synthetic_datacube
+        from py4dstem_compressed.simulation.synthetic import synthetic_datacube
 
         datacube = synthetic_datacube(
             scan_shape=(16, 16), detector_size=64, sampling=0.2, seed=SEED
         ).datacube
         dataset, what = None, "built-in NumPy forward model (16x16 positions, 64x64 px)"
     else:
-        from py4dstem_compressed import datasets
+        from py4dstem_compressed.simulation import datasets
 
         dataset = datasets.simulate(preset=preset, kind=kind, progress_bar=progress_bar)
         datacube, what = dataset.datacube, f"abTEM '{preset}' preset, {kind}"
@@ -229,7 +229,7 @@ def provenance(preset, kind, source, mode, num_iter, reconstruct, dataset=None) 
     import platform
 
     import py4dstem_compressed as pc
-    from py4dstem_compressed.evaluation import DEFAULT_RECONSTRUCT_KWARGS
+    from py4dstem_compressed.analysis.evaluation import DEFAULT_RECONSTRUCT_KWARGS
 
     reconstructs = bool(reconstruct) and dataset is not None
     params = dataset.parameters if dataset is not None else {}
@@ -273,7 +273,7 @@ def _installed_version(distribution: str) -> str | None:
 
 def _reconstructions(dataset, geometry, mode, num_iter, out, progress_bar) -> dict:
     import py4dstem_compressed as pc
-    from py4dstem_compressed.evaluation import run_ptychography
+    from py4dstem_compressed.analysis.evaluation import run_ptychography
 
     variants = default_variants(geometry)
     steps = tqdm(total=len(variants) + 1, desc="Reconstructions", disable=not progress_bar)
@@ -328,7 +328,7 @@ def _write_outputs(out: Path, metrics: dict, datacube, geometry, mode, progress_
     import matplotlib.pyplot as plt
 
     import py4dstem_compressed as pc
-    from py4dstem_compressed import plotting
+    from py4dstem_compressed.analysis import plotting
 
     written = []
     recon = metrics.get("reconstructions")

@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 @pytest.fixture(scope="session")
 def scan():
     """8x8 positions, 32x32 px, noiseless (BF radius ~7.7 px)."""
-    from py4dstem_compressed.synthetic import synthetic_datacube
+    from py4dstem_compressed.simulation.synthetic import synthetic_datacube
 
     return synthetic_datacube(scan_shape=(8, 8), detector_size=32)
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.zernike import osa_index_to_nm, zernike_polynomial
+from py4dstem_compressed.bases.zernike import osa_index_to_nm, zernike_polynomial
 
 
 @pytest.fixture(scope="module")

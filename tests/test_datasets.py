@@ -7,8 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from py4dstem_compressed import datasets
-from py4dstem_compressed.simulation_presets import PRESETS, SimulationPreset, get_preset
+from py4dstem_compressed.simulation import datasets
+from py4dstem_compressed.simulation.presets import PRESETS, SimulationPreset, get_preset
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +175,7 @@ def test_datacube_preprocesses_in_py4dstem(micro):
     ptycho = py4DSTEM.process.phase.MultislicePtychography(
         datacube=micro.datacube, device="cpu", verbose=False, **micro.reconstruction_kwargs()
     )
-    from py4dstem_compressed.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
+    from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
 
     ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
     expected = micro.parameters["wavelength"] / (

@@ -4,13 +4,13 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.descan import (
+from py4dstem_compressed.bases.descan import (
     DescanKernel,
     fit_descan,
     integer_descan,
     shifted_basis,
 )
-from py4dstem_compressed.kernels import CompressionKernel
+from py4dstem_compressed.compression.kernels import CompressionKernel
 
 
 def _shift(frame, shift):

@@ -3,7 +3,7 @@ import sys
 
 SCRIPT = """
 import numpy as np
-from py4dstem_compressed.evaluation import own_peak_memory_mb
+from py4dstem_compressed.analysis.evaluation import own_peak_memory_mb
 before = own_peak_memory_mb()
 block = np.ones(256 * 2**20 // 8)  # 256 MiB, touched
 print(before, own_peak_memory_mb())

@@ -10,8 +10,8 @@ import pytest
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.cli import main
-from py4dstem_compressed.storage import FileLockedError, NoCompressedDataError
-from py4dstem_compressed.writer import open_compressed_writer
+from py4dstem_compressed.compression.writer import open_compressed_writer
+from py4dstem_compressed.storage.compressed_datacube import FileLockedError, NoCompressedDataError
 
 
 @pytest.fixture(scope="module")

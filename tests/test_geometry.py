@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.geometry import find_bright_field_disk
+from py4dstem_compressed.bases.geometry import find_bright_field_disk
 
 
 def disk_pattern(shape, center, radius, df_level=0.02, spots=True, blur=0.5, seed=0):
@@ -71,7 +71,7 @@ def test_find_disk_subpixel_with_dark_field(radius, center):
 
 def test_from_datacube_on_abtem_simulations(tmp_path):
     pytest.importorskip("abtem")
-    from py4dstem_compressed import datasets
+    from py4dstem_compressed.simulation import datasets
 
     for kind in ("crystal", "2d"):
         data = datasets.simulate(

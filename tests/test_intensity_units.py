@@ -21,7 +21,7 @@ from test_ptychography import (
 )
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.ptychography import CompressedMultislicePtychography
+from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
 ELECTRONS_PER_PATTERN = 5e3
 

@@ -16,7 +16,11 @@ from pathlib import Path
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.kernels import _enable_user_cache, _numba_cache_directory, has_numba
+from py4dstem_compressed.compression.kernels import (
+    _enable_user_cache,
+    _numba_cache_directory,
+    has_numba,
+)
 
 PACKAGE = Path(pc.__file__).resolve().parent
 
@@ -26,7 +30,7 @@ COMPRESS = textwrap.dedent(
     """
     import numpy as np
     import py4dstem_compressed as pc
-    from py4dstem_compressed.synthetic import synthetic_datacube
+    from py4dstem_compressed.simulation.synthetic import synthetic_datacube
 
     scan = synthetic_datacube(scan_shape=(2, 2), detector_size=16)
     geometry = pc.DetectorGeometry((16, 16), scan.center, scan.bf_radius)

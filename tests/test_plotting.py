@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from matplotlib.text import Text
 
-from py4dstem_compressed import plotting
-from py4dstem_compressed.resolution import FSCResult
+from py4dstem_compressed.analysis import plotting
+from py4dstem_compressed.analysis.resolution import FSCResult
 
 
 def _visible_texts(fig):

@@ -1,11 +1,11 @@
-"""Tests of the compressed data step (py4dstem_compressed.projection) against naive NumPy."""
+"""Tests of the compressed data step (reconstruction.projection) against naive NumPy."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from py4dstem_compressed.projection import (
+from py4dstem_compressed.reconstruction.projection import (
     CompressedOperator,
     ProjectionWeights,
     descan_ramp,

@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.projection import (
+from py4dstem_compressed.reconstruction.projection import (
     CompressedOperator,
     ProjectionWeights,
     mask_coefficients,

@@ -12,9 +12,9 @@ import pytest
 from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
-from py4dstem_compressed.projection import descan_ramp
-from py4dstem_compressed.ptychography import CompressedMultislicePtychography
+from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
+from py4dstem_compressed.reconstruction.projection import descan_ramp
+from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
 try:
     import cupy as cp

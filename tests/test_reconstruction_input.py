@@ -24,7 +24,7 @@ from test_ptychography import (
 )
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.ptychography import CompressedMultislicePtychography
+from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
 NUM_ITER = 8
 NUM_POSITIONS = 64

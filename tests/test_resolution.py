@@ -3,8 +3,12 @@
 import numpy as np
 import pytest
 
-from py4dstem_compressed.registration import fourier_shift, register_to_ground_truth, resample
-from py4dstem_compressed.resolution import (
+from py4dstem_compressed.analysis.registration import (
+    fourier_shift,
+    register_to_ground_truth,
+    resample,
+)
+from py4dstem_compressed.analysis.resolution import (
     FSCResult,
     band_pass,
     fourier_shell_correlation,

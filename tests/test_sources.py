@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.compress import chunk_frames
-from py4dstem_compressed.sources import FrameSource, open_source
+from py4dstem_compressed.compression.compress import chunk_frames
+from py4dstem_compressed.core.sources import FrameSource, open_source
 
 KEYS = (
     "coefficients",

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.writer import FramesAlreadyWrittenError, open_compressed_writer
+from py4dstem_compressed.compression.writer import FramesAlreadyWrittenError, open_compressed_writer
 
 
 @pytest.fixture(scope="module")
@@ -92,8 +92,8 @@ def test_writer_rejects_bad_frames(datacube, basis, tmp_path):
 
 KILLED_WRITER = """
 import sys, time, numpy as np, py4dstem_compressed as pc
-from py4dstem_compressed.synthetic import synthetic_datacube
-from py4dstem_compressed.writer import FramesAlreadyWrittenError, open_compressed_writer
+from py4dstem_compressed.simulation.synthetic import synthetic_datacube
+from py4dstem_compressed.compression.writer import FramesAlreadyWrittenError, open_compressed_writer
 scan = synthetic_datacube(scan_shape=(8, 8), detector_size=32)
 geometry = pc.DetectorGeometry((32, 32), scan.center, scan.bf_radius)
 basis = pc.zernike_basis(geometry, 10, 1)

@@ -19,8 +19,8 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed import writer as writer_module
-from py4dstem_compressed.writer import open_compressed_writer
+from py4dstem_compressed.compression import writer as writer_module
+from py4dstem_compressed.compression.writer import open_compressed_writer
 
 SCAN = (3, 4)
 FIELDS = ("coefficients", "perpendicular_norms", "edge_intensity", "total_intensity")

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from py4dstem_compressed.zernike import (
+from py4dstem_compressed.bases.zernike import (
     orthonormalize_rows,
     osa_index_to_nm,
     radial_polynomial,

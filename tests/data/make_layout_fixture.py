@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.synthetic import synthetic_datacube
+from py4dstem_compressed.simulation.synthetic import synthetic_datacube
 
 
 def main(out: Path) -> None:

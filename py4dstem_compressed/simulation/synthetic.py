@@ -3,7 +3,7 @@
 A convergent probe (disk aperture with defocus) scans a single-slice phase
 object made of Gaussian "atoms" on a square lattice with a vacancy; each
 pattern is ``|F[probe * object]|^2``. Made for tests and quick looks: for
-physical simulations use :mod:`py4dstem_compressed.datasets` (abTEM).
+physical simulations use :mod:`py4dstem_compressed.simulation.datasets` (abTEM).
 """
 
 from __future__ import annotations

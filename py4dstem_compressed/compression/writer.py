@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.emd import save
-from py4dstem_compressed.kernels import CompressionKernel
-from py4dstem_compressed.storage import (
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.compression.kernels import CompressionKernel
+from py4dstem_compressed.core.emd import save
+from py4dstem_compressed.storage.compressed_datacube import (
     FIELDS,
     MODES,
     CompressedDataCube,
@@ -346,7 +346,7 @@ class CompressedWriter:
             position = divmod(start + int(np.argmin(finite)), self.scan_shape[1])
             raise ValueError(f"the pattern at scan position {position} contains NaN or inf")
         if self.check_center and self.num_complete == 0:
-            from py4dstem_compressed.compress import _check_center
+            from py4dstem_compressed.compression.compress import _check_center
 
             _check_center(result, self.basis)
         if result["num_negative"]:

@@ -18,8 +18,8 @@ import numpy as np
 from emdfile import Array, Custom, Node
 from py4DSTEM.data import Calibration, Data
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.emd import (
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.core.emd import (
     IMPORT_HINT,
     read_format_metadata,
     save,
@@ -311,7 +311,7 @@ class CompressedDataCube(Custom, Data):
     @property
     def compression_ratio(self) -> float:
         """The paper's ratio ``Qx Qy / (K_bf + K_df + 2)`` (Eq. 17)."""
-        from py4dstem_compressed.metrics import compression_ratio
+        from py4dstem_compressed.analysis.metrics import compression_ratio
 
         return compression_ratio(self.basis)
 

@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.geometry import DetectorGeometry
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.geometry import DetectorGeometry
 
 __all__ = [
     "DESCAN_SAMPLES",
@@ -207,7 +207,7 @@ class DescanKernel:
         ``(N,)`` + ``(2,)`` integer shifts [px], one per pattern in row-major scan order.
     make_kernel : callable
         ``make_kernel(basis) -> kernel``: builds the fixed-mask kernel of one shift
-        (a :class:`~py4dstem_compressed.kernels.CompressionKernel` factory).
+        (a :class:`~py4dstem_compressed.compression.kernels.CompressionKernel` factory).
 
     Notes
     -----

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from py4dstem_compressed.registration import register_to_ground_truth
-from py4dstem_compressed.resolution import (
+from py4dstem_compressed.analysis.registration import register_to_ground_truth
+from py4dstem_compressed.analysis.resolution import (
     FSCResult,
     band_pass,
     fourier_shell_correlation,
@@ -181,12 +181,14 @@ def run_ptychography(
     """
     from py4DSTEM.process.phase import MultislicePtychography
 
-    from py4dstem_compressed.storage import CompressedDataCube
+    from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
 
     if compressed is None:
         compressed = isinstance(data, CompressedDataCube)
     if compressed:
-        from py4dstem_compressed.ptychography import CompressedMultislicePtychography as cls
+        from py4dstem_compressed.reconstruction.ptychography import (
+            CompressedMultislicePtychography as cls,
+        )
     else:
         cls = MultislicePtychography
     pre = {**KNOWN_ROTATION_PREPROCESS_KWARGS, **(preprocess_kwargs or {})}

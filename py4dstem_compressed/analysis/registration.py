@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.ndimage as ndi
 
-from py4dstem_compressed.resolution import (
+from py4dstem_compressed.analysis.resolution import (
     FSCResult,
     SamplingLike,
     _as_sampling,

@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from py4dstem_compressed.simulation_presets import PRESETS, SimulationPreset, get_preset
+from py4dstem_compressed.simulation.presets import PRESETS, SimulationPreset, get_preset
 
 if TYPE_CHECKING:
     import ase

@@ -14,10 +14,14 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.descan import descan_shifts
-from py4dstem_compressed.geometry import DetectorGeometry, _data_array
-from py4dstem_compressed.zernike import orthonormalize_rows, osa_index_to_nm, zernike_polynomial
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.descan import descan_shifts
+from py4dstem_compressed.bases.geometry import DetectorGeometry, _data_array
+from py4dstem_compressed.bases.zernike import (
+    orthonormalize_rows,
+    osa_index_to_nm,
+    zernike_polynomial,
+)
 
 __all__ = ["binning_basis", "diffraction_pattern_basis", "pca_basis", "zernike_basis"]
 
@@ -405,7 +409,7 @@ def diffraction_pattern_basis(
     descan : "auto", array-like or None
         Build the masks in the frame of the disk, as descan-aware compression applies them:
         each sampled pattern is moved back by its whole-pixel descan (see
-        :func:`~py4dstem_compressed.descan.descan_shifts`; the same default as
+        :func:`~py4dstem_compressed.bases.descan.descan_shifts`; the same default as
         :func:`~py4dstem_compressed.compress`, so a drifting disk does not smear the masks);
         None: patterns as recorded.
 
@@ -510,7 +514,7 @@ def pca_basis(
     descan : "auto", array-like or None
         Build the masks in the frame of the disk, as descan-aware compression applies them:
         each sampled pattern is moved back by its whole-pixel descan (see
-        :func:`~py4dstem_compressed.descan.descan_shifts`; the same default as
+        :func:`~py4dstem_compressed.bases.descan.descan_shifts`; the same default as
         :func:`~py4dstem_compressed.compress`, so a drifting disk does not smear the masks);
         None: patterns as recorded.
 

@@ -2,7 +2,7 @@
 
 Masks live in the detector frame (the frame of ``datacube.data[rx, ry]``), BF
 masks first, then DF masks. The generators that build them are in
-:mod:`py4dstem_compressed.basis_families`.
+:mod:`py4dstem_compressed.bases.families`.
 """
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ from os.path import basename
 import numpy as np
 from emdfile import Array, Custom
 
-from py4dstem_compressed.emd import (
+from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.core.emd import (
     read_format_metadata,
     to_numpy,
     write_custom_node,
 )
-from py4dstem_compressed.geometry import DetectorGeometry
 
 __all__ = ["Basis"]
 
@@ -209,7 +209,7 @@ class Basis(Custom):
         -------
         fig, axes
         """
-        from py4dstem_compressed.plotting import show_basis
+        from py4dstem_compressed.analysis.plotting import show_basis
 
         return show_basis(self, max_masks=max_masks, ncols=ncols, cmap=cmap, **kwargs)
 
@@ -224,7 +224,7 @@ class Basis(Custom):
             "mode": self.mode,
             "geometry": json.loads(self.geometry.to_json()),
         }
-        from py4dstem_compressed.storage import _PatternArray
+        from py4dstem_compressed.storage.compressed_datacube import _PatternArray
 
         # the masks go through the coefficients' lossless filter (blosc/zstd): stored
         # unfiltered they would be most of a small file; any reader decodes both layouts

@@ -6,7 +6,7 @@ the design notes,
     FSC(q) = Re sum_{|k| in shell q} F1(k) F2*(k) / sqrt(sum |F1(k)|^2 sum |F2(k)|^2),
 
 with shells in reciprocal Angstrom. Bringing a reconstruction and a ground truth onto one
-grid first is :mod:`py4dstem_compressed.registration`'s job.
+grid first is :mod:`py4dstem_compressed.analysis.registration`'s job.
 
 Conventions: images are indexed ``[row, column]``; ``sampling`` is the real-space pixel size
 [A] as a scalar or ``(row, column)`` pair. A shift ``d`` [px] moves image content towards

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from py4dstem_compressed.projection import CompressedOperator, get_array_module
+from py4dstem_compressed.reconstruction.projection import CompressedOperator, get_array_module
 
 __all__ = ["coefficient_position_update"]
 

@@ -1,6 +1,6 @@
 """How much a basis compresses and how well it fits: Eqs. 17 and 18.
 
-FSC and registration to a ground truth live in :mod:`py4dstem_compressed.resolution`.
+FSC and registration to a ground truth live in :mod:`py4dstem_compressed.analysis.resolution`.
 """
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.geometry import DetectorGeometry, _data_array
-from py4dstem_compressed.sources import frame_batch, sampled_frames
-from py4dstem_compressed.storage import CompressedDataCube
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.geometry import DetectorGeometry, _data_array
+from py4dstem_compressed.core.sources import frame_batch, sampled_frames
+from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
 
 __all__ = [
     "AngleCurves",
@@ -124,7 +124,7 @@ class BasisAngles:
 
     def show(self, **kwargs):
         """Plot the BF and DF angle maps [deg]."""
-        from py4dstem_compressed.plotting import show_angle_maps
+        from py4dstem_compressed.analysis.plotting import show_angle_maps
 
         return show_angle_maps(self, **kwargs)
 
@@ -218,7 +218,7 @@ class AngleCurves:
 
     def show(self, **kwargs):
         """Plot the curves (the paper's Appendix A figure)."""
-        from py4dstem_compressed.plotting import show_angle_curves
+        from py4dstem_compressed.analysis.plotting import show_angle_curves
 
         return show_angle_curves(self, **kwargs)
 
@@ -228,7 +228,7 @@ def _sample_frames(data, num_samples: int, seed: int | None) -> np.ndarray:
 
 
 def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: int) -> list[int]:
-    from py4dstem_compressed.basis_families import binning_basis
+    from py4dstem_compressed.bases.families import binning_basis
 
     sizes, last = [], 0
     limit = int(np.ceil(2 * geometry.bf_radius)) + 1 if region == "bf" else max(geometry.shape)
@@ -269,7 +269,7 @@ def angle_curves(
     """
     from tqdm.auto import tqdm
 
-    from py4dstem_compressed.basis_families import (
+    from py4dstem_compressed.bases.families import (
         binning_basis,
         default_smoothing_px,
         diffraction_pattern_basis,

@@ -275,7 +275,7 @@ def _scale_bar(ax, sampling: float, length_angstrom: float, fontsize: float) -> 
 def show_fsc_curves(curves: dict, figsize=(5.5, 3.8)):
     """FSC (Eq. 19) against spatial frequency [1/A] for several reconstructions.
 
-    ``curves`` maps a label to a :class:`~py4dstem_compressed.resolution.FSCResult`. The
+    ``curves`` maps a label to a :class:`~py4dstem_compressed.analysis.resolution.FSCResult`. The
     vertical limits hold every curve (at least -0.05 to 1.05).
     """
     import matplotlib.pyplot as plt

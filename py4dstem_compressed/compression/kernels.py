@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from py4dstem_compressed.basis import Basis
+from py4dstem_compressed.bases.basis import Basis
 
 __all__ = ["CompressionKernel", "frame_statistics", "has_numba"]
 

@@ -5,8 +5,9 @@ loop is kept as it is: it reads one row of ``self._amplitudes`` per probe positi
 the batch to the Fourier-space step and to position correction. Here those rows are the
 *compressed measurements* (coefficients, perpendicular norms and descan shift of each
 position, ``K + 4`` numbers instead of ``Sx * Sy`` pixels), and the three methods that read
-them are overridden to call the pure functions of :mod:`py4dstem_compressed.projection`.
-``preprocess`` (in :mod:`py4dstem_compressed.compressed_preprocess`) builds them without ever
+them are overridden to call the pure functions of
+:mod:`py4dstem_compressed.reconstruction.projection`.
+``preprocess`` (in :mod:`py4dstem_compressed.reconstruction.preprocess`) builds them without ever
 holding per-pixel data for the scan.
 """
 
@@ -24,14 +25,14 @@ from py4DSTEM.process.phase import MultislicePtychography
 from py4DSTEM.process.phase.utils import copy_to_device, generate_batches
 from py4DSTEM.process.utils import electron_wavelength_angstrom
 
-from py4dstem_compressed.compressed_preprocess import (
+from py4dstem_compressed.core.emd import emd_class_name, stamp_class_name
+from py4dstem_compressed.reconstruction.position_correction import coefficient_position_update
+from py4dstem_compressed.reconstruction.preprocess import (
     CompressedPreprocessMixin,
     check_integer,
     check_real,
 )
-from py4dstem_compressed.emd import emd_class_name, stamp_class_name
-from py4dstem_compressed.position_correction import coefficient_position_update
-from py4dstem_compressed.projection import (
+from py4dstem_compressed.reconstruction.projection import (
     MODES,
     ProjectionWeights,
     descan_ramp,
@@ -81,7 +82,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         ``"amplitude"`` for a ``DataCube``.
     weights : mapping, optional
         Default loss weights for :meth:`reconstruct` (``{"edge_weight": 0.5}``); see
-        :class:`~py4dstem_compressed.projection.ProjectionWeights`.
+        :class:`~py4dstem_compressed.reconstruction.projection.ProjectionWeights`.
     name : str
         EMD node name.
     **kwargs
@@ -177,7 +178,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             Match the coefficients of non-negative masks with a support of their own
             (the uniform DF mask, bins) by rescaling the predicted pattern on that
             support instead of adding a constant (default True; see
-            :func:`py4dstem_compressed.projection.project_values`). With a complete
+            :func:`py4dstem_compressed.reconstruction.projection.project_values`). With a complete
             pixel basis both give py4DSTEM's amplitude replacement.
         match_region_energy : {"dark_field", True, False}
             In amplitude mode with stored perpendicular norms, rescale a region covered
@@ -191,7 +192,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             reconstruction does not depend on the intensities' unit (counts, gain-scaled
             counts, normalised) nor on how far descan moves the disk. ``"auto"``, the
             data-dependent rule of 0.1, is read as ``"dark_field"`` with a FutureWarning.
-            See :func:`py4dstem_compressed.projection.project_values`.
+            See :func:`py4dstem_compressed.reconstruction.projection.project_values`.
         match_region_shape : bool
             With ``match_region_energy=False`` (amplitude mode, stored perpendicular
             norms): reshape the prediction on a region covered only by such masks so that
@@ -199,7 +200,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             ``a -> a**gamma`` on the region, one Newton step for ``gamma`` per data step.
             Off by default (its effect depends on the data; measurements in the README);
             it does nothing where the region's energy is matched.
-            See :func:`py4dstem_compressed.projection.project_values` (``match_shape``).
+            See :func:`~py4dstem_compressed.reconstruction.projection.project_values`
+            (``match_shape``).
         **kwargs
             py4DSTEM's ``reconstruct`` keywords.
 
@@ -503,7 +505,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         -------
         matplotlib.figure.Figure
         """
-        from py4dstem_compressed.plotting import show_coefficient_maps
+        from py4dstem_compressed.analysis.plotting import show_coefficient_maps
 
         data = self._compressed_data_or_none()
         if data is None:

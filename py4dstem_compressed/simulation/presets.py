@@ -1,4 +1,4 @@
-"""Parameter sets for the simulated 4D-STEM datasets of :mod:`py4dstem_compressed.datasets`.
+"""Parameter sets of the simulated 4D-STEM datasets (:mod:`.datasets`).
 
 A :class:`SimulationPreset` fixes the microscope, the scan, the detector and the specimen of
 one simulation; the named presets are ``"micro"`` (unit tests), ``"tiny"`` (the demo,

@@ -29,7 +29,7 @@ import numpy as np
 from py4DSTEM.data import Calibration
 from py4DSTEM.process.phase.utils import ComplexProbe
 
-from py4dstem_compressed.projection import CompressedOperator
+from py4dstem_compressed.reconstruction.projection import CompressedOperator
 
 __all__ = ["CompressedPreprocessMixin"]
 
@@ -358,7 +358,7 @@ class CompressedPreprocessMixin:
                 "with basis=) to the constructor or call attach_datacube()"
             )
         if self._compressed_data_or_none() is None:
-            from py4dstem_compressed.compress import compress
+            from py4dstem_compressed.compression.compress import compress
 
             if self._basis is None:
                 raise ValueError("a DataCube needs basis= to be compressed")

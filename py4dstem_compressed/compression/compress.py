@@ -1,6 +1,6 @@
 """Project diffraction patterns onto a basis (Eq. 8) in batches.
 
-The kernel (:class:`~py4dstem_compressed.kernels.CompressionKernel`, wrapped by
+The kernel (:class:`~py4dstem_compressed.compression.kernels.CompressionKernel`, wrapped by
 :func:`compress_frames`) is array-in, array-out. :func:`compress` drives it over
 a whole scan in chunks of bounded size -- in this process (reading the next
 chunk while computing one) or on a ``dask.distributed`` cluster -- with a
@@ -18,12 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 from tqdm.auto import tqdm
 
-from py4dstem_compressed.basis import Basis
-from py4dstem_compressed.descan import DescanKernel, descan_shifts
-from py4dstem_compressed.geometry import find_bright_field_disk
-from py4dstem_compressed.kernels import CompressionKernel
-from py4dstem_compressed.sources import FrameSource, open_source, sampled_frames
-from py4dstem_compressed.storage import MODES, CompressedDataCube
+from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.descan import DescanKernel, descan_shifts
+from py4dstem_compressed.bases.geometry import find_bright_field_disk
+from py4dstem_compressed.compression.kernels import CompressionKernel
+from py4dstem_compressed.core.sources import FrameSource, open_source, sampled_frames
+from py4dstem_compressed.storage.compressed_datacube import MODES, CompressedDataCube
 
 __all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress", "compress_frames"]
 
@@ -184,7 +184,7 @@ def compress(
         descan rounded to whole pixels, so they follow a drifting disk; the shifts are
         stored (``descan_shift_px``) and the reconstruction moves its predictions by the
         sub-pixel remainder only. ``"auto"`` (default) fits a plane over the scan to the
-        centres of mass of :data:`~py4dstem_compressed.descan.DESCAN_SAMPLES` sampled
+        centres of mass of :data:`~py4dstem_compressed.bases.descan.DESCAN_SAMPLES` sampled
         patterns and follows its variation about the scan's mean (a drift of less than
         half a pixel either way changes nothing); an ``(Rx, Ry, 2)`` array
         gives the descan [px] relative to the basis's BF centre (e.g. from a pre-scan);
@@ -437,7 +437,7 @@ def _check_center(result: dict, basis: Basis, shifts_px: np.ndarray | None = Non
 def _check_bf_radius(source: FrameSource, basis: Basis) -> None:
     """Warn when the data's bright-field radius differs from the basis's.
 
-    The radius is measured (:func:`~py4dstem_compressed.geometry.find_bright_field_disk`)
+    The radius is measured (:func:`~py4dstem_compressed.bases.geometry.find_bright_field_disk`)
     on the mean of ``RADIUS_SAMPLES`` patterns spread over the scan. Differences below
     ``RADIUS_TOLERANCE_PX`` only move rim pixels between the (pixel-discretised) regions,
     and the measurement itself spreads by a few percent with the edge blur and the

@@ -1,0 +1,1 @@
+"""Stage 5: what a basis keeps and what a reconstruction shows (angles, FSC, plots)."""

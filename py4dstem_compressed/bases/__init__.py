@@ -1,0 +1,1 @@
+"""Stage 1: detector geometry and the orthonormal mask bases (four families)."""

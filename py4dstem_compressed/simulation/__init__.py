@@ -1,0 +1,1 @@
+"""Test and demo data: abTEM simulations, presets, a NumPy forward model."""
