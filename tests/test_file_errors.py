@@ -10,7 +10,7 @@ import pytest
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.cli import main
-from py4dstem_compressed.compression.writer import open_compressed_writer
+from py4dstem_compressed.compression.writer import CompressedWriter, open_compressed_writer
 from py4dstem_compressed.storage.compressed_datacube import FileLockedError, NoCompressedDataError
 
 
@@ -87,7 +87,7 @@ def test_file_held_open_by_another_process(datacube, basis, tmp_path):
     pid = hold_open(path, "r")  # a reader blocks the writer too
     try:
         with pytest.raises(FileLockedError, match=expected):
-            pc.writer.CompressedWriter(path, basis, (8, 8), "amplitude", True, True, "none", True)
+            CompressedWriter(path, basis, (8, 8), "amplitude", True, True, "none", True)
     finally:
         release(pid)
     assert pc.read_compressed(path).num_complete == 8  # untouched

@@ -13,7 +13,7 @@ from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
-from py4dstem_compressed.reconstruction.projection import descan_ramp
+from py4dstem_compressed.reconstruction.projection import descan_ramp, project_values
 from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
 try:
@@ -216,7 +216,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
     assert np.abs(full - measured).sum() < 0.2 * np.abs(untouched - measured).sum()
     # without the final clip at 0 the projection hits the measured norms exactly
     amp = np.abs(np.fft.fft2(waves)).reshape(4, -1)
-    projected, _ = pc.projection.project_values(
+    projected, _ = project_values(
         amp,
         rows[:, : op.num_masks],
         op,
@@ -243,14 +243,14 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     df_mask = int(np.flatnonzero(np.asarray(op.mask_regions)[1])[0])
     measured_df_energy = coefficients[:, df_mask] ** 2 + norms[:, 1] ** 2
     weights = pc.projection.ProjectionWeights(edge=0.0)
-    projected, _ = pc.projection.project_values(amp, coefficients, op, norms, weights)
+    projected, _ = project_values(amp, coefficients, op, norms, weights)
     df = np.asarray(op.region_maps)[1]
     np.testing.assert_allclose((projected**2) @ df, measured_df_energy, rtol=1e-3)
     # the DF pattern keeps the predicted shape (one common factor per pattern)
     ratio = projected[:, df > 0] / amp[:, df > 0]
     np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-3)
     # without energy matching the DF coefficient is matched instead
-    projected, _ = pc.projection.project_values(
+    projected, _ = project_values(
         amp, coefficients, op, norms, weights, match_energy=False
     )
     np.testing.assert_allclose(
