@@ -9,33 +9,21 @@ Importing this package registers its EMD classes with emdfile (``_emd_hook``);
 import it before ``py4DSTEM.read`` on a file that holds them.
 """
 
-from py4dstem_compressed.analysis.metrics import (
-    AngleCurves,
-    BasisAngles,
-    angle_curves,
-    basis_angles,
-    compression_ratio,
-    stored_compression_ratio,
-)
+from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
+from py4dstem_compressed.analysis.metrics import BasisAngles, basis_angles, stored_compression_ratio
 from py4dstem_compressed.analysis.registration import register_to_ground_truth
 from py4dstem_compressed.analysis.resolution import fourier_shell_correlation
-from py4dstem_compressed.bases.basis import Basis
-from py4dstem_compressed.bases.families import (
-    binning_basis,
-    diffraction_pattern_basis,
-    pca_basis,
-    zernike_basis,
-)
+from py4dstem_compressed.bases.basis import Basis, compression_ratio
+from py4dstem_compressed.bases.data_derived import diffraction_pattern_basis, pca_basis
+from py4dstem_compressed.bases.fixed_masks import binning_basis, zernike_basis
 from py4dstem_compressed.bases.geometry import DetectorGeometry
 from py4dstem_compressed.compression.compress import compress
 from py4dstem_compressed.compression.writer import CompressedWriter, open_compressed_writer
 from py4dstem_compressed.core.emd import emd_class_name, save
+from py4dstem_compressed.core.filtered_arrays import StorageOptions
 from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
-from py4dstem_compressed.storage.compressed_datacube import (
-    CompressedDataCube,
-    StorageOptions,
-    read_compressed,
-)
+from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
+from py4dstem_compressed.storage.reading import read_compressed
 from py4dstem_compressed.version import FORMAT_VERSION, __version__
 
 #: emdfile looks for EMD classes in imported modules that set this flag.

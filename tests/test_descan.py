@@ -5,11 +5,11 @@ import pytest
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.bases.descan import (
-    DescanKernel,
     fit_descan,
     integer_descan,
     shifted_basis,
 )
+from py4dstem_compressed.compression.descan_kernel import DescanKernel
 from py4dstem_compressed.compression.kernels import CompressionKernel
 
 

@@ -11,7 +11,7 @@ import pytest
 import py4dstem_compressed as pc
 from py4dstem_compressed.cli import main
 from py4dstem_compressed.compression.writer import CompressedWriter, open_compressed_writer
-from py4dstem_compressed.storage.compressed_datacube import FileLockedError, NoCompressedDataError
+from py4dstem_compressed.storage.reading import FileLockedError, NoCompressedDataError
 
 
 @pytest.fixture(scope="module")

@@ -16,15 +16,14 @@ from pathlib import Path
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.compression.kernels import (
+from py4dstem_compressed.compression.frame_statistics import (
     _enable_user_cache,
     _numba_cache_directory,
-    has_numba,
 )
 
 PACKAGE = Path(pc.__file__).resolve().parent
 
-pytestmark = pytest.mark.skipif(not has_numba(), reason="the fused kernel needs numba")
+pytest.importorskip("numba", reason="the fused kernel needs numba")
 
 COMPRESS = textwrap.dedent(
     """

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
+from py4dstem_compressed.storage.reading import NoCompressedDataError
 
 
 @pytest.fixture(scope="module")
@@ -264,21 +265,21 @@ def no_compressed_data(datacube, geometry, tmp_path_factory):
 @pytest.mark.parametrize("kind", ["DataCube", "Basis"])
 def test_file_without_compressed_data_says_what_it_holds(no_compressed_data, geometry, kind):
     path = no_compressed_data[kind]
-    with pytest.raises(pc.storage.NoCompressedDataError) as err:
+    with pytest.raises(NoCompressedDataError) as err:
         pc.read_compressed(path)
     message = str(err.value)
     assert str(path) in message and "holds no CompressedDataCube" in message
     assert f"({kind})" in message  # what the file holds, with its class
     assert "py4dstem-compressed compress" in message  # what was expected / what to do
     basis = pc.zernike_basis(geometry, 6, 1)
-    with pytest.raises(pc.storage.NoCompressedDataError, match=rf"\({kind}\).*overwrite=True"):
+    with pytest.raises(NoCompressedDataError, match=rf"\({kind}\).*overwrite=True"):
         pc.open_compressed_writer(path, basis, (2, 2))
 
 
 def test_datapath_without_compressed_data_is_named(compressed, tmp_path):
     path = tmp_path / "scan.h5"
     compressed.save(path)
-    with pytest.raises(pc.storage.NoCompressedDataError, match="datapath='nowhere'"):
+    with pytest.raises(NoCompressedDataError, match="datapath='nowhere'"):
         pc.read_compressed(path, datapath="nowhere")
     back = pc.read_compressed(path, datapath=f"py4DSTEM_root/{compressed.name}")
     assert np.array_equal(back.coefficients, compressed.coefficients)

@@ -1,4 +1,4 @@
-"""How much a basis compresses and how well it fits: Eqs. 17 and 18.
+"""How much a compressed dataset holds and how well a basis fits its patterns: Eqs. 17 and 18.
 
 FSC and registration to a ground truth live in :mod:`py4dstem_compressed.analysis.resolution`.
 """
@@ -10,28 +10,16 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from py4dstem_compressed.bases.basis import Basis
-from py4dstem_compressed.bases.geometry import DetectorGeometry, _data_array
-from py4dstem_compressed.core.sources import frame_batch, sampled_frames
+from py4dstem_compressed.core.sources import data_array, frame_batch
 from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
 
 __all__ = [
-    "AngleCurves",
     "BasisAngles",
-    "angle_curves",
     "basis_angles",
-    "compression_ratio",
     "stored_compression_ratio",
 ]
 
 
-def compression_ratio(basis: Basis) -> float:
-    """The paper's compression ratio ``C = Qx Qy / (K_bf + K_df + 2)`` (Eq. 17).
-
-    The 2 counts the two perpendicular norms. See
-    :func:`stored_compression_ratio` for the ratio of all values a
-    :class:`CompressedDataCube` stores.
-    """
-    return float(basis.geometry.num_pixels) / (basis.num_masks + 2)
 
 
 def stored_compression_ratio(compressed: CompressedDataCube) -> float:
@@ -170,7 +158,7 @@ def basis_angles(
     if basis is None:
         raise ValueError("basis_angles needs a basis for raw data")
     mode = mode or basis.mode or "amplitude"
-    array = _data_array(data)
+    array = data_array(data)
     basis.check_detector(array.shape[2:])
     rx, ry = array.shape[:2]
     masks = basis.masks_flat.astype(np.float64)
@@ -201,135 +189,9 @@ def _inverse_cholesky(masks: np.ndarray) -> np.ndarray:
     return np.linalg.inv(np.linalg.cholesky(masks @ masks.T))
 
 
-@dataclass
-class AngleCurves:
-    """Mean basis angle against the number of masks, per basis family [rad].
-
-    Attributes
-    ----------
-    bf : dict
-        ``family -> (num_bf_masks array, mean BF angle array)``.
-    df : dict
-        ``family -> (num_df_masks array, mean DF angle array)``.
-    """
-
-    bf: dict = field(default_factory=dict)
-    df: dict = field(default_factory=dict)
-
-    def show(self, **kwargs):
-        """Plot the curves (the paper's Appendix A figure)."""
-        from py4dstem_compressed.analysis.plotting import show_angle_curves
-
-        return show_angle_curves(self, **kwargs)
 
 
-def _sample_frames(data, num_samples: int, seed: int | None) -> np.ndarray:
-    return np.stack(list(sampled_frames(_data_array(data), num_samples, seed)))[:, None]
 
 
-def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: int) -> list[int]:
-    from py4dstem_compressed.bases.families import binning_basis
-
-    sizes, last = [], 0
-    limit = int(np.ceil(2 * geometry.bf_radius)) + 1 if region == "bf" else max(geometry.shape)
-    for size in range(limit, 0, -1):
-        basis = (
-            binning_basis(geometry, size) if region == "bf" else binning_basis(geometry, 1, size)
-        )
-        count = basis.num_bf if region == "bf" else basis.num_df
-        if count > max_count:
-            break
-        if count > last:  # several widths can give the same number of bins
-            sizes.append(size)
-            last = count
-    return sizes
 
 
-def angle_curves(
-    datacube,
-    geometry: DetectorGeometry,
-    num_masks=(1, 2, 3, 5, 8, 10, 15, 21, 28, 36, 45),
-    families=("binning", "zernike", "diffraction_pattern", "pca"),
-    num_samples: int = 256,
-    mode: str = "amplitude",
-    seed: int | None = 0,
-    progress_bar: bool = True,
-) -> AngleCurves:
-    """Mean BF and DF angles of a random sample of patterns for growing bases.
-
-    BF curves vary the number of BF masks of each family (binning: every bin
-    width giving at most ``max(num_masks)`` bins); DF curves vary the number
-    of DF masks (Zernike doughnuts, their ``m = 0`` subset, DF bins and DF
-    diffraction patterns) with a single BF mask. Counts that a detector
-    cannot support (too few pixels) are skipped.
-
-    Returns
-    -------
-    AngleCurves
-    """
-    from tqdm.auto import tqdm
-
-    from py4dstem_compressed.bases.families import (
-        binning_basis,
-        default_smoothing_px,
-        diffraction_pattern_basis,
-        pca_basis,
-        zernike_basis,
-    )
-
-    sample = _sample_frames(datacube, num_samples, seed)
-    counts = sorted(int(k) for k in num_masks)
-    # one smoothing along the whole curve (the default's value): counts the smoothed patterns
-    # cannot support are left out instead of being built with less smoothing
-    smoothing_px = default_smoothing_px(geometry)
-    builders_bf = {
-        "zernike": lambda k: zernike_basis(geometry, k, 1),
-        "diffraction_pattern": lambda k: diffraction_pattern_basis(
-            datacube, geometry, k, 1, seed=seed, mode=mode, smoothing_px=smoothing_px
-        ),
-        "pca": lambda k: pca_basis(datacube, geometry, k, 1, seed=seed, mode=mode),
-    }
-    builders_df = {
-        "zernike": lambda k: zernike_basis(geometry, 1, k),
-        "zernike_m0": lambda k: zernike_basis(geometry, 1, k, df_rotationally_symmetric=True),
-        "diffraction_pattern": lambda k: diffraction_pattern_basis(
-            datacube, geometry, 1, k, seed=seed, mode=mode, smoothing_px=smoothing_px
-        ),
-    }
-    curves = AngleCurves()
-    jobs = []
-    for family in families:
-        if family == "binning":
-            jobs += [
-                ("bf", "binning", binning_basis(geometry, s))
-                for s in _bin_sizes_for_counts(geometry, "bf", counts[-1])
-            ]
-            jobs += [
-                ("df", "binning", binning_basis(geometry, 1, s))
-                for s in _bin_sizes_for_counts(geometry, "df", counts[-1])
-            ]
-            continue
-        for k in counts:
-            jobs.append(("bf", family, builders_bf[family], k))
-        if family == "zernike":
-            jobs += [("df", "zernike", builders_df["zernike"], k) for k in counts]
-            jobs += [("df", "zernike_m0", builders_df["zernike_m0"], k) for k in counts]
-        elif family == "diffraction_pattern":
-            jobs += [("df", family, builders_df[family], k) for k in counts]
-    results: dict = {"bf": {}, "df": {}}
-    for job in tqdm(jobs, desc="Angle curves", disable=not progress_bar):
-        region, family = job[0], job[1]
-        try:
-            basis = job[2] if len(job) == 3 else job[2](job[3])
-        except ValueError:
-            continue  # this detector or sample cannot support that many masks
-        angles = basis_angles(sample, basis, mode=mode)
-        k = basis.num_bf if region == "bf" else basis.num_df
-        mean = angles.mean_bf if region == "bf" else angles.mean_df
-        results[region].setdefault(family, []).append((k, mean))
-    for region in ("bf", "df"):
-        for family, pairs in results[region].items():
-            pairs.sort()
-            ks, means = zip(*pairs)
-            getattr(curves, region)[family] = (np.array(ks), np.array(means))
-    return curves

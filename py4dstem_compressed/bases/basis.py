@@ -2,7 +2,8 @@
 
 Masks live in the detector frame (the frame of ``datacube.data[rx, ry]``), BF
 masks first, then DF masks. The generators that build them are in
-:mod:`py4dstem_compressed.bases.families`.
+:mod:`~py4dstem_compressed.bases.fixed_masks` and
+:mod:`~py4dstem_compressed.bases.data_derived`.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ import numpy as np
 from emdfile import Array, Custom
 
 from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.core.backend import to_numpy
 from py4dstem_compressed.core.emd import (
     read_format_metadata,
-    to_numpy,
     write_custom_node,
 )
 
-__all__ = ["Basis"]
+__all__ = ["Basis", "compression_ratio"]
 
 ORTHONORMALITY_TOLERANCE = 1e-5
 KINDS = ("binning", "zernike", "diffraction_pattern", "pca", "custom")
@@ -224,7 +225,7 @@ class Basis(Custom):
             "mode": self.mode,
             "geometry": json.loads(self.geometry.to_json()),
         }
-        from py4dstem_compressed.storage.compressed_datacube import _PatternArray
+        from py4dstem_compressed.core.filtered_arrays import FilteredArray
 
         # the masks go through the coefficients' lossless filter (blosc/zstd): stored
         # unfiltered they would be most of a small file; any reader decodes both layouts
@@ -232,7 +233,7 @@ class Basis(Custom):
         try:
             for key, array in arrays.items():
                 if array is not None:
-                    setattr(self, key, _PatternArray(data=array.data, name=array.name))
+                    setattr(self, key, FilteredArray(data=array.data, name=array.name))
             return write_custom_node(self, group, fields)
         finally:
             for key, array in arrays.items():
@@ -264,3 +265,13 @@ class Basis(Custom):
 
     def _populate_instance(self, group) -> None:
         return None
+
+
+def compression_ratio(basis: Basis) -> float:
+    """The paper's compression ratio ``C = Qx Qy / (K_bf + K_df + 2)`` (Eq. 17).
+
+    The 2 counts the two perpendicular norms. See
+    :func:`~py4dstem_compressed.stored_compression_ratio` for the ratio of all values a
+    :class:`CompressedDataCube` stores.
+    """
+    return float(basis.geometry.num_pixels) / (basis.num_masks + 2)

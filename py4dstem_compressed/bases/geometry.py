@@ -218,17 +218,11 @@ class DetectorGeometry:
         return cls(pattern.shape, center, radius, df_radius, mask)
 
 
-def _data_array(datacube):
-    from py4dstem_compressed.core.sources import as_4d
-
-    return as_4d(datacube)[0]
-
-
 def mean_pattern(datacube, num_samples: int = 1024, seed: int | None = 0) -> np.ndarray:
     """Mean diffraction pattern of (a random sample of) a 4D dataset [counts]."""
-    from py4dstem_compressed.core.sources import sampled_frames
+    from py4dstem_compressed.core.sources import data_array, sampled_frames
 
-    data = _data_array(datacube)
+    data = data_array(datacube)
     acc = np.zeros(data.shape[2:], np.float64)
     count = 0
     for pattern in sampled_frames(data, num_samples, seed):

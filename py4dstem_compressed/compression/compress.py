@@ -1,7 +1,7 @@
 """Project diffraction patterns onto a basis (Eq. 8) in batches.
 
-The kernel (:class:`~py4dstem_compressed.compression.kernels.CompressionKernel`, wrapped by
-:func:`compress_frames`) is array-in, array-out. :func:`compress` drives it over
+The kernel (:class:`~py4dstem_compressed.compression.kernels.CompressionKernel`) is
+array-in, array-out. :func:`compress` drives it over
 a whole scan in chunks of bounded size -- in this process (reading the next
 chunk while computing one) or on a ``dask.distributed`` cluster -- with a
 progress bar, validating the input on the way.
@@ -19,24 +19,24 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from py4dstem_compressed.bases.basis import Basis
-from py4dstem_compressed.bases.descan import DescanKernel, descan_shifts
-from py4dstem_compressed.bases.geometry import find_bright_field_disk
+from py4dstem_compressed.bases.descan import descan_shifts
+from py4dstem_compressed.compression.descan_kernel import DescanKernel
+from py4dstem_compressed.compression.input_checks import (
+    check_bf_radius,
+    check_center,
+    check_signal,
+)
 from py4dstem_compressed.compression.kernels import CompressionKernel
-from py4dstem_compressed.core.sources import FrameSource, open_source, sampled_frames
-from py4dstem_compressed.storage.compressed_datacube import MODES, CompressedDataCube
+from py4dstem_compressed.core.backend import check_mode
+from py4dstem_compressed.core.sources import FrameSource, open_source
+from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
 
-__all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress", "compress_frames"]
+__all__ = ["DEFAULT_MEMORY_LIMIT", "chunk_frames", "compress"]
 
 #: Default memory budget of one chunk [bytes] (its float32 frames plus temporaries)
 DEFAULT_MEMORY_LIMIT = 256 * 2**20
 #: Bytes per frame pixel a chunk needs: float32 frames, the read buffer + temporaries
 BYTES_PER_PIXEL = 3 * 4
-#: Patterns averaged to measure the data's bright-field radius before compressing
-RADIUS_SAMPLES = 16
-#: Radius mismatch [px] tolerated below this many pixels (the regions are pixel-discretised)
-RADIUS_TOLERANCE_PX = 1.0
-#: ... and below this fraction of the basis's BF radius (the measurement's own spread)
-RADIUS_TOLERANCE_FRACTION = 0.1
 RESULT_KEYS = (
     "coefficients",
     "perpendicular_norms",
@@ -44,32 +44,6 @@ RESULT_KEYS = (
     "total_intensity",
     "center_of_mass",
 )
-
-
-def compress_frames(frames, kernel, mode: str = "amplitude") -> dict:
-    """Compress a batch of frames.
-
-    Parameters
-    ----------
-    frames : numpy.ndarray
-        ``(B, Qx, Qy)`` intensities [counts]. In amplitude mode negative values
-        are clipped to 0; NaN/inf frames get a non-finite ``total_intensity``.
-    kernel : CompressionKernel or Basis
-        Prepared kernel (or a basis to prepare one for).
-    mode : {"amplitude", "intensity"}
-        Project ``sqrt(I)`` or ``I`` (used when ``kernel`` is a Basis).
-
-    Returns
-    -------
-    dict
-        ``coefficients (B, K)``, ``perpendicular_norms (B, 2)``,
-        ``edge_intensity (B,)``, ``total_intensity (B,)``,
-        ``center_of_mass (B, 2)`` (float32 NumPy arrays) and ``num_negative``
-        (number of clipped pixels).
-    """
-    if isinstance(kernel, Basis):
-        kernel = CompressionKernel(kernel, mode)
-    return kernel(frames)
 
 
 def chunk_frames(source: FrameSource, max_batch_size: int | None, memory_limit: int | None) -> int:
@@ -159,7 +133,7 @@ def compress(
         Compare the data's bright-field disk with the basis's: raise if the mean
         centre of mass (first chunk with signal) is more than a quarter of the BF radius
         from the basis's BF centre, and warn if the BF radius measured on
-        ``RADIUS_SAMPLES`` patterns differs from the basis's by more than
+        ``input_checks.RADIUS_SAMPLES`` patterns differs from the basis's by more than
         ``max(RADIUS_TOLERANCE_PX, RADIUS_TOLERANCE_FRACTION * bf_radius)``.
     progress_bar : bool
         Show a tqdm progress bar.
@@ -207,8 +181,7 @@ def compress(
     MemoryError
         If one chunk does not fit in the available memory.
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_mode(mode)
     if not isinstance(basis, Basis):
         raise TypeError(f"basis must be a py4dstem_compressed.Basis, got {type(basis).__name__}")
     source = open_source(datacube, datapath)
@@ -221,7 +194,7 @@ def compress(
                 stacklevel=2,
             )
         if check_center:
-            _check_bf_radius(source, basis)
+            check_bf_radius(source, basis)
         batch = chunk_frames(source, max_batch_size, memory_limit)
         shifts_px = descan_shifts(descan, source.data, basis.geometry)
         kernel = CompressionKernel(basis, mode, use_numba=use_numba)
@@ -246,7 +219,7 @@ def compress(
             "clipped to 0 before taking square roots",
             stacklevel=2,
         )
-    _check_signal(out["total_intensity"], source)
+    check_signal(out["total_intensity"], source)
     rx, ry = source.scan_shape
     arrays = {k: v.reshape(rx, ry, *v.shape[1:]) for k, v in out.items()}
     return CompressedDataCube(
@@ -295,7 +268,7 @@ class _Collector:
                 "mask those values before compressing"
             )
         if self.check_center and np.any(total > 0):
-            _check_center(result, self.basis, self.shifts_px[start : start + len(total)])
+            check_center(result, self.basis, self.shifts_px[start : start + len(total)])
             self.check_center = False
         self.num_negative += result["num_negative"]
         stop = start + len(total)
@@ -414,66 +387,7 @@ def _dask_frames(data, start: int, stop: int):
     return da.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
 
-def _check_center(result: dict, basis: Basis, shifts_px: np.ndarray | None = None) -> None:
-    total = result["total_intensity"]
-    if not np.any(total > 0):
-        return
-    com = result["center_of_mass"]
-    if shifts_px is not None:  # descan-aware: where the disk is relative to the moved masks
-        com = com - shifts_px
-    com = np.average(com, axis=0, weights=np.maximum(total, 0))
-    geometry = basis.geometry
-    offset = float(np.hypot(*(com - np.asarray(geometry.center))))
-    if offset > max(2.0, 0.25 * geometry.bf_radius):
-        raise ValueError(
-            f"the data's bright-field centre is near ({com[0]:.1f}, {com[1]:.1f}) px but the "
-            f"basis was built for a disk centred at ({geometry.center[0]:.1f}, "
-            f"{geometry.center[1]:.1f}) px (both on a {geometry.shape} px detector); build the "
-            "basis from this data's geometry (DetectorGeometry.from_datacube), or pass "
-            "check_center=False if the offset is intended"
-        )
 
 
-def _check_bf_radius(source: FrameSource, basis: Basis) -> None:
-    """Warn when the data's bright-field radius differs from the basis's.
-
-    The radius is measured (:func:`~py4dstem_compressed.bases.geometry.find_bright_field_disk`)
-    on the mean of ``RADIUS_SAMPLES`` patterns spread over the scan. Differences below
-    ``RADIUS_TOLERANCE_PX`` only move rim pixels between the (pixel-discretised) regions,
-    and the measurement itself spreads by a few percent with the edge blur and the
-    sample's scattering, hence ``RADIUS_TOLERANCE_FRACTION``. Data without a
-    measurable disk (e.g. all zero) are left to the other checks.
-    """
-    geometry = basis.geometry
-    frames = [f.astype(np.float64) for f in sampled_frames(source.data, RADIUS_SAMPLES, 0)]
-    pattern = np.mean(frames, axis=0)
-    if geometry.mask is not None:
-        pattern = np.where(geometry.mask, 0.0, pattern)
-    if not np.all(np.isfinite(pattern)) or not np.any(pattern > 0):
-        return
-    try:
-        _, radius = find_bright_field_disk(pattern)
-    except ValueError:
-        return
-    tolerance = max(RADIUS_TOLERANCE_PX, RADIUS_TOLERANCE_FRACTION * geometry.bf_radius)
-    if abs(radius - geometry.bf_radius) > tolerance:
-        warnings.warn(
-            f"the data's bright-field disk has a radius of ~{radius:.1f} px (measured on "
-            f"{len(frames)} patterns) but the basis was built for {geometry.bf_radius:.1f} px "
-            f"(tolerance {tolerance:.1f} px); build the basis from this data's geometry "
-            "(DetectorGeometry.from_datacube), or pass check_center=False if intended",
-            stacklevel=3,
-        )
 
 
-def _check_signal(total_intensity: np.ndarray, source: FrameSource) -> None:
-    """Refuse a scan in which no pattern has positive total intensity."""
-    if np.any(total_intensity > 0):
-        return
-    largest = float(np.max(total_intensity)) if total_intensity.size else 0.0
-    raise ValueError(
-        f"all {source.num_frames} patterns of {source.name} (scan {source.scan_shape}) have "
-        f"zero or negative total intensity (largest: {largest:g} counts), so their "
-        "coefficients would all be 0 and their centres of mass undefined; pass the "
-        "recorded intensities (check the file's datapath= and the detector's exposure)"
-    )

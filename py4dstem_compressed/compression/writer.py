@@ -26,14 +26,16 @@ import numpy as np
 
 from py4dstem_compressed.bases.basis import Basis
 from py4dstem_compressed.compression.kernels import CompressionKernel
+from py4dstem_compressed.core.backend import check_mode
 from py4dstem_compressed.core.emd import save
+from py4dstem_compressed.core.filtered_arrays import StorageOptions
 from py4dstem_compressed.storage.compressed_datacube import (
     FIELDS,
-    MODES,
     CompressedDataCube,
+)
+from py4dstem_compressed.storage.reading import (
     FileLockedError,
     NoCompressedDataError,
-    StorageOptions,
     open_hdf5,
     read_compressed,
 )
@@ -109,8 +111,7 @@ def open_compressed_writer(
     FileExistsError
         If ``path`` holds a complete, finalized scan (pass ``overwrite=True``).
     """
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    check_mode(mode)
     if not isinstance(basis, Basis):
         raise TypeError(f"basis must be a py4dstem_compressed.Basis, got {type(basis).__name__}")
     scan_shape = tuple(int(s) for s in scan_shape)
@@ -346,9 +347,9 @@ class CompressedWriter:
             position = divmod(start + int(np.argmin(finite)), self.scan_shape[1])
             raise ValueError(f"the pattern at scan position {position} contains NaN or inf")
         if self.check_center and self.num_complete == 0:
-            from py4dstem_compressed.compression.compress import _check_center
+            from py4dstem_compressed.compression.input_checks import check_center
 
-            _check_center(result, self.basis)
+            check_center(result, self.basis)
         if result["num_negative"]:
             self.num_negative += result["num_negative"]
             warnings.warn(

@@ -17,7 +17,6 @@ import tempfile
 from pathlib import Path
 
 import h5py
-import numpy as np
 from emdfile import Metadata
 
 from py4dstem_compressed.version import FIRST_FORMAT_VERSION, FORMAT_VERSION, __version__
@@ -28,7 +27,6 @@ __all__ = [
     "read_format_metadata",
     "save",
     "stamp_class_name",
-    "to_numpy",
     "write_custom_node",
     "write_format_metadata",
 ]
@@ -45,15 +43,6 @@ def emd_class_name(cls: type) -> str:
 def stamp_class_name(group: h5py.Group, cls: type) -> None:
     """Overwrite the ``python_class`` attribute of a freshly written group."""
     group.attrs["python_class"] = emd_class_name(cls)
-
-
-def to_numpy(array) -> np.ndarray:
-    """Convert a NumPy, CuPy or dask array to a NumPy array."""
-    if hasattr(array, "get"):  # cupy
-        array = array.get()
-    if hasattr(array, "compute"):  # dask
-        array = array.compute()
-    return np.asarray(array)
 
 
 def write_format_metadata(

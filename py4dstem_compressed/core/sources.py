@@ -64,6 +64,11 @@ def as_4d(source) -> tuple[object, object]:
     return data, calibration
 
 
+def data_array(source):
+    """The 4D array (NumPy, dask, h5py, memory-mapped) behind a DataCube or an array-like."""
+    return as_4d(source)[0]
+
+
 def _is_array_like(obj) -> bool:
     module = type(obj).__module__
     return module.startswith(("dask", "h5py", "zarr", "cupy"))

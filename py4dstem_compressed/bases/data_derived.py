@@ -1,4 +1,4 @@
-"""The four basis families of the paper: binning, Zernike, diffraction patterns, PCA.
+"""Bases derived from sampled patterns: Gram-Schmidt diffraction patterns and PCA.
 
 Each generator is a function returning a :class:`~py4dstem_compressed.Basis`
 whose masks are orthonormal on the pixel grid, BF masks supported on the
@@ -14,201 +14,36 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from py4dstem_compressed.bases.assembly import (
+    assemble_basis,
+    check_count,
+    region_pixels,
+    uniform_df_masks,
+)
 from py4dstem_compressed.bases.basis import Basis
 from py4dstem_compressed.bases.descan import descan_shifts
-from py4dstem_compressed.bases.geometry import DetectorGeometry, _data_array
-from py4dstem_compressed.bases.zernike import (
-    orthonormalize_rows,
-    osa_index_to_nm,
-    zernike_polynomial,
-)
+from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.core.backend import check_mode
+from py4dstem_compressed.core.sources import data_array
 
-__all__ = ["binning_basis", "diffraction_pattern_basis", "pca_basis", "zernike_basis"]
+__all__ = ["default_smoothing_px", "diffraction_pattern_basis", "pca_basis"]
 
 #: A sampled pattern is skipped when the part of it orthogonal to the masks
 #: accepted so far is below this fraction of its norm (nearly dependent).
 DEPENDENCE_TOLERANCE = 1e-3
 
 
-def _check_count(name: str, value: int, minimum: int = 0) -> int:
-    if int(value) != value or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
-def _region_pixels(region: np.ndarray, name: str) -> int:
-    count = int(region.sum())
-    if count == 0:
-        raise ValueError(
-            f"the {name} region of the detector geometry has no pixel; adjust bf_radius, "
-            "df_radius or the mask"
-        )
-    return count
 
 
-def _uniform_mask(region: np.ndarray) -> np.ndarray:
-    return region.astype(np.float64) / np.sqrt(region.sum())
 
 
-def _square_bins(geometry: DetectorGeometry, region: np.ndarray, bin_px: int) -> np.ndarray:
-    """Unit-norm square bins of ``bin_px`` px tiling ``region``, one bin centred on the disk."""
-    qx, qy = np.nonzero(region)
-    ix = np.floor((qx - geometry.center[0]) / bin_px + 0.5).astype(np.int64)
-    iy = np.floor((qy - geometry.center[1]) / bin_px + 0.5).astype(np.int64)
-    keys, index = np.unique(np.stack([ix, iy], axis=1), axis=0, return_inverse=True)
-    masks = np.zeros((len(keys), *geometry.shape), np.float64)  # bins in row-major order
-    masks[index.ravel(), qx, qy] = 1.0
-    masks /= np.sqrt(masks.sum(axis=(1, 2)))[:, None, None]
-    return masks
 
 
-def _assemble(
-    geometry: DetectorGeometry,
-    bf: np.ndarray,
-    df: np.ndarray,
-    kind: str,
-    parameters: dict,
-    positions=None,
-    mode=None,
-) -> Basis:
-    masks = np.concatenate([bf.reshape(-1, *geometry.shape), df.reshape(-1, *geometry.shape)])
-    return Basis(masks, len(bf), len(df), geometry, kind, parameters, positions, mode)
-
-
-def _df_uniform_or_none(geometry: DetectorGeometry, num_df: int) -> np.ndarray:
-    if num_df == 0:
-        return np.zeros((0, *geometry.shape))
-    _region_pixels(geometry.df, "dark-field")
-    return _uniform_mask(geometry.df)[None]
-
-
-# ------------------------------------------------------------------- binning
-def binning_basis(geometry: DetectorGeometry, bf_bin: int, df_bin: int | None = None) -> Basis:
-    """Square, non-overlapping bins scaled to unit norm.
-
-    Parameters
-    ----------
-    geometry : DetectorGeometry
-        Detector regions.
-    bf_bin : int
-        Bin width [px] in the bright field. Bins tile the BF disk (one bin is
-        centred on the disk centre) and are clipped to it.
-    df_bin : int, optional
-        Bin width [px] in the dark field; ``None`` = one uniform DF mask.
-
-    Returns
-    -------
-    Basis
-    """
-    bf_bin = _check_count("bf_bin", bf_bin, 1)
-    _region_pixels(geometry.bf, "bright-field")
-    bf = _square_bins(geometry, geometry.bf, bf_bin)
-    if df_bin is None:
-        df = _df_uniform_or_none(geometry, 1)
-    else:
-        df_bin = _check_count("df_bin", df_bin, 1)
-        _region_pixels(geometry.df, "dark-field")
-        df = _square_bins(geometry, geometry.df, df_bin)
-    return _assemble(geometry, bf, df, "binning", {"bf_bin": bf_bin, "df_bin": df_bin})
-
-
-# ------------------------------------------------------------------- Zernike
-def _polar(geometry: DetectorGeometry, radius: float) -> tuple[np.ndarray, np.ndarray]:
-    qx = np.arange(geometry.shape[0], dtype=np.float64)[:, None] - geometry.center[0]
-    qy = np.arange(geometry.shape[1], dtype=np.float64)[None, :] - geometry.center[1]
-    rho = np.hypot(qx, qy) / radius
-    phi = np.arctan2(qy, qx)  # angle measured from the qx axis towards qy
-    return rho, phi
-
-
-def zernike_orders(count: int, rotationally_symmetric: bool = False) -> list[tuple[int, int]]:
-    """The first ``count`` Zernike orders ``(n, m)`` in OSA/ANSI order (or only m = 0)."""
-    if rotationally_symmetric:
-        return [(2 * k, 0) for k in range(count)]
-    return [osa_index_to_nm(j) for j in range(count)]
-
-
-def _orthonormal_polynomials(
-    geometry: DetectorGeometry,
-    region: np.ndarray,
-    radius: float,
-    orders: list[tuple[int, int]],
-    name: str,
-) -> np.ndarray:
-    rho, phi = _polar(geometry, radius)
-    raw = np.stack([zernike_polynomial(n, m, rho, phi) * region for n, m in orders])
-    rows, independent = orthonormalize_rows(raw.reshape(len(orders), -1))
-    if not independent.all():
-        first = int(np.argmin(independent))
-        raise ValueError(
-            f"Zernike polynomial #{first} (n, m = {orders[first]}) is linearly dependent on "
-            f"the previous ones on the {int(region.sum())} {name} pixels; ask for fewer "
-            f"masks (at most about {int(region.sum()) // 2}) or use a finer detector"
-        )
-    return rows.reshape(len(orders), *geometry.shape) * region
-
-
-def zernike_basis(
-    geometry: DetectorGeometry,
-    num_bf: int,
-    num_df: int = 1,
-    df_rotationally_symmetric: bool = False,
-) -> Basis:
-    """Zernike polynomials on the BF disk and DF annulus, orthonormalised on the grid.
-
-    BF masks are the first ``num_bf`` polynomials (OSA/ANSI order: the first
-    36 are all radial orders ``n <= 7``, the first 45 all ``n <= 8``) with
-    ``rho = |q - center| / bf_radius``, orthonormalised in order on the BF
-    pixels. DF masks (``num_df > 1``) are polynomials on the disk of the DF
-    outer radius with the BF hole cut out ("doughnut" masks), Gram-Schmidt
-    orthonormalised; ``num_df = 1`` is the uniform mask (``Z_0^0``).
-
-    Parameters
-    ----------
-    geometry : DetectorGeometry
-        Detector regions.
-    num_bf : int
-        Number of BF masks.
-    num_df : int
-        Number of DF masks (0 allowed: no DF coefficient).
-    df_rotationally_symmetric : bool
-        Use only azimuthally invariant (``m = 0``) DF polynomials, as the
-        paper's 22 DF masks.
-
-    Returns
-    -------
-    Basis
-    """
-    num_bf = _check_count("num_bf", num_bf, 1)
-    num_df = _check_count("num_df", num_df, 0)
-    _region_pixels(geometry.bf, "bright-field")
-    bf = _orthonormal_polynomials(
-        geometry, geometry.bf, geometry.bf_radius, zernike_orders(num_bf), "bright-field"
-    )
-    if num_df <= 1:
-        df = _df_uniform_or_none(geometry, num_df)
-    else:
-        _region_pixels(geometry.df, "dark-field")
-        orders = zernike_orders(num_df, df_rotationally_symmetric)
-        df = _orthonormal_polynomials(
-            geometry, geometry.df, geometry.outer_radius, orders, "dark-field"
-        )
-    params = {
-        "num_bf": num_bf,
-        "num_df": num_df,
-        "df_rotationally_symmetric": bool(df_rotationally_symmetric),
-        "ordering": "OSA/ANSI",
-    }
-    return _assemble(geometry, bf, df, "zernike", params)
 
 
 # --------------------------------------------------------- data-derived bases
-def _check_mode(mode: str) -> str:
-    if mode not in ("amplitude", "intensity"):
-        raise ValueError(f"mode must be 'amplitude' or 'intensity', got {mode!r}")
-    return mode
-
-
 def _check_detector(data, geometry: DetectorGeometry) -> None:
     if tuple(data.shape[2:]) != geometry.shape:
         raise ValueError(
@@ -418,13 +253,13 @@ def diffraction_pattern_basis(
     Basis
         With ``positions`` holding the BF (then DF) positions actually used.
     """
-    data = _data_array(datacube)
+    data = data_array(datacube)
     _check_detector(data, geometry)
-    num_bf = _check_count("num_bf", num_bf, 1)
-    num_df = _check_count("num_df", num_df, 0)
-    mode = _check_mode(mode)
+    num_bf = check_count("num_bf", num_bf, 1)
+    num_df = check_count("num_df", num_df, 0)
+    mode = check_mode(mode)
     scan = tuple(data.shape[:2])
-    _region_pixels(geometry.bf, "bright-field")
+    region_pixels(geometry.bf, "bright-field")
     automatic = smoothing_px is None
     if automatic:
         smoothing_px = default_smoothing_px(geometry)
@@ -454,14 +289,14 @@ def diffraction_pattern_basis(
         "smoothing_px": float(bf_smoothing),
     }
     if num_df <= 1:
-        df = _df_uniform_or_none(geometry, num_df)
+        df = uniform_df_masks(geometry, num_df)
     else:
-        _region_pixels(geometry.df, "dark-field")
+        region_pixels(geometry.df, "dark-field")
         df, used_df, df_smoothing = region_masks(geometry.df, num_df, "dark-field")
         used = used + used_df
         if df_smoothing != bf_smoothing:
             params["df_smoothing_px"] = float(df_smoothing)
-    return _assemble(geometry, bf, df, "diffraction_pattern", params, used, mode)
+    return assemble_basis(geometry, bf, df, "diffraction_pattern", params, used, mode)
 
 
 def _principal_components(samples: np.ndarray, count: int, name: str) -> np.ndarray:
@@ -522,25 +357,25 @@ def pca_basis(
     -------
     Basis
     """
-    data = _data_array(datacube)
+    data = data_array(datacube)
     _check_detector(data, geometry)
-    num_bf = _check_count("num_bf", num_bf, 1)
-    num_df = _check_count("num_df", num_df, 0)
-    num_samples = _check_count("num_samples", num_samples, 1)
-    mode = _check_mode(mode)
+    num_bf = check_count("num_bf", num_bf, 1)
+    num_df = check_count("num_df", num_df, 0)
+    num_samples = check_count("num_samples", num_samples, 1)
+    mode = check_mode(mode)
     scan = tuple(data.shape[:2])
     count = min(num_samples, scan[0] * scan[1])
     stream = _position_stream(scan, seed, None)
     used = [next(stream) for _ in range(count)]
     shifts_px = descan_shifts(descan, data, geometry)
     patterns = np.stack([_pattern(data, p, mode, shifts_px) for p in used])
-    _region_pixels(geometry.bf, "bright-field")
+    region_pixels(geometry.bf, "bright-field")
     bf = np.zeros((num_bf, *geometry.shape))
     bf[:, geometry.bf] = _principal_components(patterns[:, geometry.bf], num_bf, "bright-field")
     if num_df <= 1:
-        df = _df_uniform_or_none(geometry, num_df)
+        df = uniform_df_masks(geometry, num_df)
     else:
-        _region_pixels(geometry.df, "dark-field")
+        region_pixels(geometry.df, "dark-field")
         df = np.zeros((num_df, *geometry.shape))
         df[:, geometry.df] = _principal_components(patterns[:, geometry.df], num_df, "dark-field")
     params = {
@@ -550,4 +385,4 @@ def pca_basis(
         "seed": seed,
         "mode": mode,
     }
-    return _assemble(geometry, bf, df, "pca", params, used, mode)
+    return assemble_basis(geometry, bf, df, "pca", params, used, mode)

@@ -1,0 +1,146 @@
+"""A study of the families (the paper's Appendix A): mean basis angles as bases grow."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from py4dstem_compressed.analysis.metrics import basis_angles
+from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.core.sources import data_array, sampled_frames
+
+__all__ = ["AngleCurves", "angle_curves"]
+
+
+@dataclass
+class AngleCurves:
+    """Mean basis angle against the number of masks, per basis family [rad].
+
+    Attributes
+    ----------
+    bf : dict
+        ``family -> (num_bf_masks array, mean BF angle array)``.
+    df : dict
+        ``family -> (num_df_masks array, mean DF angle array)``.
+    """
+
+    bf: dict = field(default_factory=dict)
+    df: dict = field(default_factory=dict)
+
+    def show(self, **kwargs):
+        """Plot the curves (the paper's Appendix A figure)."""
+        from py4dstem_compressed.analysis.plotting import show_angle_curves
+
+        return show_angle_curves(self, **kwargs)
+
+
+def _sample_frames(data, num_samples: int, seed: int | None) -> np.ndarray:
+    return np.stack(list(sampled_frames(data_array(data), num_samples, seed)))[:, None]
+
+
+def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: int) -> list[int]:
+    from py4dstem_compressed.bases.fixed_masks import binning_basis
+
+    sizes, last = [], 0
+    limit = int(np.ceil(2 * geometry.bf_radius)) + 1 if region == "bf" else max(geometry.shape)
+    for size in range(limit, 0, -1):
+        basis = (
+            binning_basis(geometry, size) if region == "bf" else binning_basis(geometry, 1, size)
+        )
+        count = basis.num_bf if region == "bf" else basis.num_df
+        if count > max_count:
+            break
+        if count > last:  # several widths can give the same number of bins
+            sizes.append(size)
+            last = count
+    return sizes
+
+
+def angle_curves(
+    datacube,
+    geometry: DetectorGeometry,
+    num_masks=(1, 2, 3, 5, 8, 10, 15, 21, 28, 36, 45),
+    families=("binning", "zernike", "diffraction_pattern", "pca"),
+    num_samples: int = 256,
+    mode: str = "amplitude",
+    seed: int | None = 0,
+    progress_bar: bool = True,
+) -> AngleCurves:
+    """Mean BF and DF angles of a random sample of patterns for growing bases.
+
+    BF curves vary the number of BF masks of each family (binning: every bin
+    width giving at most ``max(num_masks)`` bins); DF curves vary the number
+    of DF masks (Zernike doughnuts, their ``m = 0`` subset, DF bins and DF
+    diffraction patterns) with a single BF mask. Counts that a detector
+    cannot support (too few pixels) are skipped.
+
+    Returns
+    -------
+    AngleCurves
+    """
+    from tqdm.auto import tqdm
+
+    from py4dstem_compressed.bases.data_derived import (
+        default_smoothing_px,
+        diffraction_pattern_basis,
+        pca_basis,
+    )
+    from py4dstem_compressed.bases.fixed_masks import binning_basis, zernike_basis
+
+    sample = _sample_frames(datacube, num_samples, seed)
+    counts = sorted(int(k) for k in num_masks)
+    # one smoothing along the whole curve (the default's value): counts the smoothed patterns
+    # cannot support are left out instead of being built with less smoothing
+    smoothing_px = default_smoothing_px(geometry)
+    builders_bf = {
+        "zernike": lambda k: zernike_basis(geometry, k, 1),
+        "diffraction_pattern": lambda k: diffraction_pattern_basis(
+            datacube, geometry, k, 1, seed=seed, mode=mode, smoothing_px=smoothing_px
+        ),
+        "pca": lambda k: pca_basis(datacube, geometry, k, 1, seed=seed, mode=mode),
+    }
+    builders_df = {
+        "zernike": lambda k: zernike_basis(geometry, 1, k),
+        "zernike_m0": lambda k: zernike_basis(geometry, 1, k, df_rotationally_symmetric=True),
+        "diffraction_pattern": lambda k: diffraction_pattern_basis(
+            datacube, geometry, 1, k, seed=seed, mode=mode, smoothing_px=smoothing_px
+        ),
+    }
+    curves = AngleCurves()
+    jobs = []
+    for family in families:
+        if family == "binning":
+            jobs += [
+                ("bf", "binning", binning_basis(geometry, s))
+                for s in _bin_sizes_for_counts(geometry, "bf", counts[-1])
+            ]
+            jobs += [
+                ("df", "binning", binning_basis(geometry, 1, s))
+                for s in _bin_sizes_for_counts(geometry, "df", counts[-1])
+            ]
+            continue
+        for k in counts:
+            jobs.append(("bf", family, builders_bf[family], k))
+        if family == "zernike":
+            jobs += [("df", "zernike", builders_df["zernike"], k) for k in counts]
+            jobs += [("df", "zernike_m0", builders_df["zernike_m0"], k) for k in counts]
+        elif family == "diffraction_pattern":
+            jobs += [("df", family, builders_df[family], k) for k in counts]
+    results: dict = {"bf": {}, "df": {}}
+    for job in tqdm(jobs, desc="Angle curves", disable=not progress_bar):
+        region, family = job[0], job[1]
+        try:
+            basis = job[2] if len(job) == 3 else job[2](job[3])
+        except ValueError:
+            continue  # this detector or sample cannot support that many masks
+        angles = basis_angles(sample, basis, mode=mode)
+        k = basis.num_bf if region == "bf" else basis.num_df
+        mean = angles.mean_bf if region == "bf" else angles.mean_df
+        results[region].setdefault(family, []).append((k, mean))
+    for region in ("bf", "df"):
+        for family, pairs in results[region].items():
+            pairs.sort()
+            ks, means = zip(*pairs)
+            getattr(curves, region)[family] = (np.array(ks), np.array(means))
+    return curves
