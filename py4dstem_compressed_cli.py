@@ -2,7 +2,7 @@
 
 This module lives outside the ``py4dstem_compressed`` package on purpose: importing the
 package imports py4DSTEM (seconds), which ``--help``, ``--version`` and a mistyped option
-should not wait for. The commands themselves (:mod:`py4dstem_compressed.cli`) are imported
+should not wait for. The commands themselves (:mod:`py4dstem_compressed.commands`) are imported
 only once the arguments are valid.
 """
 
@@ -68,7 +68,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument(
         "--no-reconstruct", action="store_true", help="only the basis survey (seconds)"
     )
-    demo.set_defaults(command="_demo")
+    demo.set_defaults(command="demo")
 
     comp = sub.add_parser(
         "compress",
@@ -119,11 +119,11 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--float16", action="store_true", help="store coefficients as float16")
     comp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
-    comp.set_defaults(command="_compress")
+    comp.set_defaults(command="compress")
 
     info = sub.add_parser("info", help="describe a compressed EMD file", formatter_class=fmt)
     info.add_argument("file", help="compressed EMD file (.h5) written by this package")
-    info.set_defaults(command="_info")
+    info.set_defaults(command="info")
     return parser
 
 
@@ -144,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         0 on success, 2 for bad input (one-line ``error: ...`` on stderr, no traceback).
     """
     args = _parser().parse_args(argv)
-    from py4dstem_compressed import cli
+    from py4dstem_compressed import commands
 
     try:
-        return getattr(cli, args.command)(args)
+        return getattr(commands, args.command)(args)
     except (ValueError, OSError, ImportError, MemoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -50,19 +50,13 @@ def default_variants(geometry) -> list[tuple[str, dict]]:
 
 def build_basis(spec: dict, datacube, geometry, mode: str = "amplitude", seed: int = SEED):
     """Build a basis from a variant spec (see :func:`default_variants`)."""
-    import py4dstem_compressed as pc
+    from py4dstem_compressed.bases.registry import basis_family, build_basis
 
     spec = dict(spec)
-    family = spec.pop("family")
-    if family == "zernike":
-        return pc.zernike_basis(geometry, **spec)
-    if family == "binning":
-        return pc.binning_basis(geometry, **spec)
-    if family == "diffraction_pattern":
-        return pc.diffraction_pattern_basis(datacube, geometry, seed=seed, mode=mode, **spec)
-    if family == "pca":
-        return pc.pca_basis(datacube, geometry, seed=seed, mode=mode, **spec)
-    raise ValueError(f"unknown basis family {family!r}")
+    family = basis_family(spec.pop("family"))
+    if family.needs_data:
+        spec.update(seed=seed, mode=mode)
+    return build_basis(family.name, geometry, datacube, **spec)
 
 
 def basis_survey(datacube, geometry=None, mode: str = "amplitude", progress_bar: bool = False):

@@ -4,7 +4,7 @@ import sys
 import tempfile
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.cli import main
+from py4dstem_compressed_cli import main
 
 
 def test_demo_on_builtin_data(tmp_path, capsys):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from py4dstem_compressed.analysis.evaluation import PeakMemory, bragg_frequencies
-from py4dstem_compressed.cli import main
+from py4dstem_compressed_cli import main
 
 
 def test_demo_micro_writes_metrics_and_figures(tmp_path, monkeypatch, capsys):

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.cli import main
 from py4dstem_compressed.compression.writer import CompressedWriter, open_compressed_writer
 from py4dstem_compressed.storage.reading import FileLockedError, NoCompressedDataError
+from py4dstem_compressed_cli import main
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,7 @@ def test_cli_info_on_a_plain_datacube_exits_2_with_the_message(plain_datacube, c
     err = capsys.readouterr().err
     assert "holds no CompressedDataCube" in err and "(DataCube)" in err
     result = subprocess.run(
-        [sys.executable, "-m", "py4dstem_compressed.cli", "info", str(plain_datacube)],
+        [sys.executable, "-m", "py4dstem_compressed", "info", str(plain_datacube)],
         capture_output=True,
         text=True,
         timeout=600,

@@ -1,4 +1,4 @@
-"""Figures: masks, basis angles, angle curves and coefficient maps.
+"""Figures of the analyses: basis angles, angle curves, reconstructions, FSC, quality.
 
 Every function returns ``(fig, axes)`` and draws with matplotlib, in the look
 of ``py4DSTEM.show`` (images with ``origin="upper"``, no ticks, titled panels).
@@ -8,87 +8,27 @@ from __future__ import annotations
 
 import numpy as np
 
+from py4dstem_compressed.bases.registry import BASIS_FAMILIES
+from py4dstem_compressed.core.figures import image_panel, panel_grid
+
 __all__ = [
     "show_angle_curves",
     "show_angle_maps",
-    "show_basis",
-    "show_coefficient_maps",
     "show_fsc_curves",
     "show_quality_vs_ratio",
     "show_reconstruction_comparison",
 ]
 
-FAMILY_LABELS = {
-    "binning": "binning",
-    "zernike": "Zernike",
-    "zernike_m0": "Zernike (m = 0)",
-    "diffraction_pattern": "diffraction patterns",
-    "pca": "PCA",
+#: Legend names of the curves: the families' labels, plus the m = 0 subset of Zernike DF masks
+FAMILY_LABELS = {name: family.label for name, family in BASIS_FAMILIES.items()} | {
+    "zernike_m0": "Zernike (m = 0)"
 }
 
 
-def _grid(num: int, ncols: int, panel_size: float = 1.6, layout: str | None = None):
-    import matplotlib.pyplot as plt
-
-    ncols = max(1, min(ncols, num))
-    nrows = int(np.ceil(num / ncols))
-    fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(panel_size * ncols, panel_size * nrows),
-        squeeze=False,
-        layout=layout,
-    )
-    for ax in axes.ravel()[num:]:
-        ax.axis("off")
-    return fig, axes
 
 
-def _image_panel(ax, image, title: str, fontsize: float | None = 8, **imshow_kwargs):
-    """Draw one titled image without ticks (py4DSTEM.show style); returns the image."""
-    im = ax.imshow(image, origin="upper", **imshow_kwargs)
-    ax.set_title(title, fontsize=fontsize)
-    ax.set_xticks([])
-    ax.set_yticks([])
-    return im
 
 
-def show_basis(basis, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r", crop=True):
-    """Plot the masks of a basis (BF first, then DF), each on a symmetric colour scale.
-
-    Parameters
-    ----------
-    basis : Basis
-        The masks.
-    max_masks : int
-        Show at most this many.
-    ncols : int
-        Panels per row.
-    cmap : str
-        Diverging colormap.
-    crop : bool
-        Crop BF masks to the BF disk so their structure is visible.
-
-    Returns
-    -------
-    fig, axes
-    """
-    num = min(basis.num_masks, max_masks)
-    fig, axes = _grid(num, ncols)
-    g = basis.geometry
-    r = int(np.ceil(g.bf_radius)) + 1
-    cx, cy = (round(c) for c in g.center)
-    for n, ax in enumerate(axes.ravel()[:num]):
-        mask = basis.masks[n]
-        is_bf = n < basis.num_bf
-        if crop and is_bf:
-            mask = mask[max(cx - r, 0) : cx + r + 1, max(cy - r, 0) : cy + r + 1]
-        vmax = float(np.abs(mask).max()) or 1.0
-        title = f"{'BF' if is_bf else 'DF'} {n if is_bf else n - basis.num_bf}"
-        _image_panel(ax, mask, title, cmap=cmap, vmin=-vmax, vmax=vmax)
-    fig.suptitle(basis.describe(), fontsize=9)
-    fig.tight_layout()
-    return fig, axes
 
 
 def show_angle_maps(angles, cmap: str = "magma", figsize=(8, 3.6)):
@@ -99,7 +39,7 @@ def show_angle_maps(angles, cmap: str = "magma", figsize=(8, 3.6)):
     for ax, (label, values) in zip(axes, (("BF", angles.bf), ("DF", angles.df))):
         mean = np.degrees(np.nanmean(values)) if np.isfinite(values).any() else np.nan
         title = f"{label} angle, mean {mean:.2f}°"
-        im = _image_panel(ax, np.degrees(values), title, fontsize=None, cmap=cmap)
+        im = image_panel(ax, np.degrees(values), title, fontsize=None, cmap=cmap)
         fig.colorbar(im, ax=ax, label="angle [deg]", shrink=0.85)
     fig.tight_layout()
     return fig, axes
@@ -123,40 +63,6 @@ def show_angle_curves(curves, figsize=(9, 3.6)):
     return fig, axes
 
 
-def show_coefficient_maps(compressed, indices=None, ncols: int = 6, cmap: str = "viridis"):
-    """Maps over the scan of chosen coefficients (default: the first 12) and the norms.
-
-    Parameters
-    ----------
-    compressed : CompressedDataCube
-        Compressed data.
-    indices : sequence of int, optional
-        Mask indices to show.
-    ncols : int
-        Panels per row.
-    cmap : str
-        Colormap.
-
-    Returns
-    -------
-    fig, axes
-    """
-    k = compressed.num_masks
-    indices = list(range(min(k, 12))) if indices is None else list(indices)
-    panels = [
-        (f"c{n} ({'BF' if n < compressed.basis.num_bf else 'DF'})", compressed.coefficients[..., n])
-        for n in indices
-    ]
-    panels += [
-        ("perpendicular BF", compressed.perpendicular_norms[..., 0]),
-        ("perpendicular DF", compressed.perpendicular_norms[..., 1]),
-        ("total intensity", compressed.total_intensity),
-    ]
-    fig, axes = _grid(len(panels), ncols, panel_size=2.0)
-    for ax, (title, image) in zip(axes.ravel(), panels):
-        _image_panel(ax, image, title, cmap=cmap)
-    fig.tight_layout()
-    return fig, axes
 
 
 def show_reconstruction_comparison(
@@ -204,12 +110,12 @@ def show_reconstruction_comparison(
     """
     items = [("ground truth", truth, "projected potential")]
     items += [(label, image, subtitle) for label, (image, subtitle) in panels.items()]
-    fig, axes = _grid(len(items), ncols, panel_size=panel_size, layout="constrained")
+    fig, axes = panel_grid(len(items), ncols, panel_size=panel_size, layout="constrained")
     used = list(axes.ravel()[: len(items)])
     lo, hi = _shared_limits([image for _, image, _ in items[1:]] or [truth], percentiles)
     for ax, (label, image, subtitle) in zip(used, items):
         limits = _shared_limits([image], percentiles) if ax is used[0] else (lo, hi)
-        im = _image_panel(
+        im = image_panel(
             ax, image, f"{label}\n{subtitle}", fontsize, cmap=cmap, vmin=limits[0], vmax=limits[1]
         )
         if ax is used[0]:

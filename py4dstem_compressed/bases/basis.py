@@ -210,7 +210,7 @@ class Basis(Custom):
         -------
         fig, axes
         """
-        from py4dstem_compressed.analysis.plotting import show_basis
+        from py4dstem_compressed.bases.plots import show_basis
 
         return show_basis(self, max_masks=max_masks, ncols=ncols, cmap=cmap, **kwargs)
 

@@ -505,7 +505,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         -------
         matplotlib.figure.Figure
         """
-        from py4dstem_compressed.analysis.plotting import show_coefficient_maps
+        from py4dstem_compressed.storage.plots import show_coefficient_maps
 
         data = self._compressed_data_or_none()
         if data is None:

@@ -1,22 +1,21 @@
 """Commands of the ``py4dstem-compressed`` command line: ``demo``, ``compress``, ``info``.
 
 Argument parsing lives in the top-level module :mod:`py4dstem_compressed_cli` (so that
-``--help`` does not import py4DSTEM); :func:`main` is re-exported here.
+``--help`` does not import py4DSTEM); it calls the command of this module named on the
+command line with the parsed arguments.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from py4dstem_compressed_cli import main
-
-__all__ = ["main"]
+__all__ = ["compress", "demo", "info"]
 
 
-def _demo(args) -> int:
+def demo(args) -> int:
+    """``py4dstem-compressed demo``: simulate, compress, reconstruct and compare; returns 0."""
     from py4dstem_compressed.demo import run_demo
 
     run_demo(
@@ -33,21 +32,28 @@ def _demo(args) -> int:
 
 def _build_basis(args, data):
     import py4dstem_compressed as pc
+    from py4dstem_compressed.bases.registry import basis_family, build_basis
 
     geometry = pc.DetectorGeometry.from_datacube(data, df_radius=args.df_radius, seed=args.seed)
     num_df = 1 if args.num_df is None else args.num_df
-    if args.basis == "binning":
-        return pc.binning_basis(geometry, bf_bin=args.bin_px, df_bin=args.df_bin_px)
-    if args.basis == "zernike":
-        return pc.zernike_basis(geometry, args.num_bf, num_df)
-    if args.basis == "dp":
-        return pc.diffraction_pattern_basis(
-            data, geometry, args.num_bf, num_df, seed=args.seed, mode=args.mode
-        )
-    return pc.pca_basis(data, geometry, args.num_bf, num_df, seed=args.seed, mode=args.mode)
+    family = basis_family(args.basis)
+    if family.name == "binning":
+        return build_basis("binning", geometry, bf_bin=args.bin_px, df_bin=args.df_bin_px)
+    if not family.needs_data:
+        return build_basis(family.name, geometry, num_bf=args.num_bf, num_df=num_df)
+    return build_basis(
+        family.name,
+        geometry,
+        data,
+        num_bf=args.num_bf,
+        num_df=num_df,
+        seed=args.seed,
+        mode=args.mode,
+    )
 
 
-def _compress(args) -> int:
+def compress(args) -> int:
+    """``py4dstem-compressed compress``: compress a 4D-STEM file onto a new basis; returns 0."""
     import py4dstem_compressed as pc
     from py4dstem_compressed.compression.compress import chunk_frames
     from py4dstem_compressed.core.sources import open_source
@@ -113,7 +119,8 @@ def _check_compress_arguments(args, output: Path) -> None:
         raise ValueError(f"--memory-mib must be > 0 [MiB], got {args.memory_mib}")
 
 
-def _info(args) -> int:
+def info(args) -> int:
+    """``py4dstem-compressed info``: print what a compressed file holds; returns 0."""
     import h5py
 
     import py4dstem_compressed as pc
@@ -188,7 +195,3 @@ def _filter_names(dataset) -> str:
             )
         names.append(label)
     return "+".join(names) or "none"
-
-
-if __name__ == "__main__":
-    sys.exit(main())
