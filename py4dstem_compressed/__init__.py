@@ -1,9 +1,12 @@
 """py4dstem-compressed: compressed 4D-STEM data for py4DSTEM multislice ptychography.
 
-Data flow: :class:`DetectorGeometry` -> a basis generator (:func:`zernike_basis`,
-:func:`binning_basis`, :func:`diffraction_pattern_basis`, :func:`pca_basis`) ->
-:func:`compress` -> :class:`CompressedDataCube` (an EMD object: ``py4DSTEM.save`` /
-``py4DSTEM.read``) -> reconstruction -> metrics and plots.
+Data flow, one subpackage per stage: ``bases`` (:class:`DetectorGeometry` and the basis
+generators :func:`zernike_basis`, :func:`binning_basis`, :func:`diffraction_pattern_basis`,
+:func:`pca_basis`) -> ``compression`` (:func:`compress`, :func:`open_compressed_writer`) ->
+``storage`` (:class:`CompressedDataCube`, an EMD object: ``py4DSTEM.save`` / ``py4DSTEM.read``)
+-> ``reconstruction`` (:class:`CompressedMultislicePtychography`) -> ``analysis`` (angles,
+FSC, registration, plots). ``core`` holds what every stage uses; ``simulation`` makes test
+and demo data.
 
 Importing this package registers its EMD classes with emdfile (``_emd_hook``);
 import it before ``py4DSTEM.read`` on a file that holds them.
@@ -65,13 +68,10 @@ __all__ = [
 
 
 def __getattr__(name):
-    # Optional parts are imported on first use, keeping `import py4dstem_compressed` light.
-    lazy = {
-        "datasets": "py4dstem_compressed.simulation.datasets",
-    }
-    if name in lazy:
+    # `pc.datasets` (the abTEM simulations) is imported on first use: abTEM is an optional
+    # extra and slow to import.
+    if name == "datasets":
         import importlib
 
-        module = importlib.import_module(lazy[name])
-        return module if name == "datasets" else getattr(module, name)
+        return importlib.import_module("py4dstem_compressed.simulation.datasets")
     raise AttributeError(f"module 'py4dstem_compressed' has no attribute {name!r}")
