@@ -147,6 +147,19 @@ def _enable_user_cache(dispatcher) -> bool:
 if numba is not None:
     _FLAGS = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN must propagate
 
+    @numba.njit(nogil=True, cache=False, fastmath=_FLAGS, inline="always")
+    def _row_sums(frames, n, i, j0, j1, amplitude):  # pragma: no cover - compiled
+        """float32 sums of the values and of ``sqrt`` (amplitude) or squares over row part."""
+        zero = np.float32(0.0)
+        part_sum = zero
+        part_extra = zero
+        for j in range(j0, j1):
+            v = np.float32(frames[n, i, j])
+            v = max(v, zero) if amplitude else v
+            part_sum += v
+            part_extra += np.sqrt(v) if amplitude else v * v
+        return part_sum, part_extra
+
     # cache=False: numba would write into the package; _enable_user_cache below
     @numba.njit(nogil=True, cache=False, fastmath=_FLAGS)
     def _frame_pass(
@@ -163,26 +176,11 @@ if numba is not None:
         num, nx, ny = frames.shape
         zero = np.float32(0.0)
         for n in range(num):
-            raw = 0.0
-            total = 0.0
-            moment_x = 0.0
-            moment_y = 0.0
-            extra = 0.0
-            negative = 0.0
-            bf_sum = 0.0
-            bf_extra = 0.0
-            edge_sum = 0.0
-            edge_extra = 0.0
-            not_bf_sum = 0.0
-            not_bf_extra = 0.0
+            raw = total = moment_x = moment_y = extra = negative = 0.0
+            bf_sum = bf_extra = edge_sum = edge_extra = not_bf_sum = not_bf_extra = 0.0
             for i in range(nx):
-                row_raw = zero
-                row = zero
-                row_y = zero
-                row_extra = zero
-                row_negative = zero
-                row_edge = zero
-                row_edge_extra = zero
+                row_raw = row = row_y = row_extra = zero
+                row_negative = row_edge = row_edge_extra = zero
                 in_rows = r0 <= i < r1
                 for j in range(ny):
                     v = np.float32(frames[n, i, j])
@@ -222,20 +220,10 @@ if numba is not None:
                         box_sum += v64
                         box_extra += e64
                         crop[n, i - r0, j - c0] = value
-                    out_sum = zero
-                    out_extra = zero
-                    for j in range(c0):
-                        v = np.float32(frames[n, i, j])
-                        v = max(v, zero) if amplitude else v
-                        out_sum += v
-                        out_extra += np.sqrt(v) if amplitude else v * v
-                    for j in range(c1, ny):
-                        v = np.float32(frames[n, i, j])
-                        v = max(v, zero) if amplitude else v
-                        out_sum += v
-                        out_extra += np.sqrt(v) if amplitude else v * v
-                    not_bf_sum += out_sum
-                    not_bf_extra += out_extra
+                    left_sum, left_extra = _row_sums(frames, n, i, 0, c0, amplitude)
+                    right_sum, right_extra = _row_sums(frames, n, i, c1, ny, amplitude)
+                    not_bf_sum += left_sum + right_sum
+                    not_bf_extra += left_extra + right_extra
                 else:
                     not_bf_sum += row
                     not_bf_extra += row_extra
