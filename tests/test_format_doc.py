@@ -109,9 +109,11 @@ def _cube(file: h5py.File) -> h5py.Group:
     """The one CompressedDataCube group of an open file."""
     found = []
     file.visititems(
-        lambda name, obj: found.append(obj)
-        if str(obj.attrs.get("python_class", "")).startswith("CompressedDataCube")
-        else None
+        lambda name, obj: (
+            found.append(obj)
+            if str(obj.attrs.get("python_class", "")).startswith("CompressedDataCube")
+            else None
+        )
     )
     assert len(found) == 1, found
     return found[0]
