@@ -30,7 +30,7 @@ from py4dstem_compressed.version import FIRST_FORMAT_VERSION, FORMAT_VERSION, __
 __all__ = ["CompressedDataCube"]
 
 
-#: Per-pattern arrays: attribute name -> (trailing shape as a function of K, description)
+#: Per-pattern arrays: attribute name -> what it holds, with its unit (see docs/FORMAT.md)
 FIELDS = {
     "coefficients": "coefficients <v, M_n> of v = sqrt(I) (amplitude) or I (intensity)",
     "perpendicular_norms": "[BF, DF] norms of the parts of v orthogonal to each region's masks",
