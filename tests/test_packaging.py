@@ -1,6 +1,6 @@
 """The distribution ships every subpackage (a non-editable install holds what pyproject lists)."""
 
-import tomllib
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
