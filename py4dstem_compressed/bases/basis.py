@@ -194,6 +194,17 @@ class Basis(Custom):
             )
 
     # ---------------------------------------------------------------- display
+    def export_masks(self, path, integer_bits: int | None = None) -> dict:
+        """Write the masks for acquisition software, with a JSON sidecar (``path + ".json"``).
+
+        ``.npy`` holds the ``(K, Qx, Qy)`` float32 masks exactly as :attr:`masks`; ``.tif``
+        and ``.h5`` are also accepted; ``integer_bits`` (8, 16, 32) writes integer masks with
+        per-mask scale factors. See :func:`~py4dstem_compressed.bases.mask_export.export_masks`.
+        """
+        from py4dstem_compressed.bases.mask_export import export_masks
+
+        return export_masks(self, path, integer_bits)
+
     def show(self, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r", **kwargs):
         """Plot the masks as a grid of images (BF first, then DF).
 

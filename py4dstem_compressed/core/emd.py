@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import h5py
 from emdfile import Metadata
 
+from py4dstem_compressed.core.files import atomic_path
 from py4dstem_compressed.version import FIRST_FORMAT_VERSION, FORMAT_VERSION, __version__
 
 __all__ = [
@@ -149,16 +149,6 @@ def save(filepath: str | os.PathLike, data, overwrite: bool = False) -> Path:
     target = Path(filepath)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    os.unlink(tmp)  # emdfile refuses to write over an existing file in mode "w"
-    try:
-        py4DSTEM.save(tmp, data, mode="w")
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as temporary:
+        py4DSTEM.save(str(temporary), data, mode="w")
     return target

@@ -153,6 +153,31 @@ class CompressedDataCube(Custom, Data):
         self.mode = mode
         self.package_version = source_version or __version__
 
+    @classmethod
+    def from_virtual_images(
+        cls,
+        images,
+        basis: Basis,
+        mode: str = "intensity",
+        perpendicular_norms=None,
+        total_intensity=None,
+        calibration: Calibration | None = None,
+        **kwargs,
+    ) -> CompressedDataCube:
+        """Build from ``(Rx, Ry, K)`` virtual-detector images computed with ``basis``'s masks.
+
+        For acquisition software that applies exported masks itself (see
+        :meth:`Basis.export_masks`). What it did not measure is left out (perpendicular norms)
+        or estimated from the coefficients (totals, centres of mass); see
+        :func:`~py4dstem_compressed.storage.virtual_images.compressed_from_virtual_images`
+        (also for ``center_of_mass=`` and ``edge_intensity=``).
+        """
+        from py4dstem_compressed.storage.virtual_images import compressed_from_virtual_images
+
+        return compressed_from_virtual_images(
+            images, basis, mode, perpendicular_norms, total_intensity, calibration, **kwargs
+        )
+
     # ----------------------------------------------------------------- arrays
     @property
     def coefficients(self) -> np.ndarray:

@@ -1,0 +1,118 @@
+"""Throughput of the LiberTEM compression UDF against ``pc.compress`` and ``ApplyMasksUDF``.
+
+On ``--scan`` x ``--scan`` frames of ``--detector`` x ``--detector`` float32 written to a
+``.npy`` file (default 64x64 frames of 128x128 = 256 MiB; the file is in the page cache
+after it is written, so these are warm-file rates), with a Zernike 36+1 basis, amplitude
+mode, best of ``--repeats`` runs after one warm-up:
+
+- ``compress_with_libertem`` with LiberTEM's inline executor (one thread), loading the file
+  with LiberTEM's ``npy`` reader;
+- LiberTEM's ``ApplyMasksUDF`` with the same 37 masks as one stack, same executor and file
+  (coefficients only: no square root, norms, totals or centre of mass);
+- ``pc.compress`` from the same file, on one thread and on every core.
+
+Also checks that the UDF's record equals ``pc.compress``'s (largest difference relative to
+the pattern norm). Needs the ``libertem`` extra. Usage::
+
+    python benchmarks/libertem_udf.py --scan 64 --detector 128
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import py4dstem_compressed as pc
+from py4dstem_compressed.libertem import compress_with_libertem
+
+
+def make_frames(scan: int, detector: int, seed: int = 0):
+    """Synthetic frames: a bright-field disk with per-frame random pixel noise [counts]."""
+    rng = np.random.default_rng(seed)
+    q = np.arange(detector) - (detector - 1) / 2
+    radius = detector / 6.4
+    disk = (np.hypot(*np.meshgrid(q, q, indexing="ij")) <= radius).astype(np.float32)
+    pattern = 100 * disk + 1
+    frames = np.empty((scan, scan, detector, detector), np.float32)
+    for i in range(scan):
+        frames[i] = pattern * rng.random((scan, detector, detector), dtype=np.float32)
+    geometry = pc.DetectorGeometry((detector, detector), ((detector - 1) / 2,) * 2, radius)
+    return frames, geometry
+
+
+def best_rate(function, num_frames: int, repeats: int) -> tuple[float, object]:
+    """Frames per second, best of ``repeats`` after one warm-up call; and the last result."""
+    result = function()
+    best = 0.0
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        best = max(best, num_frames / (time.perf_counter() - start))
+    return best, result
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scan", type=int, default=64)
+    parser.add_argument("--detector", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args(argv)
+
+    from libertem.api import Context
+    from libertem.udf.masks import ApplyMasksUDF
+
+    frames, geometry = make_frames(args.scan, args.detector)
+    basis = pc.zernike_basis(geometry, num_bf=36, num_df=1)
+    num = args.scan**2
+    rates = {}
+    with tempfile.TemporaryDirectory() as tmp, Context.make_with("inline") as ctx:
+        path = Path(tmp) / "scan.npy"
+        np.save(path, frames)
+        dataset = ctx.load("npy", path=str(path))
+        calibration = {"R_pixel_size": 1.0}
+
+        def udf_run():
+            return compress_with_libertem(ctx, dataset, basis, calibration=calibration)
+
+        rates["udf_inline"], result = best_rate(udf_run, num, args.repeats)
+        masks = basis.masks
+        apply = ApplyMasksUDF(
+            mask_factories=lambda: masks, mask_count=len(masks), mask_dtype=np.float32
+        )
+        rates["apply_masks_inline"], _ = best_rate(
+            lambda: ctx.run_udf(dataset=dataset, udf=apply), num, args.repeats
+        )
+        for threads in (1, None):
+            rates[f"compress_file_threads_{threads or 'all'}"], reference = best_rate(
+                lambda t=threads: pc.compress(
+                    path, basis, descan=None, progress_bar=False, num_threads=t
+                ),
+                num,
+                args.repeats,
+            )
+    norm = np.sqrt(frames.astype(np.float64).sum(axis=(-2, -1)))[..., None]  # ||sqrt(I)||
+    relative = {
+        key: float(np.max(np.abs(getattr(result, key) - getattr(reference, key)) / norm))
+        for key in ("coefficients", "perpendicular_norms")
+    }
+    print(
+        json.dumps(
+            {
+                "frames": num,
+                "detector": args.detector,
+                "fps": rates,
+                "max_difference_over_norm": relative,
+            },
+            indent=1,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
