@@ -178,7 +178,7 @@ def test_descan_aware_compression_on_a_dask_cluster_equals_in_process(
     local = pc.compress(drifted, basis, max_batch_size=16, progress_bar=False, descan=drift)
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):

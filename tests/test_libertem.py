@@ -133,7 +133,7 @@ def test_dask_two_workers_without_py4dstem(scan_file):
     from libertem.executor.dask import DaskJobExecutor, cluster_spec
 
     spec = cluster_spec(cpus=2, cudas=0, has_cupy=False, num_service=0)
-    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
     executor = DaskJobExecutor.make_local(spec=spec, cluster_kwargs={"scheduler": scheduler})
     with Context(executor=executor) as ctx:
         dataset = ctx.load("npy", path=scan_file["path"])
