@@ -230,12 +230,8 @@ def diffraction_pattern_basis(
         3.3 px for a 13 px BF radius); 0 keeps the raw
         patterns, as in the paper. Shot noise of a single sampled pattern would otherwise
         become part of the masks, and fine detail of one pattern does not recur in the
-        others, so such masks capture less of the other patterns' signal. On the abTEM
-        ``small`` sets (30 iterations, 15+1 masks) the default instead of 1 px raised the
-        band-passed correlation of the reconstruction with the truth from 0.682 to 0.706
-        on MoS2 at 2e4 e/A^2 (masks from the noise-free patterns: 0.728), from 0.827 to
-        0.841 on noise-free MoS2 and from 0.883 to 0.900 (noisy) and 0.906 to 0.916
-        (noise-free) on SrTiO3. Scaled with the BF radius,
+        others, so such masks capture less of the other patterns' signal (the README's
+        benchmark section gives the measured effect). Scaled with the BF radius,
         the smoothing is the same fraction of the disk on any detector. Smoothing also
         lowers how many independent patterns a region holds (about ``(radius /
         smoothing)^2``): when the default leaves fewer than ``num_bf`` (or ``num_df``), it
