@@ -13,7 +13,11 @@ from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
-from py4dstem_compressed.reconstruction.projection import descan_ramp, project_values
+from py4dstem_compressed.reconstruction.projection import (
+    ProjectionWeights,
+    descan_ramp,
+    project_values,
+)
 from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
 try:
@@ -185,11 +189,11 @@ def test_edge_weight_one_zeroes_edge_pixels_of_the_prediction(simulated):
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     overlap = np.ones((2, DETECTOR, DETECTOR), np.complex64)
     rows = np.asarray(ptycho._amplitudes[:2])
-    ptycho._weights = pc.projection.ProjectionWeights(edge=1.0)
+    ptycho._weights = ProjectionWeights(edge=1.0)
     modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3))
     edge = ptycho._operator.edge_map.reshape(DETECTOR, DETECTOR) > 0
     assert edge.any() and np.all(modified[:, edge] == 0)
-    ptycho._weights = pc.projection.ProjectionWeights(edge=0.0)
+    ptycho._weights = ProjectionWeights(edge=0.0)
     modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3))
     np.testing.assert_allclose(np.abs(modified[:, edge]), 3, rtol=1e-5)
 
@@ -204,7 +208,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
     waves = np.fft.ifft2(np.random.default_rng(0).random((4, DETECTOR, DETECTOR)) + 0j)
 
     def orthogonal_norms(weight, clip=True):
-        ptycho._weights = pc.projection.ProjectionWeights(perpendicular=weight, edge=0.0)
+        ptycho._weights = ProjectionWeights(perpendicular=weight, edge=0.0)
         ptycho._match_energy = (False, False)  # the literal Eq. 11 step in both regions
         modified, fourier, *_ = ptycho._fourier_data_step(rows, waves)
         amp = np.abs(modified if clip else fourier).reshape(4, -1)
@@ -221,7 +225,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
         rows[:, : op.num_masks],
         op,
         measured,
-        pc.projection.ProjectionWeights(perpendicular=1.0, edge=0.0),
+        ProjectionWeights(perpendicular=1.0, edge=0.0),
         match_energy=False,
     )
     orth = projected - (projected @ op.masks.T) @ op.masks
@@ -242,7 +246,7 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     amp = np.abs(np.fft.fft2(waves)).reshape(4, -1).astype(np.float32)
     df_mask = int(np.flatnonzero(np.asarray(op.mask_regions)[1])[0])
     measured_df_energy = coefficients[:, df_mask] ** 2 + norms[:, 1] ** 2
-    weights = pc.projection.ProjectionWeights(edge=0.0)
+    weights = ProjectionWeights(edge=0.0)
     projected, _ = project_values(amp, coefficients, op, norms, weights)
     df = np.asarray(op.region_maps)[1]
     np.testing.assert_allclose((projected**2) @ df, measured_df_energy, rtol=1e-3)
@@ -250,9 +254,7 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     ratio = projected[:, df > 0] / amp[:, df > 0]
     np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-3)
     # without energy matching the DF coefficient is matched instead
-    projected, _ = project_values(
-        amp, coefficients, op, norms, weights, match_energy=False
-    )
+    projected, _ = project_values(amp, coefficients, op, norms, weights, match_energy=False)
     np.testing.assert_allclose(
         projected @ np.asarray(op.masks)[df_mask], coefficients[:, df_mask], rtol=1e-4
     )

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from py4dstem_compressed.reconstruction.projection import CompressedOperator, get_array_module
+from py4dstem_compressed.core.backend import get_array_module, measured_from_amplitude
+from py4dstem_compressed.reconstruction.projection import CompressedOperator
 
 __all__ = ["coefficient_position_update"]
 
@@ -58,7 +59,7 @@ def coefficient_position_update(
         else:
             change = 2 * change
         partials.append(change.reshape(batch, -1) @ operator.masks.T)
-    values = amplitude if operator.mode == "amplitude" else amplitude**2
+    values = measured_from_amplitude(amplitude, operator.mode)
     residual = coefficients - values.reshape(batch, -1) @ operator.masks.T
     design = xp.stack(partials, axis=-1)  # (B, K, 2)
     normal = xp.swapaxes(design, -1, -2) @ design  # (B, 2, 2)

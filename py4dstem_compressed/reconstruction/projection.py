@@ -32,29 +32,18 @@ from typing import Any
 
 import numpy as np
 
+from py4dstem_compressed.core.backend import check_mode, get_array_module, measured_from_amplitude
+
 __all__ = [
     "CompressedOperator",
     "ProjectionWeights",
     "coefficient_error",
     "descan_ramp",
     "fourier_projection",
-    "get_array_module",
     "mask_coefficients",
     "probe_aperture_step",
     "project_values",
 ]
-
-MODES = ("amplitude", "intensity")
-
-
-def get_array_module(array: Any):
-    """Return ``cupy`` for a CuPy array, else ``numpy``."""
-    module = type(array).__module__
-    if module.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
 
 
 @dataclass(frozen=True)
@@ -211,8 +200,7 @@ class CompressedOperator:
         xp : module
             Array module of the reconstruction device (``numpy`` or ``cupy``).
         """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        check_mode(mode)
         masks = np.asarray(masks, dtype=np.float32)
         shift = (-int(origin_px[0]), -int(origin_px[1]))
         rolled = np.roll(masks, shift, axis=(-2, -1)).reshape(masks.shape[0], -1)
@@ -622,10 +610,7 @@ def fourier_projection(
     xp = get_array_module(fourier_overlap)
     batch = fourier_overlap.shape[0]
     amplitudes = xp.abs(fourier_overlap)
-    if operator.mode == "amplitude":
-        values = amplitudes.reshape(batch, -1)
-    else:
-        values = (amplitudes**2).reshape(batch, -1)
+    values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
     projected, residual = project_values(
         values,
         coefficients,

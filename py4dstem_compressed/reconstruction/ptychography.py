@@ -25,15 +25,12 @@ from py4DSTEM.process.phase import MultislicePtychography
 from py4DSTEM.process.phase.utils import copy_to_device, generate_batches
 from py4DSTEM.process.utils import electron_wavelength_angstrom
 
+from py4dstem_compressed.core.backend import check_mode, measured_from_amplitude
+from py4dstem_compressed.core.checks import check_integer, check_real
 from py4dstem_compressed.core.emd import emd_class_name, stamp_class_name
 from py4dstem_compressed.reconstruction.position_correction import coefficient_position_update
-from py4dstem_compressed.reconstruction.preprocess import (
-    CompressedPreprocessMixin,
-    check_integer,
-    check_real,
-)
+from py4dstem_compressed.reconstruction.preprocess import CompressedPreprocessMixin
 from py4dstem_compressed.reconstruction.projection import (
-    MODES,
     ProjectionWeights,
     descan_ramp,
     fourier_projection,
@@ -479,7 +476,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             coefficients, _, shifts = self._unpack_measurements(rows_data)
             ramp = self._descan(shifts)
             far = xp.abs(xp.fft.fft2(overlap if ramp is None else overlap * ramp))
-            values = far if self._operator.mode == "amplitude" else far**2
+            values = measured_from_amplitude(far, self._operator.mode)
             residual = coefficients - mask_coefficients(values, self._operator.masks)
             errors.append(self._asnumpy((residual**2).sum(-1) * self._error_scale))
         return np.concatenate(errors) / self._mean_diffraction_intensity
@@ -634,8 +631,8 @@ def _read_compression_metadata(group) -> dict:
 
 def _resolve_basis(datacube, basis, compression_mode):
     """Check the data / basis / mode combination given to the constructor."""
-    if compression_mode is not None and compression_mode not in MODES:
-        raise ValueError(f"compression_mode must be one of {MODES}, got {compression_mode!r}")
+    if compression_mode is not None:
+        check_mode(compression_mode, "compression_mode")
     if datacube is not None and hasattr(datacube, "coefficients"):
         if basis is not None and basis is not datacube.basis:
             if not np.array_equal(np.asarray(basis.masks), np.asarray(datacube.basis.masks)):
