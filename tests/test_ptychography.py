@@ -13,6 +13,7 @@ from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
+from py4dstem_compressed.core.calibration import calibrate
 from py4dstem_compressed.reconstruction.projection import (
     ProjectionWeights,
     descan_ramp,
@@ -47,10 +48,7 @@ RECONSTRUCT = dict(max_batch_size=16, seed_random=1, progress_bar=False, step_si
 
 def _calibrated(data: np.ndarray) -> py4DSTEM.DataCube:
     datacube = py4DSTEM.DataCube(data=data.astype(np.float32))
-    datacube.calibration.set_R_pixel_size(SCAN_STEP)
-    datacube.calibration.set_R_pixel_units("A")
-    datacube.calibration.set_Q_pixel_size(ANGULAR_SAMPLING)
-    datacube.calibration.set_Q_pixel_units("mrad")
+    calibrate(datacube, SCAN_STEP, ANGULAR_SAMPLING)
     return datacube
 
 
@@ -176,7 +174,7 @@ def test_compressed_preprocess_gives_the_full_data_rotation(simulated, geometry)
         plain._mean_diffraction_intensity, rel=1e-4
     )
     # memory: one row of K + 4 numbers per position, no per-pixel patterns
-    assert ours._amplitudes.shape == (64, compressed.num_masks + 4)
+    assert ours._compressed_rows.shape == (64, compressed.num_masks + 4)
     # the field of view (probe overlaps by one convolution) is py4DSTEM's to a boundary pixel
     differ = ours._object_fov_mask != plain._object_fov_mask
     assert differ.sum() <= 0.02 * plain._object_fov_mask.sum()
@@ -188,7 +186,7 @@ def test_edge_weight_one_zeroes_edge_pixels_of_the_prediction(simulated):
     compressed = pc.compress(datacube, pc.zernike_basis(narrow, 10, 1), progress_bar=False)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     overlap = np.ones((2, DETECTOR, DETECTOR), np.complex64)
-    rows = np.asarray(ptycho._amplitudes[:2])
+    rows = np.asarray(ptycho._compressed_rows[:2])
     ptycho._weights = ProjectionWeights(edge=1.0)
     modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3))
     edge = ptycho._operator.edge_map.reshape(DETECTOR, DETECTOR) > 0
@@ -203,7 +201,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
     compressed = pc.compress(datacube, pc.zernike_basis(geometry, 6, 1), progress_bar=False)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     op = ptycho._operator
-    rows = np.asarray(ptycho._amplitudes[:4])
+    rows = np.asarray(ptycho._compressed_rows[:4])
     measured = rows[:, op.num_masks : op.num_masks + 2]
     waves = np.fft.ifft2(np.random.default_rng(0).random((4, DETECTOR, DETECTOR)) + 0j)
 
@@ -239,7 +237,7 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     compressed = pc.compress(datacube, basis, progress_bar=False)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     op = ptycho._operator
-    rows = np.asarray(ptycho._amplitudes[:4])
+    rows = np.asarray(ptycho._compressed_rows[:4])
     k = op.num_masks
     coefficients, norms = rows[:, :k], rows[:, k : k + 2]
     waves = np.random.default_rng(1).random((4, DETECTOR, DETECTOR))
@@ -283,7 +281,7 @@ def test_descan_is_followed_by_the_prediction(geometry):
     compressed = pc.compress(datacube, basis, progress_bar=False, check_center=False, descan=None)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 30)
     assert ptycho._has_descan
-    shifts = np.asarray(ptycho._amplitudes[:, -2:])
+    shifts = np.asarray(ptycho._compressed_rows[:, -2:])
     assert np.ptp(shifts[:, 0]) == pytest.approx(2.0, abs=0.1)
     assert _correlation(ptycho, truth) > 0.8
 
@@ -295,7 +293,7 @@ def test_descan_aware_compression_leaves_the_sub_pixel_remainder_to_the_model(ge
     moved = compressed.descan_shift_px.reshape(-1, 2)
     assert np.ptp(moved[:, 0]) == 2 and np.ptp(moved[:, 1]) in (1, 2)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 30)
-    remainder = np.asarray(ptycho._amplitudes[:, -2:])
+    remainder = np.asarray(ptycho._compressed_rows[:, -2:])
     # the fitted descan minus the masks' whole-pixel shifts: at most half a pixel plus
     # the fit's own deviation from the rounded plane
     assert np.abs(remainder - remainder.mean(0)).max() < 0.75
@@ -416,7 +414,7 @@ def test_datacube_input_is_compressed_in_preprocess(simulated, geometry):
         datacube=datacube, basis=basis, compression_mode="amplitude", **COMMON
     ).preprocess(**PREPROCESS)
     assert isinstance(ptycho._datacube, pc.CompressedDataCube)
-    assert ptycho._amplitudes.shape == (64, 15)
+    assert ptycho._compressed_rows.shape == (64, 15)
 
 
 def test_bad_inputs_raise_clear_errors(simulated, geometry):

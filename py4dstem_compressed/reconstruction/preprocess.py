@@ -20,7 +20,6 @@ Memory grows with positions x masks: the only per-position table is ``(N, K + 4)
 from __future__ import annotations
 
 import warnings
-from types import SimpleNamespace
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -35,6 +34,28 @@ __all__ = ["CompressedPreprocessMixin"]
 
 #: Descan shifts below this [px] are treated as none (no ramp is applied).
 DESCAN_TOLERANCE_PX = 1e-3
+
+
+class CalibrationOnlyDataCube:
+    """A stand-in DataCube for py4DSTEM's calibration rules: scan shape and calibration only.
+
+    py4DSTEM's ``_extract_intensities_and_calibrations_from_datacube`` (py4DSTEM 0.14.18,
+    ``process/phase/phase_base_class.py``) reads ``datacube.data`` (for the scan shape: its
+    first two axes) and ``datacube.calibration``. Compressed data have no per-pixel array;
+    this adapter offers a zero-stride ``(Rx, Ry, 1, 1)`` view (no memory) and the data's
+    calibration, so that py4DSTEM's own rules and error messages apply unchanged.
+
+    Parameters
+    ----------
+    scan_shape : tuple of int
+        ``(Rx, Ry)`` scan shape.
+    calibration : py4DSTEM.data.Calibration or None
+        The data's calibration (None: py4DSTEM's default, in pixels).
+    """
+
+    def __init__(self, scan_shape: tuple[int, int], calibration: Calibration | None) -> None:
+        self.data = np.broadcast_to(np.float32(0), (*scan_shape, 1, 1))
+        self.calibration = calibration if calibration is not None else Calibration()
 
 
 class CompressedPreprocessMixin:
@@ -129,6 +150,9 @@ class CompressedPreprocessMixin:
         UserWarning
             When patterns are missing, saying how many.
         """
+        # The steps and their order are transcribed from py4DSTEM 0.14.18,
+        # process/phase/multislice_ptychography.py, MultislicePtychography.preprocess
+        # (pixel steps replaced by their compressed counterparts).
         _check_preprocess_arguments(
             force_com_rotation,
             force_scan_sampling,
@@ -364,12 +388,8 @@ class CompressedPreprocessMixin:
                 "force_reciprocal_sampling [1/Å]) to preprocess()"
             )
         scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
-        view = SimpleNamespace(
-            data=np.broadcast_to(np.float32(0), (*scan_shape, 1, 1)),
-            calibration=calibration if calibration is not None else Calibration(),
-        )
         self._extract_intensities_and_calibrations_from_datacube(
-            view,
+            CalibrationOnlyDataCube(scan_shape, calibration),
             require_calibrations=True,
             force_scan_sampling=scan_sampling,
             force_angular_sampling=angular_sampling,
@@ -427,7 +447,8 @@ class CompressedPreprocessMixin:
             xp=self._xp,
         )
         rows = np.concatenate([coefficients, np.nan_to_num(norms), shifts], axis=1)
-        self._amplitudes = self._xp_storage.asarray(rows, dtype=np.float32)
+        # the measurement rows (py4dstem_internals: py4DSTEM's loop sees them as _amplitudes)
+        self._compressed_rows = self._xp_storage.asarray(rows, dtype=np.float32)
         self._num_diffraction_patterns = rows.shape[0]
         self._mean_diffraction_intensity = float(totals.mean()) / unit  # 1 (canonical)
         self._error_scale = (
@@ -436,6 +457,8 @@ class CompressedPreprocessMixin:
 
     def _initialize_probe_and_propagators(self, store_initial_arrays: bool) -> None:
         """Probe, known aberrations and propagators, as py4DSTEM's preprocess does."""
+        # transcribed from py4DSTEM 0.14.18, process/phase/multislice_ptychography.py,
+        # MultislicePtychography.preprocess
         xp = self._xp
         self._probe, self._semiangle_cutoff = self._initialize_probe(
             self._probe,
@@ -473,6 +496,8 @@ class CompressedPreprocessMixin:
         splatted bilinearly onto the object grid: two object-sized FFTs, whatever the
         number of positions. ``max_batch_size`` is accepted for py4DSTEM compatibility.
         """
+        # the mask rule (blur, 0.25 of the maximum) is py4DSTEM 0.14.18,
+        # process/phase/multislice_ptychography.py, MultislicePtychography.preprocess's
         probe_overlap = None
         if object_fov_mask is None or plot_probe_overlaps:
             probe_overlap = self._probe_overlap()
@@ -516,6 +541,8 @@ class CompressedPreprocessMixin:
 
     def _plot_probe_overlaps(self, probe_overlap: np.ndarray, kwargs: dict) -> None:
         """Initial probe intensity and the scanned field of view."""
+        # after the probe-overlap figure of py4DSTEM 0.14.18,
+        # process/phase/multislice_ptychography.py, MultislicePtychography.preprocess
         figsize = kwargs.pop("figsize", (9, 4))
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=figsize)
         sx, sy = self.sampling

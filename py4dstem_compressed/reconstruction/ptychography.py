@@ -1,14 +1,14 @@
 """``CompressedMultislicePtychography``: py4DSTEM multislice ptychography from mask coefficients.
 
 A thin subclass of py4DSTEM 0.14.18's ``MultislicePtychography``. py4DSTEM's ``reconstruct``
-loop is kept as it is: it reads one row of ``self._amplitudes`` per probe position and hands
-the batch to the Fourier-space step and to position correction. Here those rows are the
-*compressed measurements* (coefficients, perpendicular norms and descan shift of each
-position, ``K + 4`` numbers instead of ``Sx * Sy`` pixels), and the three methods that read
-them are overridden to call the pure functions of
-:mod:`py4dstem_compressed.reconstruction.projection`.
-``preprocess`` (in :mod:`py4dstem_compressed.reconstruction.preprocess`) builds them without ever
-holding per-pixel data for the scan.
+loop is kept as it is: it slices one batch of measurement rows per step and hands it to the
+Fourier-space step and to position correction. Here each row is a position's *compressed
+measurement* (coefficients, perpendicular norms and descan shift, ``K + 4`` numbers instead
+of ``Sx * Sy`` pixels), and the hooks that read them are overridden to call the pure
+functions of :mod:`py4dstem_compressed.reconstruction.projection`. ``preprocess`` (in
+:mod:`py4dstem_compressed.reconstruction.preprocess`) builds the rows without ever holding
+per-pixel data for the scan. Every py4DSTEM internal used is listed in
+:mod:`py4dstem_compressed.reconstruction.py4dstem_internals`.
 """
 
 from __future__ import annotations
@@ -264,9 +264,15 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             )
         if self._weights.probe_aperture > 0:
             self._outside_aperture = self._probe_outside_aperture()
-        return super().reconstruct(
-            num_iter=num_iter, reconstruction_method=reconstruction_method, **kwargs
-        )
+        # py4DSTEM's loop slices its batches from _amplitudes: bind the measurement rows
+        # there while it runs, and only then (see py4dstem_internals)
+        self._amplitudes = self._compressed_rows
+        try:
+            return super().reconstruct(
+                num_iter=num_iter, reconstruction_method=reconstruction_method, **kwargs
+            )
+        finally:
+            del self._amplitudes
 
     @staticmethod
     def _resolve_energy_matching(setting: bool | str) -> tuple[bool, bool]:
@@ -360,6 +366,9 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
                 "py4DSTEM); use reconstruction_method='gradient-descent' or the basis "
                 "geometry's mask"
             )
+        # the generalised-projection mixing is transcribed from
+        # py4DSTEM 0.14.18, process/phase/ptychographic_methods.py,
+        # ObjectNDProbeMethodsMixin._projection_sets_fourier_projection
         xp = self._xp
         projection_x = 1 - projection_a - projection_b
         projection_y = 1 - projection_c
@@ -417,6 +426,9 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         update = coefficient_position_update(
             far_fields[0], far_fields[1], far_fields[2], coefficients, self._operator
         )
+        # step size and distance limits transcribed from
+        # py4DSTEM 0.14.18, process/phase/ptychographic_methods.py,
+        # ObjectNDProbeMethodsMixin._position_correction
         update = update * positions_step_size
         sampling = float(np.hypot(*self.sampling))
         if max_position_update_distance is not None:
@@ -462,6 +474,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
 
     def _return_self_consistency_errors(self, max_batch_size=None):
         """Per-position coefficient errors, normalised like :attr:`error`."""
+        # batching after py4DSTEM 0.14.18, process/phase/ptychographic_methods.py,
+        # ObjectNDProbeMethodsMixin._return_self_consistency_errors
         xp = self._xp
         xp_storage = self._xp_storage
         num = self._num_diffraction_patterns
@@ -470,7 +484,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             positions_px = self._positions_px[start:end]
             fractional = positions_px - xp_storage.round(positions_px)
             rows, cols = self._extract_vectorized_patch_indices(positions_px)
-            rows_data = copy_to_device(self._amplitudes[start:end], self._device)
+            rows_data = copy_to_device(self._compressed_rows[start:end], self._device)
             probes = self._return_shifted_probes(self._probe, fractional)
             _, _, overlap = self._overlap_projection(self._object, rows, cols, probes)
             coefficients, _, shifts = self._unpack_measurements(rows_data)
@@ -480,6 +494,35 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             residual = coefficients - mask_coefficients(values, self._operator.masks)
             errors.append(self._asnumpy((residual**2).sum(-1) * self._error_scale))
         return np.concatenate(errors) / self._mean_diffraction_intensity
+
+    # ------------------------------------------------- inherited per-pixel methods
+    def cross_correlate_amplitudes_to_probe_aperture(self, *args, **kwargs):
+        """Not available: py4DSTEM's version shifts per-pixel amplitudes in place.
+
+        Raises
+        ------
+        NotImplementedError
+            Always: compressed data hold mask coefficients, not pixels.
+        """
+        raise _pixel_method_error(
+            "cross_correlate_amplitudes_to_probe_aperture",
+            "measured patterns cannot be shifted after compression; the fitted descan is "
+            "applied to the predictions instead (preprocess fit_function / force_com_shifts)",
+        )
+
+    def slim_preprocess(self, *args, **kwargs):
+        """Not available: py4DSTEM's version takes per-pixel corner-centred amplitudes.
+
+        Raises
+        ------
+        NotImplementedError
+            Always: use ``preprocess()`` on a ``CompressedDataCube``.
+        """
+        raise _pixel_method_error(
+            "slim_preprocess",
+            "build a CompressedDataCube (pc.compress or "
+            "CompressedDataCube.from_virtual_images) and call preprocess()",
+        )
 
     # ------------------------------------------------------------------ display
     def show_basis(self, **kwargs):
@@ -616,6 +659,14 @@ def _check_reconstruct_arguments(kwargs) -> None:
             unit=unit,
             optional=optional,
         )
+
+
+def _pixel_method_error(name: str, instead: str) -> NotImplementedError:
+    """The error of an inherited py4DSTEM method that needs per-pixel patterns."""
+    return NotImplementedError(
+        f"{name} works on per-pixel diffraction amplitudes, which compressed data do not "
+        f"hold (each position stores mask coefficients); {instead}"
+    )
 
 
 def _read_compression_metadata(group) -> dict:
