@@ -325,7 +325,7 @@ class CompressedPreprocessMixin:
         UserWarning
             When patterns are missing, saying how many.
         """
-        requested = getattr(self, "_requested_positions_mask", self._positions_mask)
+        requested = self._requested_positions_mask
         if requested is not None:
             requested = np.asarray(requested, dtype=bool)
             if requested.shape != valid.shape:
@@ -363,7 +363,7 @@ class CompressedPreprocessMixin:
         if positions is None or used is None:
             return positions
         positions = np.asarray(positions)
-        requested = getattr(self, "_requested_positions_mask", None)
+        requested = self._requested_positions_mask
         if len(positions) == valid.size:
             return positions[used.ravel()]
         if requested is not None and len(positions) == int(np.count_nonzero(requested)):

@@ -26,17 +26,16 @@ the two detector axes flattened to one pixel axis ``P = Sx * Sy`` where noted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from py4dstem_compressed.core.backend import check_mode, get_array_module, measured_from_amplitude
+from py4dstem_compressed.reconstruction.options import DataStepOptions
 
 __all__ = [
     "CompressedOperator",
-    "ProjectionWeights",
     "coefficient_error",
     "descan_ramp",
     "fourier_projection",
@@ -44,85 +43,6 @@ __all__ = [
     "probe_aperture_step",
     "project_values",
 ]
-
-
-@dataclass(frozen=True)
-class ProjectionWeights:
-    """Weights of the terms of the compressed loss (Eq. 13) used by the data step.
-
-    Attributes
-    ----------
-    coefficient : float
-        ``w_c`` of the coefficient loss (Eq. 9), in ``(0, 2)``. 1 replaces the
-        predicted coefficients by the measured ones (the exact step of Eq. 9 with
-        step size 1/2); smaller values under-relax.
-    perpendicular : float
-        ``w_p`` of the perpendicular-norm loss (Eq. 11), in ``[0, 1]``. 0 (default) leaves
-        the prediction's component orthogonal to the masks as it is, 1 rescales it to the
-        measured norm. Ignored when the data carry no perpendicular norms. On abTEM test
-        sets (SrTiO3, MoS2; 30 iterations) 0 gave better potentials than 1, noiseless and
-        noisy (band-passed NCC 0.92 against 0.80 on noise-free MoS2), so the literal
-        step is off by default. The DF norm is still used for sparse counts: a region made
-        only of scalable masks (the single DF mask) is then matched to its measured energy
-        ``c^2 + p^2`` (see :func:`project_values`, ``match_energy``).
-    edge : float
-        ``w_e`` of the edge loss (Eq. 10), in ``[0, 1]``: EDGE amplitudes are multiplied
-        by ``1 - w_e`` (1 zeroes them).
-    probe_aperture : float
-        ``w_a`` of the probe-aperture loss (Eq. 12), in ``[0, 1]``: once per iteration
-        the Fourier probe outside the aperture is multiplied by ``1 - w_a``.
-    """
-
-    coefficient: float = 1.0
-    perpendicular: float = 0.0
-    edge: float = 1.0
-    probe_aperture: float = 0.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = float(getattr(self, f.name))
-            if not np.isfinite(value):
-                valid = "(0, 2)" if f.name == "coefficient" else "[0, 1]"
-                raise ValueError(f"{f.name}_weight must lie in {valid}, got {value!r}")
-            object.__setattr__(self, f.name, value)
-        if not 0.0 < self.coefficient < 2.0:
-            raise ValueError(
-                f"coefficient_weight must lie in (0, 2) (1 = full step), got {self.coefficient}"
-            )
-        for name in ("perpendicular", "edge", "probe_aperture"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}_weight must lie in [0, 1], got {value}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """Keyword names accepted by :meth:`from_mapping` (``"<term>_weight"``)."""
-        return tuple(f"{f.name}_weight" for f in fields(cls))
-
-    @classmethod
-    def from_mapping(cls, weights: Mapping[str, float] | None = None, **kwargs: float):
-        """Build from ``{"edge_weight": 1.0, ...}`` (or ``{"edge": 1.0}``) plus keywords.
-
-        Raises
-        ------
-        ValueError
-            For a name that is not a weight, listing the valid names.
-        """
-        merged: dict[str, float] = {}
-        for source in (weights or {}), kwargs:
-            for key, value in source.items():
-                name = key[: -len("_weight")] if key.endswith("_weight") else key
-                if name not in {f.name for f in fields(cls)}:
-                    raise ValueError(
-                        f"unknown weight {key!r}; valid weights are {', '.join(cls.names())}"
-                    )
-                if value is not None:
-                    merged[name] = value
-        return cls(**merged)
-
-    def as_dict(self) -> dict[str, float]:
-        """``{"coefficient_weight": ..., ...}`` for metadata."""
-        return {f"{key}_weight": value for key, value in asdict(self).items()}
 
 
 @dataclass(frozen=True, eq=False)
@@ -277,10 +197,7 @@ def project_values(
     coefficients: Any,
     operator: CompressedOperator,
     perpendicular_norms: Any | None = None,
-    weights: ProjectionWeights | None = None,
-    scale_nonnegative: bool = True,
-    match_energy: bool | tuple[bool, bool] = True,
-    match_shape: bool | tuple[bool, bool] = False,
+    options: DataStepOptions | None = None,
 ) -> tuple[Any, Any]:
     """Steps 1-3 of the data step on a batch of predicted amplitudes (or intensities).
 
@@ -327,19 +244,12 @@ def project_values(
         Masks and regions, same frame as ``values``.
     perpendicular_norms : array, optional
         ``(B, 2)`` measured BF and DF perpendicular norms; ``None`` skips step 2.
-    weights : ProjectionWeights, optional
-        Defaults to ``ProjectionWeights()``.
-    scale_nonnegative : bool
-        Match scalable masks by rescaling (default) rather than by projection.
-    match_energy : bool or (bool, bool)
-        Match regions made only of scalable masks to their measured energy (default;
-        needs ``scale_nonnegative``, amplitude mode and ``perpendicular_norms``), for both
-        regions or per region ``(BF, DF)``. Those regions then take no separate
-        perpendicular step.
-    match_shape : bool or (bool, bool)
-        Reshape regions made only of scalable masks, where energy is not matched, to
-        their measured energy (default False; needs ``scale_nonnegative``, amplitude mode
-        and ``perpendicular_norms``), for both regions or per region ``(BF, DF)``.
+    options : DataStepOptions, optional
+        Weights and switches; defaults to ``DataStepOptions()``. ``scale_nonnegative``
+        matches scalable masks by rescaling rather than by projection; ``match_energy``
+        and ``match_shape`` need ``scale_nonnegative``, amplitude mode and
+        ``perpendicular_norms``; energy-matched regions take no separate perpendicular
+        step.
 
     Returns
     -------
@@ -349,7 +259,9 @@ def project_values(
     residual : array
         ``(B, K)`` measured minus predicted coefficients, ``c - M v``.
     """
-    weights = ProjectionWeights() if weights is None else weights
+    options = DataStepOptions() if options is None else options
+    weights = options.weights
+    match_energy, match_shape = options.match_energy, options.match_shape
     xp = get_array_module(values)
     masks = operator.masks
     predicted = values @ masks.T
@@ -360,7 +272,7 @@ def project_values(
         target = predicted + weights.coefficient * residual
     energy_regions = None
     step_residual = residual  # of the prediction the steps below start from
-    if scale_nonnegative and operator.scalable_index is not None:
+    if options.scale_nonnegative and operator.scalable_index is not None:
         index = operator.scalable_index
         shaped = _shape_switch(operator, perpendicular_norms, match_energy, match_shape)
         if shaped is not None:
@@ -575,10 +487,7 @@ def fourier_projection(
     coefficients: Any,
     operator: CompressedOperator,
     perpendicular_norms: Any | None = None,
-    weights: ProjectionWeights | None = None,
-    scale_nonnegative: bool = True,
-    match_energy: bool | tuple[bool, bool] = True,
-    match_shape: bool | tuple[bool, bool] = False,
+    options: DataStepOptions | None = None,
 ) -> tuple[Any, Any]:
     """The data step on predicted far fields: modified far fields and the batch error.
 
@@ -593,10 +502,9 @@ def fourier_projection(
         Masks and regions in the same frame.
     perpendicular_norms : array, optional
         ``(B, 2)`` measured BF/DF perpendicular norms, or ``None``.
-    weights : ProjectionWeights, optional
-        Term weights; defaults to ``ProjectionWeights()``.
-    scale_nonnegative, match_energy, match_shape : bool
-        See :func:`project_values`.
+    options : DataStepOptions, optional
+        Weights and switches (see :func:`project_values`); defaults to
+        ``DataStepOptions()``.
 
     Returns
     -------
@@ -612,14 +520,7 @@ def fourier_projection(
     amplitudes = xp.abs(fourier_overlap)
     values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
     projected, residual = project_values(
-        values,
-        coefficients,
-        operator,
-        perpendicular_norms,
-        weights,
-        scale_nonnegative,
-        match_energy,
-        match_shape,
+        values, coefficients, operator, perpendicular_norms, options
     )
     projected = xp.maximum(projected, 0.0)
     if operator.mode == "intensity":

@@ -13,8 +13,8 @@ per-pixel data for the scan. Every py4DSTEM internal used is listed in
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,10 +28,14 @@ from py4DSTEM.process.utils import electron_wavelength_angstrom
 from py4dstem_compressed.core.backend import check_mode, measured_from_amplitude
 from py4dstem_compressed.core.checks import check_integer, check_real
 from py4dstem_compressed.core.emd import emd_class_name, stamp_class_name
+from py4dstem_compressed.reconstruction.options import (
+    DataStepOptions,
+    ProjectionWeights,
+    energy_matching,
+)
 from py4dstem_compressed.reconstruction.position_correction import coefficient_position_update
 from py4dstem_compressed.reconstruction.preprocess import CompressedPreprocessMixin
 from py4dstem_compressed.reconstruction.projection import (
-    ProjectionWeights,
     descan_ramp,
     fourier_projection,
     mask_coefficients,
@@ -45,8 +49,6 @@ _emd_hook = True
 
 #: Name of the metadata group holding the compression settings of a saved reconstruction.
 COMPRESSION_METADATA = "compression_metadata"
-#: ``match_region_energy`` settings by name: which regions (BF, DF) are energy-matched
-ENERGY_MATCHING = {"dark_field": (False, True), True: (True, True), False: (False, False)}
 _PY4DSTEM_RECONSTRUCT_ARGS = frozenset(
     inspect.signature(MultislicePtychography.reconstruct).parameters
 )
@@ -124,7 +126,8 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         self._requested_positions_mask = self._positions_mask
         self._basis, self._compression_mode = _resolve_basis(datacube, basis, compression_mode)
         self._default_weights = default_weights
-        self._weights = self._default_weights
+        #: what the data step uses: the constructor's weights until reconstruct() replaces it
+        self._data_step_options = DataStepOptions(weights=default_weights)
 
     # ------------------------------------------------------------------ reconstruct
     def reconstruct(
@@ -241,28 +244,32 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         _check_reconstruct_arguments(kwargs)
         merged = dict(self._default_weights.as_dict())
         merged.update(weights or {})
-        self._weights = ProjectionWeights.from_mapping(
+        new_weights = ProjectionWeights.from_mapping(
             merged,
             coefficient_weight=coefficient_weight,
             perpendicular_weight=perpendicular_weight,
             edge_weight=edge_weight,
             probe_aperture_weight=probe_aperture_weight,
         )
-        if not getattr(self, "_preprocessed", False) or not hasattr(self, "_operator"):
+        if not self._preprocessed or not hasattr(self, "_operator"):
             raise ValueError("run preprocess() before reconstruct()")
-        self._scale_nonnegative = bool(scale_nonnegative_masks)
-        self._match_energy = self._resolve_energy_matching(match_region_energy)
         if not isinstance(match_region_shape, (bool, np.bool_)):
             raise ValueError(
                 f"match_region_shape must be True or False, got {match_region_shape!r}"
             )
-        self._match_shape = bool(match_region_shape)  # where energy is not matched
+        self._data_step_options = dataclasses.replace(
+            self._data_step_options,
+            weights=new_weights,
+            scale_nonnegative=bool(scale_nonnegative_masks),
+            match_energy=energy_matching(match_region_energy),
+            match_shape=bool(match_region_shape),  # acts where energy is not matched
+        )
         if kwargs.get("virtual_detector_masks") is not None:
             raise NotImplementedError(
                 "virtual_detector_masks is not supported: compressed data are already "
                 "projected onto the basis masks"
             )
-        if self._weights.probe_aperture > 0:
+        if new_weights.probe_aperture > 0:
             self._outside_aperture = self._probe_outside_aperture()
         # py4DSTEM's loop slices its batches from _amplitudes: bind the measurement rows
         # there while it runs, and only then (see py4dstem_internals)
@@ -274,24 +281,10 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         finally:
             del self._amplitudes
 
-    @staticmethod
-    def _resolve_energy_matching(setting: bool | str) -> tuple[bool, bool]:
-        """``match_region_energy`` as a per-region (BF, DF) pair of bools."""
-        if isinstance(setting, str) and setting == "auto":
-            warnings.warn(
-                "match_region_energy='auto' (a data-dependent rule that flipped with the "
-                "intensities' unit) is gone; using 'dark_field', the default",
-                FutureWarning,
-                stacklevel=3,
-            )
-            setting = "dark_field"
-        if isinstance(setting, (bool, np.bool_)):
-            setting = bool(setting)
-        if not isinstance(setting, (bool, str)) or setting not in ENERGY_MATCHING:
-            raise ValueError(
-                f"match_region_energy must be 'dark_field', True or False, got {setting!r}"
-            )
-        return ENERGY_MATCHING[setting]
+    @property
+    def data_step_options(self) -> DataStepOptions:
+        """The data step's weights and switches (those of the last ``reconstruct`` call)."""
+        return self._data_step_options
 
     # ------------------------------------------------------------ measurement rows
     def _unpack_measurements(self, rows):
@@ -308,23 +301,20 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             return None
         return descan_ramp(shifts, tuple(self._operator.shape), self._xp)
 
-    def _fourier_data_step(self, rows, waves):
-        """Modified far fields, predicted far fields, ramps and error for exit waves."""
+    def _fourier_data_step(self, rows, waves, options: DataStepOptions | None = None):
+        """Modified far fields, predicted far fields, ramps and error for exit waves.
+
+        ``options`` defaults to :attr:`data_step_options`.
+        """
         xp = self._xp
         coefficients, norms, shifts = self._unpack_measurements(rows)
         ramp = self._descan(shifts)
         if ramp is not None:
             waves = waves * ramp
         fourier_waves = xp.fft.fft2(waves)
+        options = self._data_step_options if options is None else options
         modified, error = fourier_projection(
-            fourier_waves,
-            coefficients,
-            self._operator,
-            norms,
-            self._weights,
-            getattr(self, "_scale_nonnegative", True),
-            getattr(self, "_match_energy", (True, True)),
-            getattr(self, "_match_shape", False),
+            fourier_waves, coefficients, self._operator, norms, options
         )
         return modified, fourier_waves, ramp, error * self._error_scale
 
@@ -450,7 +440,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
         current_object, current_probe, current_positions = super()._constraints(
             current_object, current_probe, current_positions, initial_positions, **kwargs
         )
-        weight = self._weights.probe_aperture
+        weight = self._data_step_options.weights.probe_aperture
         if weight > 0:
             current_probe = probe_aperture_step(current_probe, self._outside_aperture, weight)
         return current_object, current_probe, current_positions
@@ -564,9 +554,7 @@ class CompressedMultislicePtychography(CompressedPreprocessMixin, MultislicePtyc
             name=COMPRESSION_METADATA,
             data={
                 "compression_mode": self._compression_mode,
-                **self._weights.as_dict(),
-                "match_region_energy": [bool(v) for v in getattr(self, "_match_energy", ())],
-                "match_region_shape": bool(getattr(self, "_match_shape", False)),
+                **self._data_step_options.as_metadata(),
             },
         )
         self._compression_basis = basis
