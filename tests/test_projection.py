@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from py4dstem_compressed.reconstruction.operator import CompressedOperator, mask_coefficients
 from py4dstem_compressed.reconstruction.options import DataStepOptions, ProjectionWeights
 from py4dstem_compressed.reconstruction.projection import (
-    CompressedOperator,
     descan_ramp,
     fourier_projection,
-    mask_coefficients,
     probe_aperture_step,
     project_values,
 )

@@ -7,10 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import py4dstem_compressed as pc
+from py4dstem_compressed.reconstruction.operator import CompressedOperator, mask_coefficients
 from py4dstem_compressed.reconstruction.options import DataStepOptions, ProjectionWeights
 from py4dstem_compressed.reconstruction.projection import (
-    CompressedOperator,
-    mask_coefficients,
     project_values,
 )
 
