@@ -84,7 +84,7 @@ class CompressedMultislicePtychography(
         ``"amplitude"`` for a ``DataCube``.
     weights : mapping, optional
         Default loss weights for :meth:`reconstruct` (``{"edge_weight": 0.5}``); see
-        :class:`~py4dstem_compressed.reconstruction.projection.ProjectionWeights`.
+        :class:`~py4dstem_compressed.reconstruction.options.ProjectionWeights`.
     name : str
         EMD node name.
     **kwargs
