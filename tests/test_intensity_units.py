@@ -61,7 +61,7 @@ def test_reconstruction_does_not_depend_on_the_intensity_unit(counts, geometry, 
     scaled = UNITS[unit](data).astype(np.float32)
     reference = _reconstruct(data, geometry)
     other = _reconstruct(scaled, geometry)
-    assert other._match_energy == reference._match_energy
+    assert other.data_step_options.match_energy == reference.data_step_options.match_energy
     a, b = np.asarray(reference.object), np.asarray(other.object)
     # float32 rounding of differently scaled values through 6 iterations
     np.testing.assert_allclose(b, a, atol=1e-3 * np.abs(a).max())
@@ -79,4 +79,4 @@ def test_descan_does_not_change_how_the_dark_field_is_matched(geometry):
     for gain in (1.0, 3.1):
         moving = _reconstruct(noisy * np.float32(gain), geometry)
         steady = _reconstruct(quiet * np.float32(gain), geometry)
-        assert moving._match_energy == steady._match_energy
+        assert moving.data_step_options.match_energy == steady.data_step_options.match_energy

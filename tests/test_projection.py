@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from py4dstem_compressed.reconstruction.operator import CompressedOperator, mask_coefficients
+from py4dstem_compressed.reconstruction.options import DataStepOptions, ProjectionWeights
 from py4dstem_compressed.reconstruction.projection import (
-    CompressedOperator,
-    ProjectionWeights,
     descan_ramp,
     fourier_projection,
-    mask_coefficients,
     probe_aperture_step,
     project_values,
 )
@@ -82,7 +81,7 @@ def test_project_values_matches_naive_reference(weights):
     v = rng.random((3, bf.size)).astype(np.float32)
     c = rng.random((3, masks.shape[0])).astype(np.float32)
     p = rng.random((3, 2)).astype(np.float32)
-    projected, residual = project_values(v, c, op, p, w)
+    projected, residual = project_values(v, c, op, p, DataStepOptions(weights=w))
     flat = masks.reshape(masks.shape[0], -1)
     edge = ~(bf | df).ravel()
     regions = [bf.ravel(), df.ravel()]
@@ -99,14 +98,18 @@ def test_full_projection_reaches_the_measured_data():
     v = rng.random((4, bf.size)).astype(np.float32)
     c = rng.random((4, masks.shape[0])).astype(np.float32)
     p = rng.random((4, 2)).astype(np.float32)
-    projected, _ = project_values(v, c, op, p, ProjectionWeights(perpendicular=1.0))
+    projected, _ = project_values(
+        v, c, op, p, DataStepOptions(weights=ProjectionWeights(perpendicular=1.0))
+    )
     np.testing.assert_allclose(mask_coefficients(projected, op.masks), c, atol=1e-5)
     orth = projected - mask_coefficients(projected, op.masks) @ op.masks
     norms = np.sqrt((orth**2) @ op.region_maps.T)
     np.testing.assert_allclose(norms, p, rtol=1e-4)
     assert np.all(projected[:, ~(bf | df).ravel()] == 0)
     # and projecting again changes nothing (idempotent)
-    again, residual = project_values(projected, c, op, p, ProjectionWeights(perpendicular=1.0))
+    again, residual = project_values(
+        projected, c, op, p, DataStepOptions(weights=ProjectionWeights(perpendicular=1.0))
+    )
     np.testing.assert_allclose(again, projected, atol=1e-5)
     np.testing.assert_allclose(residual, 0, atol=1e-5)
 
@@ -169,9 +172,13 @@ def test_edge_weight_one_zeroes_edge_pixels_of_the_prediction():
     )
     c = rng.random((3, masks.shape[0])).astype(np.float32)
     edge = op.edge_map.reshape(SHAPE) > 0
-    modified, _ = fourier_projection(fourier, c, op, None, ProjectionWeights(edge=1.0))
+    modified, _ = fourier_projection(
+        fourier, c, op, None, DataStepOptions(weights=ProjectionWeights(edge=1.0))
+    )
     assert np.all(modified[:, edge] == 0)
-    untouched, _ = fourier_projection(fourier, c, op, None, ProjectionWeights(edge=0.0))
+    untouched, _ = fourier_projection(
+        fourier, c, op, None, DataStepOptions(weights=ProjectionWeights(edge=0.0))
+    )
     np.testing.assert_allclose(untouched[:, edge], fourier[:, edge], rtol=1e-5)
 
 
@@ -263,7 +270,7 @@ def test_scalable_masks_are_matched_by_rescaling_the_prediction():
     for support in np.asarray(op.scalable_support).astype(bool):
         ratio = projected[:, support] / v[:, support]  # one factor per pattern and mask
         np.testing.assert_allclose(ratio, ratio[:, :1].repeat(support.sum(), 1), rtol=1e-5)
-    additive, _ = project_values(v, c, op, scale_nonnegative=False)
+    additive, _ = project_values(v, c, op, options=DataStepOptions(scale_nonnegative=False))
     np.testing.assert_allclose(mask_coefficients(additive, op.masks), c, rtol=1e-5)
     assert not np.allclose(additive, projected)
     # signed masks are never rescaled
@@ -282,10 +289,10 @@ def test_shape_matching_meets_both_coefficient_and_region_energy():
     energy = truth**2 @ np.asarray(op.region_maps, np.float64).T
     p = np.sqrt(energy - c**2)
     v = (rng.gamma(0.3, 1.0, (4, bf.size)) * (bf | df).ravel()).astype(np.float32)
-    plain, _ = project_values(v, c, op, p, match_energy=False)
+    plain, _ = project_values(v, c, op, p, DataStepOptions(match_energy=False))
     assert np.all((plain**2 @ op.region_maps.T)[:, 1] > 1.1 * energy[:, 1])  # too peaked
     for _ in range(4):  # one limited Newton step for the exponent per call
-        v, _ = project_values(v, c, op, p, match_energy=False, match_shape=True)
+        v, _ = project_values(v, c, op, p, DataStepOptions(match_energy=False, match_shape=True))
         v = np.maximum(v, 0).astype(np.float32)
         # every step meets the coefficients exactly
         np.testing.assert_allclose(mask_coefficients(v, op.masks), c, rtol=1e-4)
@@ -296,9 +303,11 @@ def test_shape_matching_meets_both_coefficient_and_region_energy():
     assert np.all(np.diff(v[0, df.ravel()][order]) >= -1e-6)
     # regions that are energy-matched, data without norms and single-pixel masks: no-op
     peaked = plain.astype(np.float32)
-    once, _ = project_values(peaked, c, op, p, match_energy=True, match_shape=True)
-    np.testing.assert_array_equal(once, project_values(peaked, c, op, p, match_energy=True)[0])
-    no_norms, _ = project_values(peaked, c, op, None, match_shape=True)
+    once, _ = project_values(peaked, c, op, p, DataStepOptions(match_energy=True, match_shape=True))
+    np.testing.assert_array_equal(
+        once, project_values(peaked, c, op, p, DataStepOptions(match_energy=True))[0]
+    )
+    no_norms, _ = project_values(peaked, c, op, None, DataStepOptions(match_shape=True))
     np.testing.assert_array_equal(no_norms, project_values(peaked, c, op, None)[0])
     eye = np.eye(16 * 16, dtype=np.float32).reshape(-1, 16, 16)
     everything = np.ones_like(bf)

@@ -7,10 +7,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import py4dstem_compressed as pc
+from py4dstem_compressed.reconstruction.operator import CompressedOperator, mask_coefficients
+from py4dstem_compressed.reconstruction.options import DataStepOptions, ProjectionWeights
 from py4dstem_compressed.reconstruction.projection import (
-    CompressedOperator,
-    ProjectionWeights,
-    mask_coefficients,
     project_values,
 )
 
@@ -86,7 +85,7 @@ def test_complete_basis_step_returns_the_measured_amplitudes(seed, size):
     coefficients = amplitudes @ masks.T
     predicted = rng.random((3, size * size)).astype(np.float32)
     projected, _ = project_values(
-        predicted, coefficients, op, np.zeros((3, 2), np.float32), ProjectionWeights()
+        predicted, coefficients, op, np.zeros((3, 2), np.float32), DataStepOptions()
     )
     np.testing.assert_allclose(projected, amplitudes, atol=1e-5)
 
@@ -105,5 +104,7 @@ def test_coefficients_are_met_after_the_step(seed, num_bf, num_df, perpendicular
     coefficients = rng.normal(size=(4, masks.shape[0])).astype(np.float32)
     norms = rng.random((4, 2)).astype(np.float32)
     weights = ProjectionWeights(perpendicular=perpendicular_weight)
-    projected, _ = project_values(predicted, coefficients, op, norms, weights)
+    projected, _ = project_values(
+        predicted, coefficients, op, norms, DataStepOptions(weights=weights)
+    )
     np.testing.assert_allclose(mask_coefficients(projected, op.masks), coefficients, atol=1e-4)

@@ -13,11 +13,9 @@ from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
-from py4dstem_compressed.reconstruction.projection import (
-    ProjectionWeights,
-    descan_ramp,
-    project_values,
-)
+from py4dstem_compressed.core.calibration import calibrate
+from py4dstem_compressed.reconstruction.options import DataStepOptions, ProjectionWeights
+from py4dstem_compressed.reconstruction.projection import descan_ramp, project_values
 from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
 try:
@@ -47,10 +45,7 @@ RECONSTRUCT = dict(max_batch_size=16, seed_random=1, progress_bar=False, step_si
 
 def _calibrated(data: np.ndarray) -> py4DSTEM.DataCube:
     datacube = py4DSTEM.DataCube(data=data.astype(np.float32))
-    datacube.calibration.set_R_pixel_size(SCAN_STEP)
-    datacube.calibration.set_R_pixel_units("A")
-    datacube.calibration.set_Q_pixel_size(ANGULAR_SAMPLING)
-    datacube.calibration.set_Q_pixel_units("mrad")
+    calibrate(datacube, SCAN_STEP, ANGULAR_SAMPLING)
     return datacube
 
 
@@ -176,7 +171,7 @@ def test_compressed_preprocess_gives_the_full_data_rotation(simulated, geometry)
         plain._mean_diffraction_intensity, rel=1e-4
     )
     # memory: one row of K + 4 numbers per position, no per-pixel patterns
-    assert ours._amplitudes.shape == (64, compressed.num_masks + 4)
+    assert ours._compressed_rows.shape == (64, compressed.num_masks + 4)
     # the field of view (probe overlaps by one convolution) is py4DSTEM's to a boundary pixel
     differ = ours._object_fov_mask != plain._object_fov_mask
     assert differ.sum() <= 0.02 * plain._object_fov_mask.sum()
@@ -188,13 +183,13 @@ def test_edge_weight_one_zeroes_edge_pixels_of_the_prediction(simulated):
     compressed = pc.compress(datacube, pc.zernike_basis(narrow, 10, 1), progress_bar=False)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     overlap = np.ones((2, DETECTOR, DETECTOR), np.complex64)
-    rows = np.asarray(ptycho._amplitudes[:2])
-    ptycho._weights = ProjectionWeights(edge=1.0)
-    modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3))
+    rows = np.asarray(ptycho._compressed_rows[:2])
+    zero_edge = DataStepOptions(weights=ProjectionWeights(edge=1.0))
+    modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3), zero_edge)
     edge = ptycho._operator.edge_map.reshape(DETECTOR, DETECTOR) > 0
     assert edge.any() and np.all(modified[:, edge] == 0)
-    ptycho._weights = ProjectionWeights(edge=0.0)
-    modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3))
+    keep_edge = DataStepOptions(weights=ProjectionWeights(edge=0.0))
+    modified, *_ = ptycho._fourier_data_step(rows, np.fft.ifft2(overlap * 3), keep_edge)
     np.testing.assert_allclose(np.abs(modified[:, edge]), 3, rtol=1e-5)
 
 
@@ -203,14 +198,16 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
     compressed = pc.compress(datacube, pc.zernike_basis(geometry, 6, 1), progress_bar=False)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     op = ptycho._operator
-    rows = np.asarray(ptycho._amplitudes[:4])
+    rows = np.asarray(ptycho._compressed_rows[:4])
     measured = rows[:, op.num_masks : op.num_masks + 2]
     waves = np.fft.ifft2(np.random.default_rng(0).random((4, DETECTOR, DETECTOR)) + 0j)
 
     def orthogonal_norms(weight, clip=True):
-        ptycho._weights = ProjectionWeights(perpendicular=weight, edge=0.0)
-        ptycho._match_energy = (False, False)  # the literal Eq. 11 step in both regions
-        modified, fourier, *_ = ptycho._fourier_data_step(rows, waves)
+        options = DataStepOptions(
+            weights=ProjectionWeights(perpendicular=weight, edge=0.0),
+            match_energy=False,  # the literal Eq. 11 step in both regions
+        )
+        modified, fourier, *_ = ptycho._fourier_data_step(rows, waves, options)
         amp = np.abs(modified if clip else fourier).reshape(4, -1)
         orth = amp - (amp @ op.masks.T) @ op.masks
         return np.sqrt((orth**2) @ op.region_maps.T)
@@ -225,8 +222,7 @@ def test_perpendicular_weight_moves_the_orthogonal_norm_to_the_data(simulated, g
         rows[:, : op.num_masks],
         op,
         measured,
-        ProjectionWeights(perpendicular=1.0, edge=0.0),
-        match_energy=False,
+        DataStepOptions(weights=ProjectionWeights(perpendicular=1.0, edge=0.0), match_energy=False),
     )
     orth = projected - (projected @ op.masks.T) @ op.masks
     np.testing.assert_allclose(np.sqrt((orth**2) @ op.region_maps.T), measured, rtol=1e-4)
@@ -239,7 +235,7 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     compressed = pc.compress(datacube, basis, progress_bar=False)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 1)
     op = ptycho._operator
-    rows = np.asarray(ptycho._amplitudes[:4])
+    rows = np.asarray(ptycho._compressed_rows[:4])
     k = op.num_masks
     coefficients, norms = rows[:, :k], rows[:, k : k + 2]
     waves = np.random.default_rng(1).random((4, DETECTOR, DETECTOR))
@@ -247,7 +243,7 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     df_mask = int(np.flatnonzero(np.asarray(op.mask_regions)[1])[0])
     measured_df_energy = coefficients[:, df_mask] ** 2 + norms[:, 1] ** 2
     weights = ProjectionWeights(edge=0.0)
-    projected, _ = project_values(amp, coefficients, op, norms, weights)
+    projected, _ = project_values(amp, coefficients, op, norms, DataStepOptions(weights=weights))
     df = np.asarray(op.region_maps)[1]
     np.testing.assert_allclose((projected**2) @ df, measured_df_energy, rtol=1e-3)
     # the DF pattern keeps the predicted shape (one common factor per pattern)
@@ -255,7 +251,7 @@ def test_dark_field_energy_matches_the_measured_intensity(simulated, geometry):
     np.testing.assert_allclose(ratio, np.broadcast_to(ratio[:, :1], ratio.shape), rtol=1e-3)
     # without energy matching the DF coefficient is matched instead
     projected, _ = project_values(
-        amp, coefficients, op, norms, weights, match_energy=False
+        amp, coefficients, op, norms, DataStepOptions(weights=weights, match_energy=False)
     )
     np.testing.assert_allclose(
         projected @ np.asarray(op.masks)[df_mask], coefficients[:, df_mask], rtol=1e-4
@@ -285,7 +281,7 @@ def test_descan_is_followed_by_the_prediction(geometry):
     compressed = pc.compress(datacube, basis, progress_bar=False, check_center=False, descan=None)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 30)
     assert ptycho._has_descan
-    shifts = np.asarray(ptycho._amplitudes[:, -2:])
+    shifts = np.asarray(ptycho._compressed_rows[:, -2:])
     assert np.ptp(shifts[:, 0]) == pytest.approx(2.0, abs=0.1)
     assert _correlation(ptycho, truth) > 0.8
 
@@ -297,7 +293,7 @@ def test_descan_aware_compression_leaves_the_sub_pixel_remainder_to_the_model(ge
     moved = compressed.descan_shift_px.reshape(-1, 2)
     assert np.ptp(moved[:, 0]) == 2 and np.ptp(moved[:, 1]) in (1, 2)
     ptycho = _run(CompressedMultislicePtychography(datacube=compressed, **COMMON), 30)
-    remainder = np.asarray(ptycho._amplitudes[:, -2:])
+    remainder = np.asarray(ptycho._compressed_rows[:, -2:])
     # the fitted descan minus the masks' whole-pixel shifts: at most half a pixel plus
     # the fit's own deviation from the rounded plane
     assert np.abs(remainder - remainder.mean(0)).max() < 0.75
@@ -307,12 +303,19 @@ def test_descan_aware_compression_leaves_the_sub_pixel_remainder_to_the_model(ge
 def test_position_correction_from_coefficients_reduces_position_error(simulated, geometry):
     datacube, truth = simulated
     compressed = pc.compress(datacube, pc.zernike_basis(geometry, 21, 1), progress_bar=False)
-    ptycho = CompressedMultislicePtychography(
+    reference = CompressedMultislicePtychography(
         datacube=compressed, initial_object_guess=truth.copy(), **COMMON
     ).preprocess(**PREPROCESS)
-    true_positions = ptycho._positions_px.copy()
+    true_positions = np.asarray(reference._positions_px, dtype=np.float64)
     rng = np.random.default_rng(3)
-    ptycho._positions_px += rng.normal(scale=0.4, size=true_positions.shape).astype(np.float32)
+    noisy_px = true_positions + rng.normal(scale=0.4, size=true_positions.shape)
+    # known rotation 0, no transpose: scan positions [A] are object pixels times the sampling
+    ptycho = CompressedMultislicePtychography(
+        datacube=compressed,
+        initial_object_guess=truth.copy(),
+        initial_scan_positions=noisy_px * np.asarray(reference.sampling),
+        **COMMON,
+    ).preprocess(**PREPROCESS)
     before = np.abs(ptycho._positions_px - true_positions).mean()
     ptycho.reconstruct(
         num_iter=4,
@@ -378,7 +381,7 @@ def test_save_and_read_round_trip(simulated, geometry, tmp_path):
     np.testing.assert_allclose(loaded.probe, ptycho.probe)
     assert loaded.error_iterations == pytest.approx(ptycho.error_iterations)
     assert loaded._compression_mode == "amplitude"
-    assert loaded._default_weights.edge == 0.5
+    assert loaded.data_step_options.weights.edge == 0.5
     np.testing.assert_array_equal(loaded._basis.masks, compressed.basis.masks)
 
 
@@ -418,7 +421,7 @@ def test_datacube_input_is_compressed_in_preprocess(simulated, geometry):
         datacube=datacube, basis=basis, compression_mode="amplitude", **COMMON
     ).preprocess(**PREPROCESS)
     assert isinstance(ptycho._datacube, pc.CompressedDataCube)
-    assert ptycho._amplitudes.shape == (64, 15)
+    assert ptycho._compressed_rows.shape == (64, 15)
 
 
 def test_bad_inputs_raise_clear_errors(simulated, geometry):
@@ -477,7 +480,7 @@ def test_dark_field_energy_matching_is_the_same_rule_for_every_dataset(simulated
         ),
         1,
     )
-    assert clean._match_energy == (False, True)
+    assert clean.data_step_options.match_energy == (False, True)
     rng = np.random.default_rng(0)
     data = np.asarray(datacube.data, dtype=np.float64)
     counts = rng.poisson(data * 300.0 / data.sum(axis=(2, 3)).mean()).astype(np.float32)
@@ -487,13 +490,19 @@ def test_dark_field_energy_matching_is_the_same_rule_for_every_dataset(simulated
         ),
         1,
     )
-    assert sparse._match_energy == (False, True)
+    assert sparse.data_step_options.match_energy == (False, True)
     again = dict(reset=True)
-    assert _run(clean, 1, match_region_energy=True, **again)._match_energy == (True, True)
-    assert _run(clean, 1, match_region_energy=False, **again)._match_energy == (False, False)
+    assert _run(clean, 1, match_region_energy=True, **again).data_step_options.match_energy == (
+        True,
+        True,
+    )
+    assert _run(clean, 1, match_region_energy=False, **again).data_step_options.match_energy == (
+        False,
+        False,
+    )
     with pytest.warns(FutureWarning, match="auto"):
         auto = _run(clean, 1, match_region_energy="auto", **again)
-    assert auto._match_energy == (False, True)
+    assert auto.data_step_options.match_energy == (False, True)
     for bad in ("sometimes", 1, None):
         with pytest.raises(ValueError, match="match_region_energy"):
             _run(clean, 1, match_region_energy=bad, **again)
@@ -514,7 +523,8 @@ def test_dark_field_shape_matching_is_opt_in_and_acts_where_energy_is_not_matche
     default = run(**coefficient)
     shaped = run(match_region_shape=True, **coefficient)
     unshaped = run(match_region_shape=False, **coefficient)
-    assert shaped._match_shape and not default._match_shape
+    assert any(shaped.data_step_options.match_shape)
+    assert not any(default.data_step_options.match_shape)
     np.testing.assert_array_equal(default.object, unshaped.object)
     assert not np.allclose(shaped.object, unshaped.object)
     # with the DF energy matched (the default) the shape step has nothing to do

@@ -96,7 +96,7 @@ def test_partial_file_reconstructs_from_its_complete_patterns(simulated, where):
     # one measurement row per complete pattern, in scan order
     k = compressed.num_masks
     assert ours._num_diffraction_patterns == complete
-    np.testing.assert_array_equal(ours._amplitudes[:, :k], compressed.coefficients[valid])
+    np.testing.assert_array_equal(ours._compressed_rows[:, :k], compressed.coefficients[valid])
     ours.reconstruct(num_iter=NUM_ITER, **RECONSTRUCT)
 
     # the same complete patterns, selected explicitly from the complete file
@@ -158,7 +158,7 @@ def test_positions_mask_and_missing_patterns_combine(simulated):
     with pytest.warns(UserWarning, match=message):
         ptycho.preprocess(**PREPROCESS)
     k = compressed.num_masks
-    np.testing.assert_array_equal(ptycho._amplitudes[:, :k], compressed.coefficients[used])
+    np.testing.assert_array_equal(ptycho._compressed_rows[:, :k], compressed.coefficients[used])
     np.testing.assert_array_equal(ptycho._positions_mask, used)
 
 

@@ -11,9 +11,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from py4dstem_compressed.reconstruction.projection import CompressedOperator, get_array_module
+from py4dstem_compressed.core.backend import get_array_module, measured_from_amplitude
+from py4dstem_compressed.reconstruction.projection import CompressedOperator
 
 __all__ = ["coefficient_position_update"]
+
+#: Amplitudes below this fraction of the batch maximum count as zero in the derivative of
+#: ``|Psi|`` (amplitude mode), which divides by the amplitude.
+AMPLITUDE_FLOOR = 1e-12
+#: Keeps the 2x2 normal matrix invertible where it vanishes (no contrast at all).
+NORMAL_MATRIX_FLOOR = 1e-30
 
 
 def coefficient_position_update(
@@ -54,15 +61,15 @@ def coefficient_position_update(
     for shifted in (far_field_dx, far_field_dy):
         change = xp.real((far_field - shifted) * xp.conj(far_field))
         if operator.mode == "amplitude":
-            change = change / xp.maximum(amplitude, 1e-12 * amplitude.max())
+            change = change / xp.maximum(amplitude, AMPLITUDE_FLOOR * amplitude.max())
         else:
             change = 2 * change
         partials.append(change.reshape(batch, -1) @ operator.masks.T)
-    values = amplitude if operator.mode == "amplitude" else amplitude**2
+    values = measured_from_amplitude(amplitude, operator.mode)
     residual = coefficients - values.reshape(batch, -1) @ operator.masks.T
     design = xp.stack(partials, axis=-1)  # (B, K, 2)
     normal = xp.swapaxes(design, -1, -2) @ design  # (B, 2, 2)
     trace = xp.trace(normal, axis1=-2, axis2=-1)[:, None, None]
-    normal = normal + (regularization * trace + 1e-30) * xp.eye(2, dtype=normal.dtype)
+    normal = normal + (regularization * trace + NORMAL_MATRIX_FLOOR) * xp.eye(2, dtype=normal.dtype)
     rhs = xp.swapaxes(design, -1, -2) @ residual[..., None]
     return xp.linalg.solve(normal, rhs)[..., 0]

@@ -19,119 +19,46 @@ Memory grows with positions x masks: the only per-position table is ``(N, K + 4)
 
 from __future__ import annotations
 
-import numbers
-import warnings
-from types import SimpleNamespace
 from typing import Any
 
-import matplotlib.pyplot as plt
 import numpy as np
 from py4DSTEM.data import Calibration
 from py4DSTEM.process.phase.utils import ComplexProbe
 
-from py4dstem_compressed.reconstruction.projection import CompressedOperator
+from py4dstem_compressed.reconstruction.arguments import check_preprocess_arguments
+from py4dstem_compressed.reconstruction.data_selection import valid_patterns
+from py4dstem_compressed.reconstruction.operator import CompressedOperator
 
-__all__ = ["CompressedPreprocessMixin"]
+__all__ = ["CalibrationOnlyDataCube", "CompressedPreprocessMixin"]
 
 #: Descan shifts below this [px] are treated as none (no ramp is applied).
 DESCAN_TOLERANCE_PX = 1e-3
 
 
-def _as_real(value: Any) -> float | None:
-    """``value`` as a float if it is a real number (Python or NumPy, not a bool), else None."""
-    if isinstance(value, (numbers.Real, np.floating, np.integer)) and not isinstance(
-        value, (bool, np.bool_)
-    ):
-        return float(value)
-    return None
+class CalibrationOnlyDataCube:
+    """A stand-in DataCube for py4DSTEM's calibration rules: scan shape and calibration only.
 
-
-def check_real(
-    name: str,
-    value: Any,
-    low: float = 0.0,
-    high: float = np.inf,
-    *,
-    low_open: bool = True,
-    high_open: bool = True,
-    unit: str = "",
-    optional: bool = False,
-) -> float | None:
-    """Check that ``value`` is a real number in a range; return it as a float.
+    py4DSTEM's ``_extract_intensities_and_calibrations_from_datacube`` (py4DSTEM 0.14.18,
+    ``process/phase/phase_base_class.py``) reads ``datacube.data`` (for the scan shape: its
+    first two axes) and ``datacube.calibration``. Compressed data have no per-pixel array;
+    this adapter offers a zero-stride ``(Rx, Ry, 1, 1)`` view (no memory) and the data's
+    calibration, so that py4DSTEM's own rules and error messages apply unchanged.
 
     Parameters
     ----------
-    name : str
-        Argument name, for the message.
-    value : object
-        The value given.
-    low, high : float
-        Range bounds (``high`` may be ``inf``; an infinite bound is never included unless
-        ``high_open`` is False).
-    low_open, high_open : bool
-        Whether each bound is excluded.
-    unit : str
-        Unit shown after the range (e.g. ``"eV"``).
-    optional : bool
-        Whether None is accepted (and returned).
-
-    Returns
-    -------
-    float or None
-
-    Raises
-    ------
-    ValueError
-        Naming the argument, the value given and the valid range.
+    scan_shape : tuple of int
+        ``(Rx, Ry)`` scan shape.
+    calibration : py4DSTEM.data.Calibration or None
+        The data's calibration (None: py4DSTEM's default, in pixels).
     """
-    if value is None and optional:
-        return None
-    interval = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-    where = f"{interval} [{unit}]" if unit else interval
-    number = _as_real(value)
-    if number is not None and not np.isnan(number):
-        above = number > low if low_open else number >= low
-        below = number < high if high_open else number <= high
-        if above and below:
-            return number
-    none = " (or None)" if optional else ""
-    raise ValueError(f"{name} must be a number in {where}{none}, got {value!r}")
 
-
-def check_integer(name: str, value: Any, minimum: int = 1, *, optional: bool = False) -> int | None:
-    """Check that ``value`` is a whole number ``>= minimum``; return it as an int.
-
-    Parameters
-    ----------
-    name : str
-        Argument name, for the message.
-    value : object
-        The value given (an int, a NumPy integer or an integral float such as ``2.0``).
-    minimum : int
-        Smallest valid value.
-    optional : bool
-        Whether None is accepted (and returned).
-
-    Returns
-    -------
-    int or None
-
-    Raises
-    ------
-    ValueError
-        Naming the argument, the value given and the valid range.
-    """
-    if value is None and optional:
-        return None
-    number = _as_real(value)
-    if number is not None and np.isfinite(number) and number.is_integer() and number >= minimum:
-        return int(number)
-    none = " (or None)" if optional else ""
-    raise ValueError(f"{name} must be a whole number >= {minimum}{none}, got {value!r}")
+    def __init__(self, scan_shape: tuple[int, int], calibration: Calibration | None) -> None:
+        self.data = np.broadcast_to(np.float32(0), (*scan_shape, 1, 1))
+        self.calibration = calibration if calibration is not None else Calibration()
 
 
 class CompressedPreprocessMixin:
-    """``preprocess`` and helpers of :class:`CompressedMultislicePtychography`."""
+    """``preprocess`` and its steps for :class:`CompressedMultislicePtychography`."""
 
     def preprocess(
         self,
@@ -222,51 +149,66 @@ class CompressedPreprocessMixin:
         UserWarning
             When patterns are missing, saying how many.
         """
-        _check_preprocess_arguments(
+        # The steps and their order are transcribed from py4DSTEM 0.14.18,
+        # process/phase/multislice_ptychography.py, MultislicePtychography.preprocess
+        # (pixel steps replaced by their compressed counterparts).
+        check_preprocess_arguments(
             force_com_rotation,
             force_scan_sampling,
             force_angular_sampling,
             force_reciprocal_sampling,
             max_batch_size,
         )
-        unsupported = {
-            "diffraction_intensities_shape": diffraction_intensities_shape,
-            "padded_diffraction_intensities_shape": padded_diffraction_intensities_shape,
-            "dp_mask": dp_mask,
-            "crop_patterns": crop_patterns or None,
-        }
-        for key, value in unsupported.items():
-            if value is not None:
-                raise NotImplementedError(
-                    f"{key} acts on pixels and is not available for compressed data; build "
-                    "the basis on the detector you want (unmeasured pixels go in "
-                    "DetectorGeometry(mask=...))"
-                )
+        _reject_pixel_options(
+            diffraction_intensities_shape=diffraction_intensities_shape,
+            padded_diffraction_intensities_shape=padded_diffraction_intensities_shape,
+            dp_mask=dp_mask,
+            crop_patterns=crop_patterns or None,
+        )
         self.set_device(device, clear_fft_cache)
-        xp_storage = self._xp_storage
         data = self._compressed_data(progress_bar=self._verbose)
-        detector_shape = tuple(int(s) for s in data.basis.masks.shape[-2:])
-        if region_of_interest_shape is not None and tuple(region_of_interest_shape) != (
-            detector_shape
-        ):
-            raise NotImplementedError(
-                "region_of_interest_shape other than the detector shape needs per-pixel "
-                "resampling and is not available for compressed data"
-            )
+        detector_shape = _detector_shape(data, region_of_interest_shape)
         self._diffraction_intensities_shape = None
         self._reshaping_method = reshaping_method
         self._padded_diffraction_intensities_shape = None
         self._dp_mask = None
-        valid = _valid_patterns(data)
+        valid = valid_patterns(data)
         self._positions_mask = self._positions_to_use(valid)
-
         self._set_calibrations(
             data, force_scan_sampling, force_angular_sampling, force_reciprocal_sampling
         )
         if self._semiangle_cutoff_pixels:
             self._semiangle_cutoff = self._semiangle_cutoff_pixels * self._angular_sampling[0]
-
         com_measured, com_shifts = _com_inputs(data, valid, force_com_measured, force_com_shifts)
+        self._fit_center_of_mass_and_rotation(
+            com_measured,
+            com_shifts,
+            fit_function=fit_function,
+            rotation_angles_deg=rotation_angles_deg,
+            plot_rotation=plot_rotation,
+            plot_center_of_mass=plot_center_of_mass,
+            maximize_divergence=maximize_divergence,
+            force_com_rotation=force_com_rotation,
+            force_com_transpose=force_com_transpose,
+            **kwargs,
+        )
+        self._build_measurements(data)
+        self._set_detector_frame(detector_shape)
+        self._place_positions_and_object(valid, store_initial_arrays, center_positions_in_fov)
+        self._initialize_probe_and_propagators(store_initial_arrays)
+        self._set_fov_mask(object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs)
+        self._preprocessed = True
+        self.clear_device_mem(self._device, self._clear_fft_cache)
+        return self
+
+    def _fit_center_of_mass_and_rotation(
+        self, com_measured, com_shifts, fit_function, **rotation_kwargs
+    ) -> None:
+        """Fitted centres of mass over the scan and the scan rotation (py4DSTEM's solvers).
+
+        ``rotation_kwargs`` go to ``_solve_for_center_of_mass_relative_rotation``
+        (``force_com_rotation``, ``plot_rotation``, ...).
+        """
         (
             self._com_measured_x,
             self._com_measured_y,
@@ -287,13 +229,7 @@ class CompressedPreprocessMixin:
             self._com_measured_y,
             self._com_normalized_x,
             self._com_normalized_y,
-            rotation_angles_deg=rotation_angles_deg,
-            plot_rotation=plot_rotation,
-            plot_center_of_mass=plot_center_of_mass,
-            maximize_divergence=maximize_divergence,
-            force_com_rotation=force_com_rotation,
-            force_com_transpose=force_com_transpose,
-            **kwargs,
+            **rotation_kwargs,
         )
         attrs = [
             "_com_measured_x",
@@ -307,13 +243,19 @@ class CompressedPreprocessMixin:
         ]
         self.copy_attributes_to_device(attrs, self._storage)
 
-        self._build_measurements(data)
+    def _set_detector_frame(self, detector_shape: tuple[int, int]) -> None:
+        """py4DSTEM's pattern-frame attributes: the detector itself (no crop, no resampling)."""
         self._crop_mask = None
         self._crop_mask_shape = detector_shape
         self._amplitudes_shape = np.array(detector_shape)
         self._resample_exit_waves = False
         self._region_of_interest_shape = np.array(detector_shape)
 
+    def _place_positions_and_object(
+        self, valid: np.ndarray, store_initial_arrays: bool, center_positions_in_fov: bool
+    ) -> None:
+        """Probe positions [object px] and the initial object, as py4DSTEM's preprocess."""
+        xp_storage = self._xp_storage
         self._positions_px, self._object_padding_px = self._calculate_scan_positions_in_pixels(
             self._scan_positions_to_use(valid),
             self._positions_mask,
@@ -339,109 +281,6 @@ class CompressedPreprocessMixin:
         self._positions_initial[:, 0] *= self.sampling[0]
         self._positions_initial[:, 1] *= self.sampling[1]
 
-        self._initialize_probe_and_propagators(store_initial_arrays)
-        self._set_fov_mask(object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs)
-        self._preprocessed = True
-        self.clear_device_mem(self._device, self._clear_fft_cache)
-        return self
-
-    # ------------------------------------------------------------------ helpers
-    def _compressed_data_or_none(self):
-        data = self._datacube
-        return data if data is not None and hasattr(data, "coefficients") else None
-
-    def _compressed_data(self, progress_bar: bool = True):
-        """The attached CompressedDataCube, compressing a DataCube on first use."""
-        if self._datacube is None:
-            raise ValueError(
-                "preprocess() needs data: pass datacube= (a CompressedDataCube, or a DataCube "
-                "with basis=) to the constructor or call attach_datacube()"
-            )
-        if self._compressed_data_or_none() is None:
-            from py4dstem_compressed.compression.compress import compress
-
-            if self._basis is None:
-                raise ValueError("a DataCube needs basis= to be compressed")
-            self._basis.check_detector(self._datacube.data.shape[-2:], what="the DataCube")
-            self._datacube = compress(
-                self._datacube, self._basis, mode=self._compression_mode, progress_bar=progress_bar
-            )
-        data = self._datacube
-        if data.basis is not self._basis and self._basis is not None:
-            if data.basis.masks.shape != self._basis.masks.shape or not np.array_equal(
-                data.basis.masks, self._basis.masks
-            ):
-                raise ValueError("the attached data were compressed on a different basis")
-        self._basis = data.basis
-        self._compression_mode = data.mode
-        return data
-
-    def _positions_to_use(self, valid: np.ndarray) -> np.ndarray | None:
-        """Scan positions to reconstruct from: the requested ones holding a complete pattern.
-
-        Parameters
-        ----------
-        valid : numpy.ndarray of bool
-            ``(Rx, Ry)``: which patterns the data hold (False: missing, stored as NaN).
-
-        Returns
-        -------
-        numpy.ndarray of bool or None
-            ``(Rx, Ry)`` mask of the positions used (None: all of them).
-
-        Warns
-        -----
-        UserWarning
-            When patterns are missing, saying how many.
-        """
-        requested = getattr(self, "_requested_positions_mask", self._positions_mask)
-        if requested is not None:
-            requested = np.asarray(requested, dtype=bool)
-            if requested.shape != valid.shape:
-                raise ValueError(
-                    f"positions_mask must have the scan shape {valid.shape}, got {requested.shape}"
-                )
-        total = valid.size
-        num_complete = int(np.count_nonzero(valid))
-        if num_complete == 0:
-            raise ValueError(
-                f"all {total} patterns of the data are missing (valid is False everywhere, "
-                "values NaN): nothing to reconstruct; write patterns into the file first"
-            )
-        if num_complete == total:
-            return requested
-        used = valid if requested is None else valid & requested
-        if not used.any():
-            raise ValueError(
-                f"positions_mask selects none of the {num_complete} complete patterns; "
-                "select positions where CompressedDataCube.valid is True"
-            )
-        selected = "" if requested is None else f" ({int(used.sum())} selected by positions_mask)"
-        warnings.warn(
-            f"{total - num_complete} of {total} patterns are missing (NaN); reconstructing "
-            f"from the {num_complete} complete ones{selected}",
-            UserWarning,
-            stacklevel=3,
-        )
-        return used
-
-    def _scan_positions_to_use(self, valid: np.ndarray):
-        """``initial_scan_positions`` [Å] of the positions used (None: the raster)."""
-        positions = self._scan_positions
-        used = self._positions_mask
-        if positions is None or used is None:
-            return positions
-        positions = np.asarray(positions)
-        requested = getattr(self, "_requested_positions_mask", None)
-        if len(positions) == valid.size:
-            return positions[used.ravel()]
-        if requested is not None and len(positions) == int(np.count_nonzero(requested)):
-            return positions[valid[np.asarray(requested, dtype=bool)]]
-        raise ValueError(
-            f"initial_scan_positions has {len(positions)} positions; give one per scan "
-            f"position ({valid.size}) or one per position selected by positions_mask"
-        )
-
     def _set_calibrations(self, data, scan_sampling, angular_sampling, reciprocal_sampling):
         """Scan and detector calibrations from the data (py4DSTEM's rules and errors)."""
         calibration = getattr(data, "calibration", None)
@@ -457,12 +296,8 @@ class CompressedPreprocessMixin:
                 "force_reciprocal_sampling [1/Å]) to preprocess()"
             )
         scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
-        view = SimpleNamespace(
-            data=np.broadcast_to(np.float32(0), (*scan_shape, 1, 1)),
-            calibration=calibration if calibration is not None else Calibration(),
-        )
         self._extract_intensities_and_calibrations_from_datacube(
-            view,
+            CalibrationOnlyDataCube(scan_shape, calibration),
             require_calibrations=True,
             force_scan_sampling=scan_sampling,
             force_angular_sampling=angular_sampling,
@@ -497,9 +332,7 @@ class CompressedPreprocessMixin:
             totals = totals.reshape(-1)
         # Reconstruct in a canonical unit, intensities as fractions of the mean pattern's
         # total: the data step is unit-free, but py4DSTEM's updates hold absolute epsilons
-        # (1e-16 in the probe and object normalisations) that tiny values reach (data
-        # normalised to a total of 1). Within 0.1-1e5 per pattern the iterates did not
-        # change beyond float32 rounding, so counts and fractions of the beam run as before.
+        # (1e-16 in the probe and object normalisations) that tiny values reach.
         unit = float(np.mean(totals)) if totals.size else 1.0
         unit = unit if np.isfinite(unit) and unit > 0 else 1.0
         self._intensity_unit = unit
@@ -520,7 +353,8 @@ class CompressedPreprocessMixin:
             xp=self._xp,
         )
         rows = np.concatenate([coefficients, np.nan_to_num(norms), shifts], axis=1)
-        self._amplitudes = self._xp_storage.asarray(rows, dtype=np.float32)
+        # the measurement rows (py4dstem_internals: py4DSTEM's loop sees them as _amplitudes)
+        self._compressed_rows = self._xp_storage.asarray(rows, dtype=np.float32)
         self._num_diffraction_patterns = rows.shape[0]
         self._mean_diffraction_intensity = float(totals.mean()) / unit  # 1 (canonical)
         self._error_scale = (
@@ -529,6 +363,8 @@ class CompressedPreprocessMixin:
 
     def _initialize_probe_and_propagators(self, store_initial_arrays: bool) -> None:
         """Probe, known aberrations and propagators, as py4DSTEM's preprocess does."""
+        # transcribed from py4DSTEM 0.14.18, process/phase/multislice_ptychography.py,
+        # MultislicePtychography.preprocess
         xp = self._xp
         self._probe, self._semiangle_cutoff = self._initialize_probe(
             self._probe,
@@ -558,98 +394,27 @@ class CompressedPreprocessMixin:
             self._theta_y,
         )
 
-    def _set_fov_mask(self, object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs) -> None:
-        """Object field-of-view mask from the probe overlaps (py4DSTEM's rule).
 
-        py4DSTEM sums sub-pixel-shifted probe intensities over every position (one FFT per
-        position); the same overlap is the probe intensity convolved with the positions,
-        splatted bilinearly onto the object grid: two object-sized FFTs, whatever the
-        number of positions. ``max_batch_size`` is accepted for py4DSTEM compatibility.
-        """
-        probe_overlap = None
-        if object_fov_mask is None or plot_probe_overlaps:
-            probe_overlap = self._probe_overlap()
-        if object_fov_mask is None:
-            blurred = self._scipy.ndimage.gaussian_filter(probe_overlap, 1.0)
-            self._object_fov_mask = self._asnumpy(blurred > 0.25 * blurred.max())
-        elif object_fov_mask is True:
-            self._object_fov_mask = np.full(self._object_shape, True)
-        else:
-            self._object_fov_mask = np.asarray(object_fov_mask)
-        self._object_fov_mask_inverse = np.invert(self._object_fov_mask)
-        if plot_probe_overlaps:
-            self._plot_probe_overlaps(self._asnumpy(probe_overlap), kwargs)
+def _reject_pixel_options(**options) -> None:
+    """Raise for a py4DSTEM ``preprocess`` option that acts on pixels (given, not None)."""
+    for key, value in options.items():
+        if value is not None:
+            raise NotImplementedError(
+                f"{key} acts on pixels and is not available for compressed data; build "
+                "the basis on the detector you want (unmeasured pixels go in "
+                "DetectorGeometry(mask=...))"
+            )
 
-    def _probe_overlap(self):
-        """Sum of the probe intensity over all scan positions on the object grid."""
-        xp = self._xp
-        shape = tuple(int(n) for n in self._object_shape)
-        size = shape[0] * shape[1]
-        intensity = xp.abs(xp.asarray(self._probe)) ** 2  # corner-centred (Sx, Sy)
-        sx, sy = intensity.shape
-        ix = (xp.fft.fftfreq(sx, d=1 / sx).astype(int) % shape[0])[:, None]
-        iy = (xp.fft.fftfreq(sy, d=1 / sy).astype(int) % shape[1])[None, :]
-        kernel = xp.bincount(
-            (ix * shape[1] + iy).ravel(), weights=intensity.ravel(), minlength=size
-        ).reshape(shape)
-        positions = xp.asarray(self._positions_px, dtype=xp.float64)
-        base = xp.floor(positions)
-        frac = positions - base
-        base = base.astype(int)
-        density = xp.zeros(size, dtype=xp.float64)
-        for dx in (0, 1):
-            for dy in (0, 1):
-                weight = (frac[:, 0] if dx else 1 - frac[:, 0]) * (
-                    frac[:, 1] if dy else 1 - frac[:, 1]
-                )
-                index = ((base[:, 0] + dx) % shape[0]) * shape[1] + (base[:, 1] + dy) % shape[1]
-                density += xp.bincount(index, weights=weight, minlength=size)
-        overlap = xp.fft.ifft2(xp.fft.fft2(density.reshape(shape)) * xp.fft.fft2(kernel))
-        return xp.maximum(overlap.real, 0.0).astype(xp.float32)
 
-    def _plot_probe_overlaps(self, probe_overlap: np.ndarray, kwargs: dict) -> None:
-        """Initial probe intensity and the scanned field of view."""
-        figsize = kwargs.pop("figsize", (9, 4))
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=figsize)
-        sx, sy = self.sampling
-        roi = self._region_of_interest_shape
-        ax1.imshow(
-            np.abs(self.probe_centered) ** 2,
-            extent=[0, sy * roi[1], sx * roi[0], 0],
-            cmap="Greys_r",
+def _detector_shape(data, region_of_interest_shape) -> tuple[int, int]:
+    """The basis' detector shape [px]; any other ``region_of_interest_shape`` raises."""
+    detector_shape = tuple(int(s) for s in data.basis.masks.shape[-2:])
+    if region_of_interest_shape is not None and tuple(region_of_interest_shape) != (detector_shape):
+        raise NotImplementedError(
+            "region_of_interest_shape other than the detector shape needs per-pixel "
+            "resampling and is not available for compressed data"
         )
-        ax1.set_title("Initial probe intensity")
-        ax2.imshow(
-            probe_overlap,
-            extent=[0, sy * self._object_shape[1], sx * self._object_shape[0], 0],
-            cmap="Greys_r",
-        )
-        ax2.scatter(self.positions[:, 1], self.positions[:, 0], s=2.5, color=(1, 0, 0, 1))
-        ax2.set_title("Object field of view")
-        for ax in (ax1, ax2):
-            ax.set_xlabel("y [A]")
-            ax.set_ylabel("x [A]")
-        fig.tight_layout()
-
-
-def _check_preprocess_arguments(
-    rotation, scan_sampling, angular_sampling, reciprocal_sampling, max_batch_size
-) -> None:
-    """Reject nonsense numeric ``preprocess`` arguments before any work."""
-    check_real("force_com_rotation", rotation, -np.inf, np.inf, unit="deg", optional=True)
-    check_real("force_scan_sampling", scan_sampling, unit="Å", optional=True)
-    check_real("force_angular_sampling", angular_sampling, unit="mrad", optional=True)
-    check_real("force_reciprocal_sampling", reciprocal_sampling, unit="1/Å", optional=True)
-    check_integer("max_batch_size", max_batch_size, 1, optional=True)
-
-
-def _valid_patterns(data) -> np.ndarray:
-    """``(Rx, Ry)`` bool: which patterns the data hold (all, for data without flags)."""
-    scan_shape = tuple(int(s) for s in data.coefficients.shape[:2])
-    valid = getattr(data, "valid", None)
-    if valid is None:
-        return np.ones(scan_shape, dtype=bool)
-    return np.asarray(valid, dtype=bool)
+    return detector_shape
 
 
 def _com_inputs(data, valid, force_com_measured, force_com_shifts):

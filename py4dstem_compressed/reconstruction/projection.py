@@ -4,8 +4,8 @@ py4DSTEM's ptychography replaces the predicted far-field amplitude ``|Psi|`` by 
 measured one. With compressed data only the mask coefficients ``c_n = <a, M_n>`` (Eq. 8),
 the per-region perpendicular norms ``p_R`` (Eq. 11) and the knowledge that nothing was
 measured in the EDGE region remain. The functions here turn a batch of predicted far fields
-into the "modified" far fields py4DSTEM's update needs (DESIGN.md, "The gradient step
-inside py4DSTEM"):
+into the "modified" far fields py4DSTEM's update needs (its gradient step then runs
+unchanged; see :mod:`~py4dstem_compressed.reconstruction.py4dstem_internals`):
 
 1. coefficients: ``v <- v + w_c M^T (c - M v)``;
 2. perpendicular: per region, scale the part of ``v`` orthogonal to the region's masks
@@ -26,262 +26,33 @@ the two detector axes flattened to one pixel axis ``P = Sx * Sy`` where noted.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 import numpy as np
 
+from py4dstem_compressed.core.backend import get_array_module, measured_from_amplitude
+from py4dstem_compressed.reconstruction.operator import CompressedOperator
+from py4dstem_compressed.reconstruction.options import DataStepOptions
+from py4dstem_compressed.reconstruction.region_matching import (
+    TINY,
+    energy_ratio,
+    match_participation,
+    per_region,
+    shape_switch,
+    switched_regions,
+)
+
 __all__ = [
-    "CompressedOperator",
-    "ProjectionWeights",
     "coefficient_error",
     "descan_ramp",
     "fourier_projection",
-    "get_array_module",
-    "mask_coefficients",
     "probe_aperture_step",
     "project_values",
 ]
 
-MODES = ("amplitude", "intensity")
-
-
-def get_array_module(array: Any):
-    """Return ``cupy`` for a CuPy array, else ``numpy``."""
-    module = type(array).__module__
-    if module.startswith("cupy"):
-        import cupy
-
-        return cupy
-    return np
-
-
-@dataclass(frozen=True)
-class ProjectionWeights:
-    """Weights of the terms of the compressed loss (Eq. 13) used by the data step.
-
-    Attributes
-    ----------
-    coefficient : float
-        ``w_c`` of the coefficient loss (Eq. 9), in ``(0, 2)``. 1 replaces the
-        predicted coefficients by the measured ones (the exact step of Eq. 9 with
-        step size 1/2); smaller values under-relax.
-    perpendicular : float
-        ``w_p`` of the perpendicular-norm loss (Eq. 11), in ``[0, 1]``. 0 (default) leaves
-        the prediction's component orthogonal to the masks as it is, 1 rescales it to the
-        measured norm. Ignored when the data carry no perpendicular norms. On abTEM test
-        sets (SrTiO3, MoS2; 30 iterations) 0 gave better potentials than 1, noiseless and
-        noisy (band-passed NCC 0.92 against 0.80 on noise-free MoS2), so the literal
-        step is off by default. The DF norm is still used for sparse counts: a region made
-        only of scalable masks (the single DF mask) is then matched to its measured energy
-        ``c^2 + p^2`` (see :func:`project_values`, ``match_energy``).
-    edge : float
-        ``w_e`` of the edge loss (Eq. 10), in ``[0, 1]``: EDGE amplitudes are multiplied
-        by ``1 - w_e`` (1 zeroes them).
-    probe_aperture : float
-        ``w_a`` of the probe-aperture loss (Eq. 12), in ``[0, 1]``: once per iteration
-        the Fourier probe outside the aperture is multiplied by ``1 - w_a``.
-    """
-
-    coefficient: float = 1.0
-    perpendicular: float = 0.0
-    edge: float = 1.0
-    probe_aperture: float = 0.0
-
-    def __post_init__(self) -> None:
-        for f in fields(self):
-            value = float(getattr(self, f.name))
-            if not np.isfinite(value):
-                valid = "(0, 2)" if f.name == "coefficient" else "[0, 1]"
-                raise ValueError(f"{f.name}_weight must lie in {valid}, got {value!r}")
-            object.__setattr__(self, f.name, value)
-        if not 0.0 < self.coefficient < 2.0:
-            raise ValueError(
-                f"coefficient_weight must lie in (0, 2) (1 = full step), got {self.coefficient}"
-            )
-        for name in ("perpendicular", "edge", "probe_aperture"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name}_weight must lie in [0, 1], got {value}")
-
-    @classmethod
-    def names(cls) -> tuple[str, ...]:
-        """Keyword names accepted by :meth:`from_mapping` (``"<term>_weight"``)."""
-        return tuple(f"{f.name}_weight" for f in fields(cls))
-
-    @classmethod
-    def from_mapping(cls, weights: Mapping[str, float] | None = None, **kwargs: float):
-        """Build from ``{"edge_weight": 1.0, ...}`` (or ``{"edge": 1.0}``) plus keywords.
-
-        Raises
-        ------
-        ValueError
-            For a name that is not a weight, listing the valid names.
-        """
-        merged: dict[str, float] = {}
-        for source in (weights or {}), kwargs:
-            for key, value in source.items():
-                name = key[: -len("_weight")] if key.endswith("_weight") else key
-                if name not in {f.name for f in fields(cls)}:
-                    raise ValueError(
-                        f"unknown weight {key!r}; valid weights are {', '.join(cls.names())}"
-                    )
-                if value is not None:
-                    merged[name] = value
-        return cls(**merged)
-
-    def as_dict(self) -> dict[str, float]:
-        """``{"coefficient_weight": ..., ...}`` for metadata."""
-        return {f"{key}_weight": value for key, value in asdict(self).items()}
-
-
-@dataclass(frozen=True, eq=False)
-class CompressedOperator:
-    """A basis as the reconstruction sees it: masks in py4DSTEM's corner-centred frame.
-
-    Build it with :meth:`from_detector`; the arrays live on the reconstruction device.
-
-    Attributes
-    ----------
-    masks : array
-        ``(K, P)`` float32 masks, flattened corner-centred frame.
-    region_maps : array
-        ``(2, P)`` float32 indicator maps of the BF and DF regions.
-    edge_map : array
-        ``(P,)`` float32 indicator map of the EDGE region (unmeasured pixels).
-    mask_regions : array
-        ``(2, K)`` float32 indicator of the region (BF, DF) each mask lives in.
-    shape : tuple of int
-        ``(Sx, Sy)`` pattern shape [px].
-    mode : str
-        ``"amplitude"`` (coefficients of ``sqrt(I)``) or ``"intensity"`` (of ``I``).
-    scalable_index : array or None
-        ``(Ks,)`` indices of the *scalable* masks: non-negative masks whose support no
-        other mask touches (a uniform DF mask, bins). Their coefficient can be matched by
-        rescaling the prediction on their support (see :func:`project_values`).
-    scalable_support : array or None
-        ``(Ks, P)`` float32 indicator of each scalable mask's support.
-    energy_regions : array or None
-        ``(Ks, 2)`` float32: row ``i`` marks the region (BF, DF) of scalable mask ``i`` when
-        *every* mask of that region is scalable (the single DF mask, DF bins), else zeros.
-        In amplitude mode those regions can be matched to their measured energy
-        ``sum_n c_n^2 + p_R^2`` (see :func:`project_values`).
-    shape_regions : tuple of bool
-        Whether each region (BF, DF) is an energy region with a mask wider than one pixel:
-        where the prediction's shape can be matched to the region's measured energy (see
-        :func:`project_values`, ``match_shape``).
-    """
-
-    masks: Any
-    region_maps: Any
-    edge_map: Any
-    mask_regions: Any
-    shape: tuple[int, int]
-    mode: str = "amplitude"
-    scalable_index: Any = None
-    scalable_support: Any = None
-    energy_regions: Any = None
-    shape_regions: tuple[bool, bool] = (False, False)
-
-    @classmethod
-    def from_detector(
-        cls,
-        masks: np.ndarray,
-        bf: np.ndarray,
-        df: np.ndarray,
-        origin_px: tuple[int, int],
-        mode: str = "amplitude",
-        xp: Any = np,
-    ) -> CompressedOperator:
-        """Map detector-frame masks and regions into the corner-centred frame.
-
-        Parameters
-        ----------
-        masks : numpy.ndarray
-            ``(K, Qx, Qy)`` orthonormal masks, detector frame.
-        bf, df : numpy.ndarray of bool
-            ``(Qx, Qy)`` BF and DF region maps, detector frame. EDGE is the rest.
-        origin_px : tuple of int
-            Detector pixel ``(qx, qy)`` that becomes the corner pixel ``(0, 0)``: the
-            masks are rolled (wrapping around) by ``-origin_px``. An integer roll keeps
-            them exactly orthonormal; sub-pixel offsets go into the descan ramp.
-        mode : {"amplitude", "intensity"}
-            What the coefficients were computed from.
-        xp : module
-            Array module of the reconstruction device (``numpy`` or ``cupy``).
-        """
-        if mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        masks = np.asarray(masks, dtype=np.float32)
-        shift = (-int(origin_px[0]), -int(origin_px[1]))
-        rolled = np.roll(masks, shift, axis=(-2, -1)).reshape(masks.shape[0], -1)
-        regions = np.stack([np.asarray(bf, bool), np.asarray(df, bool)])
-        regions = np.roll(regions, shift, axis=(-2, -1)).reshape(2, -1)
-        edge = ~(regions[0] | regions[1])
-        # region of each mask: where its energy is (BF masks in BF, DF masks in DF)
-        energy = (rolled.astype(np.float64) ** 2) @ regions.T.astype(np.float64)  # (K, 2)
-        outside = 1.0 - energy.sum(axis=1)
-        if np.any(outside > 1e-3) or np.any(energy.min(axis=1) > 1e-3):
-            raise ValueError(
-                "every mask must lie inside one region (BF or DF) of the detector geometry"
-            )
-        mask_regions = (energy == energy.max(axis=1, keepdims=True)).T
-        index, support = _scalable_masks(rolled)
-        # regions made only of scalable masks: their energy can be matched as a whole
-        scalable = np.zeros(masks.shape[0], bool)
-        scalable[index] = True
-        whole = np.array([bool(scalable[row].all()) and row.any() for row in mask_regions])
-        energy_regions = (mask_regions[:, index].T & whole[None, :]).astype(np.float32)
-        # regions whose shape can change: some mask covers more than one pixel
-        sizes = support.sum(axis=1)
-        shapeable = energy_regions.T @ (sizes > 1) > 0  # (2,)
-        return cls(
-            masks=xp.asarray(rolled),
-            region_maps=xp.asarray(regions, dtype=xp.float32),
-            edge_map=xp.asarray(edge, dtype=xp.float32),
-            mask_regions=xp.asarray(mask_regions, dtype=xp.float32),
-            shape=(int(masks.shape[-2]), int(masks.shape[-1])),
-            mode=mode,
-            scalable_index=xp.asarray(index) if index.size else None,
-            scalable_support=xp.asarray(support) if index.size else None,
-            energy_regions=xp.asarray(energy_regions) if energy_regions.any() else None,
-            shape_regions=(bool(shapeable[0]), bool(shapeable[1])),
-        )
-
-    @property
-    def num_masks(self) -> int:
-        """Number of masks ``K``."""
-        return int(self.masks.shape[0])
-
-
-def _scalable_masks(masks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Indices and supports of non-negative masks whose support no other mask touches."""
-    support = masks != 0
-    coverage = support.sum(axis=0)
-    scalable = (masks >= 0).all(axis=1) & (coverage[None, :] == 1).sum(axis=1).astype(bool)
-    scalable &= ~(support & (coverage[None, :] > 1)).any(axis=1)
-    index = np.flatnonzero(scalable)
-    return index, support[index].astype(np.float32)
-
-
-def mask_coefficients(values: Any, masks: Any) -> Any:
-    """Coefficients ``<v, M_n>`` of a batch (Eq. 8).
-
-    Parameters
-    ----------
-    values : array
-        ``(B, P)`` or ``(B, Sx, Sy)`` amplitudes or intensities.
-    masks : array
-        ``(K, P)`` masks.
-
-    Returns
-    -------
-    array
-        ``(B, K)`` coefficients.
-    """
-    flat = values.reshape(values.shape[0], -1)
-    return flat @ masks.T
+#: A scalable mask's prediction is rescaled only where it is above this fraction of the
+#: wanted coefficient: rescaling by more than 1 / MIN_RESCALED_FRACTION would amplify noise.
+MIN_RESCALED_FRACTION = 1e-3
 
 
 def project_values(
@@ -289,10 +60,7 @@ def project_values(
     coefficients: Any,
     operator: CompressedOperator,
     perpendicular_norms: Any | None = None,
-    weights: ProjectionWeights | None = None,
-    scale_nonnegative: bool = True,
-    match_energy: bool | tuple[bool, bool] = True,
-    match_shape: bool | tuple[bool, bool] = False,
+    options: DataStepOptions | None = None,
 ) -> tuple[Any, Any]:
     """Steps 1-3 of the data step on a batch of predicted amplitudes (or intensities).
 
@@ -302,8 +70,7 @@ def project_values(
     uniform DF mask, bins) are matched instead by rescaling the prediction on their
     support by ``c_n / <v, M_n>``. Both give the same coefficients; the rescaling keeps
     the predicted pattern's shape inside the support (Bragg spots stay spots) where the
-    projection would add a flat pedestal. On the abTEM test sets this raised the
-    band-passed (0.35-1.2 A) correlation with the truth by 0.1-0.5 for one DF mask.
+    projection would add a flat pedestal.
 
     With ``match_energy`` (amplitude mode, perpendicular norms given) a region made only
     of scalable masks (the single DF mask, DF bins) is rescaled so that its energy equals
@@ -324,10 +91,7 @@ def project_values(
     Newton step for ``gamma`` per call, limited to ``[1 - SHAPE_STEP_LIMIT, 1 +
     SHAPE_STEP_LIMIT]``. This is the perpendicular constraint (Eq. 11) of a region made of
     non-negative masks, met without the flat pedestal that rescaling the orthogonal part
-    would add. On the noise-free abTEM ``small`` sets (30 iterations, Zernike 36+1) the
-    early dark-field predictions were ~2.5x too concentrated; matching the shape raised the
-    band-passed correlation with the truth by 0.01, but lowered it on other sets (see
-    ``CompressedMultislicePtychography.reconstruct``, ``match_region_shape``).
+    would add.
 
     Parameters
     ----------
@@ -339,19 +103,12 @@ def project_values(
         Masks and regions, same frame as ``values``.
     perpendicular_norms : array, optional
         ``(B, 2)`` measured BF and DF perpendicular norms; ``None`` skips step 2.
-    weights : ProjectionWeights, optional
-        Defaults to ``ProjectionWeights()``.
-    scale_nonnegative : bool
-        Match scalable masks by rescaling (default) rather than by projection.
-    match_energy : bool or (bool, bool)
-        Match regions made only of scalable masks to their measured energy (default;
-        needs ``scale_nonnegative``, amplitude mode and ``perpendicular_norms``), for both
-        regions or per region ``(BF, DF)``. Those regions then take no separate
-        perpendicular step.
-    match_shape : bool or (bool, bool)
-        Reshape regions made only of scalable masks, where energy is not matched, to
-        their measured energy (default False; needs ``scale_nonnegative``, amplitude mode
-        and ``perpendicular_norms``), for both regions or per region ``(BF, DF)``.
+    options : DataStepOptions, optional
+        Weights and switches; defaults to ``DataStepOptions()``. ``scale_nonnegative``
+        matches scalable masks by rescaling rather than by projection; ``match_energy``
+        and ``match_shape`` need ``scale_nonnegative``, amplitude mode and
+        ``perpendicular_norms``; energy-matched regions take no separate perpendicular
+        step.
 
     Returns
     -------
@@ -361,7 +118,9 @@ def project_values(
     residual : array
         ``(B, K)`` measured minus predicted coefficients, ``c - M v``.
     """
-    weights = ProjectionWeights() if weights is None else weights
+    options = DataStepOptions() if options is None else options
+    weights = options.weights
+    match_energy, match_shape = options.match_energy, options.match_shape
     xp = get_array_module(values)
     masks = operator.masks
     predicted = values @ masks.T
@@ -372,11 +131,11 @@ def project_values(
         target = predicted + weights.coefficient * residual
     energy_regions = None
     step_residual = residual  # of the prediction the steps below start from
-    if scale_nonnegative and operator.scalable_index is not None:
+    if options.scale_nonnegative and operator.scalable_index is not None:
         index = operator.scalable_index
-        shaped = _shape_switch(operator, perpendicular_norms, match_energy, match_shape)
+        shaped = shape_switch(operator, perpendicular_norms, match_energy, match_shape)
         if shaped is not None:
-            values = _match_participation(
+            values = match_participation(
                 values, coefficients[:, index], perpendicular_norms, operator, shaped
             )
             predicted = values @ masks.T
@@ -385,17 +144,17 @@ def project_values(
                 target = predicted + weights.coefficient * step_residual
         current = predicted[:, index]
         wanted = current + weights.coefficient * step_residual[:, index]
-        positive = current > 1e-3 * xp.abs(wanted)  # rescale by at most 1000
+        positive = current > MIN_RESCALED_FRACTION * xp.abs(wanted)
         ratio = xp.where(positive, wanted / xp.where(positive, current, 1.0), 1.0)
         if (
             operator.mode == "amplitude"
             and perpendicular_norms is not None
             and operator.energy_regions is not None
         ):
-            switch = _per_region(match_energy)
+            switch = per_region(match_energy)
             if switch.any():
-                energy_regions = _switched_regions(operator, switch)
-                ratio = _energy_ratio(
+                energy_regions = switched_regions(operator, switch)
+                ratio = energy_ratio(
                     values,
                     coefficients[:, index],
                     perpendicular_norms,
@@ -423,7 +182,7 @@ def project_values(
         predicted_norms = xp.sqrt(xp.maximum(region_energy - captured, 0.0))
         ratio = xp.where(
             predicted_norms > 0,
-            perpendicular_norms / xp.maximum(predicted_norms, 1e-30),
+            perpendicular_norms / xp.maximum(predicted_norms, TINY),
             1.0,
         )
         region_scale = 1.0 + weights.perpendicular * (ratio - 1.0)  # (B, 2)
@@ -437,114 +196,6 @@ def project_values(
     # target @ M + (v - predicted @ M) * scale, with one matmul: masks live in one region
     projected = (target - predicted * mask_scale) @ masks + values * scale
     return projected, residual
-
-
-#: largest change of the power-law exponent of :func:`project_values`'s shape matching
-#: per data step
-SHAPE_STEP_LIMIT = 0.5
-
-
-def _per_region(flag) -> np.ndarray:
-    """A bool or a ``(BF, DF)`` pair of bools as a ``(2,)`` bool array."""
-    return np.broadcast_to(np.asarray(flag, dtype=bool), (2,))
-
-
-def _switched_regions(operator, switch: np.ndarray):
-    """``(Ks, 2)`` energy regions of ``operator`` restricted to the regions in ``switch``."""
-    xp = get_array_module(operator.masks)
-    return operator.energy_regions * xp.asarray(switch, dtype=xp.float32)[None, :]
-
-
-def _shape_switch(operator, perpendicular_norms, match_energy, match_shape):
-    """``(Ks, 2)`` regions to reshape (see project_values, ``match_shape``), or None."""
-    if operator.mode != "amplitude" or perpendicular_norms is None:
-        return None
-    switch = _per_region(match_shape) & ~_per_region(match_energy)
-    switch &= np.asarray(operator.shape_regions, dtype=bool)
-    return _switched_regions(operator, switch) if switch.any() else None
-
-
-def _support_sums(values, support):
-    """``values @ support.T`` for ``(B, P)`` values and a few ``(Ks, P)`` supports."""
-    if support.shape[0] <= 4:  # BLAS matrix-vector products are slow for this shape
-        xp = get_array_module(values)
-        return xp.stack([(values * row).sum(axis=1) for row in support], axis=1)
-    return values @ support.T
-
-
-def _spread(per_support, support):
-    """``per_support @ support``: ``(B, Ks)`` values onto the pixels of their supports."""
-    if support.shape[0] == 1:
-        return per_support[:, :1] * support[0]
-    return per_support @ support
-
-
-def _match_participation(values, coefficients, perpendicular_norms, operator, regions):
-    """Power-law reshaping of the prediction on the scalable masks of ``regions``.
-
-    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``. After
-    matching coefficient ``c_n`` on a support of ``n_n`` pixels, a prediction ``x`` has the
-    energy ``c_n^2 / PR_n`` with ``PR_n = (sum x)^2 / (n_n sum x^2)``; the exponent ``gamma``
-    of ``x**gamma`` takes one Newton step on ``log`` of the region's energy towards the
-    measured ``sum c_n^2 + p_R^2``. The powers are taken of ``x`` relative to its mean on
-    each support, so the support's scale (and the coefficient rescaling that follows) is
-    kept. Pixels outside the reshaped supports are returned unchanged.
-    """
-    xp = get_array_module(values)
-    dtype = values.dtype
-    active = (regions.sum(axis=1) > 0).astype(dtype)  # (Ks,)
-    support = operator.scalable_support.astype(dtype) * active[:, None]  # (Ks, P)
-    logs = xp.log(xp.maximum(values, dtype.type(1e-30)))
-    weighted = values * logs
-    sums = _support_sums(values, support)  # (B, Ks)
-    sum_squares = _support_sums(values * values, support)
-    log_sums = _support_sums(weighted, support)
-    log_sum_squares = _support_sums(values * weighted, support)
-    sizes = xp.maximum(support.sum(axis=1), 1.0)
-    valid = (sums > 0) & (sum_squares > 0)
-    sums = xp.where(valid, sums, 1.0)
-    sum_squares = xp.where(valid, sum_squares, 1.0)
-    participation = sums**2 / (sizes[None, :] * sum_squares)
-    slope = 2.0 * (log_sums / sums - log_sum_squares / sum_squares)  # d log PR / d gamma <= 0
-    c2 = (coefficients.astype(dtype) ** 2) * valid
-    energy = c2 / participation  # (B, Ks) energy of each support once its coefficient matches
-    predicted = energy @ regions  # (B, 2)
-    measured = c2 @ regions + perpendicular_norms.astype(dtype) ** 2
-    derivative = (-energy * slope) @ regions  # d predicted / d gamma, >= 0
-    ok = (predicted > 0) & (measured > 0) & (derivative > 1e-12 * predicted)
-    step = xp.where(
-        ok,
-        predicted
-        * (xp.log(xp.where(ok, measured, 1.0)) - xp.log(xp.where(ok, predicted, 1.0)))
-        / xp.where(ok, derivative, 1.0),
-        0.0,
-    )
-    step = xp.clip(step, -SHAPE_STEP_LIMIT, SHAPE_STEP_LIMIT) @ regions.T  # (B, Ks)
-    log_means = xp.log(sums / sizes[None, :])
-    # x**gamma relative to the support mean m: m * (x / m)**gamma = x * exp(step * (log x - log m))
-    exponent = _spread(step, support) * logs - _spread(step * log_means, support)
-    touched = support.sum(axis=0) > 0  # (P,)
-    return xp.where(touched & (values > 0), values * xp.exp(exponent), values).astype(dtype)
-
-
-def _energy_ratio(values, coefficients, perpendicular_norms, supports, regions, ratio, weights):
-    """Rescale factors matching each energy region's measured energy (see project_values).
-
-    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``,
-    ``supports`` their ``(Ks, P)`` supports and ``regions`` the ``(Ks, 2)`` energy regions
-    in use; ``ratio`` the coefficient-matching factors, kept for masks outside energy
-    regions and where the energy is undefined (no measured or no predicted intensity).
-    """
-    xp = get_array_module(values)
-    c2 = coefficients.astype(values.dtype) ** 2
-    region_c2 = c2 @ regions  # (B, 2)
-    share = xp.where(region_c2 > 0, perpendicular_norms**2 / xp.maximum(region_c2, 1e-30), 0.0)
-    wanted = c2 * (1.0 + share @ regions.T)  # (B, Ks) measured energy on each support
-    current = (values**2) @ supports.T
-    ok = (current > 0) & ((region_c2 > 0) @ regions.T > 0) & (regions.sum(axis=1) > 0)[None, :]
-    energy_ratio = xp.sqrt(wanted / xp.where(ok, current, 1.0))
-    energy_ratio = 1.0 + weights.coefficient * (energy_ratio - 1.0)
-    return xp.where(ok, energy_ratio, ratio)
 
 
 def coefficient_error(residual: Any) -> Any:
@@ -587,10 +238,7 @@ def fourier_projection(
     coefficients: Any,
     operator: CompressedOperator,
     perpendicular_norms: Any | None = None,
-    weights: ProjectionWeights | None = None,
-    scale_nonnegative: bool = True,
-    match_energy: bool | tuple[bool, bool] = True,
-    match_shape: bool | tuple[bool, bool] = False,
+    options: DataStepOptions | None = None,
 ) -> tuple[Any, Any]:
     """The data step on predicted far fields: modified far fields and the batch error.
 
@@ -605,10 +253,9 @@ def fourier_projection(
         Masks and regions in the same frame.
     perpendicular_norms : array, optional
         ``(B, 2)`` measured BF/DF perpendicular norms, or ``None``.
-    weights : ProjectionWeights, optional
-        Term weights; defaults to ``ProjectionWeights()``.
-    scale_nonnegative, match_energy, match_shape : bool
-        See :func:`project_values`.
+    options : DataStepOptions, optional
+        Weights and switches (see :func:`project_values`); defaults to
+        ``DataStepOptions()``.
 
     Returns
     -------
@@ -622,19 +269,9 @@ def fourier_projection(
     xp = get_array_module(fourier_overlap)
     batch = fourier_overlap.shape[0]
     amplitudes = xp.abs(fourier_overlap)
-    if operator.mode == "amplitude":
-        values = amplitudes.reshape(batch, -1)
-    else:
-        values = (amplitudes**2).reshape(batch, -1)
+    values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
     projected, residual = project_values(
-        values,
-        coefficients,
-        operator,
-        perpendicular_norms,
-        weights,
-        scale_nonnegative,
-        match_energy,
-        match_shape,
+        values, coefficients, operator, perpendicular_norms, options
     )
     projected = xp.maximum(projected, 0.0)
     if operator.mode == "intensity":

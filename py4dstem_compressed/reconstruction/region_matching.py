@@ -1,0 +1,136 @@
+"""Region matching of the data step: energy and shape of regions made of scalable masks.
+
+Helpers of :func:`py4dstem_compressed.reconstruction.projection.project_values`: a region
+(BF or DF) covered only by *scalable* masks (non-negative, each with a support of its own)
+can be rescaled to its measured energy ``sum c^2 + p^2`` or reshaped (``a -> a**gamma``) so
+that its coefficients and its energy hold together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from py4dstem_compressed.core.backend import get_array_module
+
+__all__ = [
+    "SHAPE_STEP_LIMIT",
+    "energy_ratio",
+    "match_participation",
+    "per_region",
+    "shape_switch",
+    "switched_regions",
+]
+
+#: Guards divisions and logarithms against zeros; far below any float32 value that matters.
+TINY = 1e-30
+#: A Newton step for the exponent needs a slope clearly above float rounding (relative).
+MIN_RELATIVE_SLOPE = 1e-12
+#: Up to this many supports, per-support sums beat a BLAS matrix product of this shape.
+FEW_SUPPORTS = 4
+
+
+#: Largest change of the power-law exponent of the shape matching per data step.
+SHAPE_STEP_LIMIT = 0.5
+
+
+def per_region(flag) -> np.ndarray:
+    """A bool or a ``(BF, DF)`` pair of bools as a ``(2,)`` bool array."""
+    return np.broadcast_to(np.asarray(flag, dtype=bool), (2,))
+
+
+def switched_regions(operator, switch: np.ndarray):
+    """``(Ks, 2)`` energy regions of ``operator`` restricted to the regions in ``switch``."""
+    xp = get_array_module(operator.masks)
+    return operator.energy_regions * xp.asarray(switch, dtype=xp.float32)[None, :]
+
+
+def shape_switch(operator, perpendicular_norms, match_energy, match_shape):
+    """``(Ks, 2)`` regions to reshape (see project_values, ``match_shape``), or None."""
+    if operator.mode != "amplitude" or perpendicular_norms is None:
+        return None
+    switch = per_region(match_shape) & ~per_region(match_energy)
+    switch &= np.asarray(operator.shape_regions, dtype=bool)
+    return switched_regions(operator, switch) if switch.any() else None
+
+
+def _support_sums(values, support):
+    """``values @ support.T`` for ``(B, P)`` values and a few ``(Ks, P)`` supports."""
+    if support.shape[0] <= FEW_SUPPORTS:
+        xp = get_array_module(values)
+        return xp.stack([(values * row).sum(axis=1) for row in support], axis=1)
+    return values @ support.T
+
+
+def _spread(per_support, support):
+    """``per_support @ support``: ``(B, Ks)`` values onto the pixels of their supports."""
+    if support.shape[0] == 1:
+        return per_support[:, :1] * support[0]
+    return per_support @ support
+
+
+def match_participation(values, coefficients, perpendicular_norms, operator, regions):
+    """Power-law reshaping of the prediction on the scalable masks of ``regions``.
+
+    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``. After
+    matching coefficient ``c_n`` on a support of ``n_n`` pixels, a prediction ``x`` has the
+    energy ``c_n^2 / PR_n`` with ``PR_n = (sum x)^2 / (n_n sum x^2)``; the exponent ``gamma``
+    of ``x**gamma`` takes one Newton step on ``log`` of the region's energy towards the
+    measured ``sum c_n^2 + p_R^2``. The powers are taken of ``x`` relative to its mean on
+    each support, so the support's scale (and the coefficient rescaling that follows) is
+    kept. Pixels outside the reshaped supports are returned unchanged.
+    """
+    xp = get_array_module(values)
+    dtype = values.dtype
+    active = (regions.sum(axis=1) > 0).astype(dtype)  # (Ks,)
+    support = operator.scalable_support.astype(dtype) * active[:, None]  # (Ks, P)
+    logs = xp.log(xp.maximum(values, dtype.type(TINY)))
+    weighted = values * logs
+    sums = _support_sums(values, support)  # (B, Ks)
+    sum_squares = _support_sums(values * values, support)
+    log_sums = _support_sums(weighted, support)
+    log_sum_squares = _support_sums(values * weighted, support)
+    sizes = xp.maximum(support.sum(axis=1), 1.0)
+    valid = (sums > 0) & (sum_squares > 0)
+    sums = xp.where(valid, sums, 1.0)
+    sum_squares = xp.where(valid, sum_squares, 1.0)
+    participation = sums**2 / (sizes[None, :] * sum_squares)
+    slope = 2.0 * (log_sums / sums - log_sum_squares / sum_squares)  # d log PR / d gamma <= 0
+    c2 = (coefficients.astype(dtype) ** 2) * valid
+    energy = c2 / participation  # (B, Ks) energy of each support once its coefficient matches
+    predicted = energy @ regions  # (B, 2)
+    measured = c2 @ regions + perpendicular_norms.astype(dtype) ** 2
+    derivative = (-energy * slope) @ regions  # d predicted / d gamma, >= 0
+    ok = (predicted > 0) & (measured > 0) & (derivative > MIN_RELATIVE_SLOPE * predicted)
+    step = xp.where(
+        ok,
+        predicted
+        * (xp.log(xp.where(ok, measured, 1.0)) - xp.log(xp.where(ok, predicted, 1.0)))
+        / xp.where(ok, derivative, 1.0),
+        0.0,
+    )
+    step = xp.clip(step, -SHAPE_STEP_LIMIT, SHAPE_STEP_LIMIT) @ regions.T  # (B, Ks)
+    log_means = xp.log(sums / sizes[None, :])
+    # x**gamma relative to the support mean m: m * (x / m)**gamma = x * exp(step * (log x - log m))
+    exponent = _spread(step, support) * logs - _spread(step * log_means, support)
+    touched = support.sum(axis=0) > 0  # (P,)
+    return xp.where(touched & (values > 0), values * xp.exp(exponent), values).astype(dtype)
+
+
+def energy_ratio(values, coefficients, perpendicular_norms, supports, regions, ratio, weights):
+    """Rescale factors matching each energy region's measured energy (see project_values).
+
+    ``coefficients`` are the measured coefficients of the scalable masks ``(B, Ks)``,
+    ``supports`` their ``(Ks, P)`` supports and ``regions`` the ``(Ks, 2)`` energy regions
+    in use; ``ratio`` the coefficient-matching factors, kept for masks outside energy
+    regions and where the energy is undefined (no measured or no predicted intensity).
+    """
+    xp = get_array_module(values)
+    c2 = coefficients.astype(values.dtype) ** 2
+    region_c2 = c2 @ regions  # (B, 2)
+    share = xp.where(region_c2 > 0, perpendicular_norms**2 / xp.maximum(region_c2, TINY), 0.0)
+    wanted = c2 * (1.0 + share @ regions.T)  # (B, Ks) measured energy on each support
+    current = (values**2) @ supports.T
+    ok = (current > 0) & ((region_c2 > 0) @ regions.T > 0) & (regions.sum(axis=1) > 0)[None, :]
+    matched = xp.sqrt(wanted / xp.where(ok, current, 1.0))
+    matched = 1.0 + weights.coefficient * (matched - 1.0)
+    return xp.where(ok, matched, ratio)
