@@ -33,16 +33,6 @@ __all__ = ["default_smoothing_px", "diffraction_pattern_basis", "pca_basis"]
 DEPENDENCE_TOLERANCE = 1e-3
 
 
-
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------- data-derived bases
 def _check_detector(data, geometry: DetectorGeometry) -> None:
     if tuple(data.shape[2:]) != geometry.shape:

@@ -192,5 +192,3 @@ def shifted_basis(basis: Basis, shift: tuple[int, int]) -> Basis:
         name=basis.name,
         validate=False,
     )
-
-

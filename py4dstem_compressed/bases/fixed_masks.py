@@ -19,11 +19,11 @@ from py4dstem_compressed.bases.basis import Basis
 from py4dstem_compressed.bases.geometry import DetectorGeometry
 from py4dstem_compressed.bases.zernike import (
     orthonormalize_rows,
-    osa_index_to_nm,
+    zernike_orders,
     zernike_polynomial,
 )
 
-__all__ = ["binning_basis", "zernike_basis", "zernike_orders"]
+__all__ = ["binning_basis", "zernike_basis"]
 
 
 def _square_bins(geometry: DetectorGeometry, region: np.ndarray, bin_px: int) -> np.ndarray:
@@ -75,13 +75,6 @@ def _polar(geometry: DetectorGeometry, radius: float) -> tuple[np.ndarray, np.nd
     rho = np.hypot(qx, qy) / radius
     phi = np.arctan2(qy, qx)  # angle measured from the qx axis towards qy
     return rho, phi
-
-
-def zernike_orders(count: int, rotationally_symmetric: bool = False) -> list[tuple[int, int]]:
-    """The first ``count`` Zernike orders ``(n, m)`` in OSA/ANSI order (or only m = 0)."""
-    if rotationally_symmetric:
-        return [(2 * k, 0) for k in range(count)]
-    return [osa_index_to_nm(j) for j in range(count)]
 
 
 def _orthonormal_polynomials(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.zernike import zernike_orders
 from py4dstem_compressed.core.files import atomic_path
 
 __all__ = ["SIDECAR_SUFFIX", "export_masks", "quantize_masks"]
@@ -70,12 +70,10 @@ def _quantization_angles_deg(masks: np.ndarray, integers: np.ndarray, scale) -> 
     return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
-def _mask_table(basis: Basis) -> list[dict]:
+def _mask_table(basis) -> list[dict]:
     """One entry per mask: its index, region and, for Zernike masks, the (n, m) order."""
     orders = [None] * basis.num_masks
     if basis.kind == "zernike":
-        from py4dstem_compressed.bases.fixed_masks import zernike_orders
-
         symmetric = bool(basis.parameters.get("df_rotationally_symmetric", False))
         df_orders = [(0, 0)] * basis.num_df  # the one uniform DF mask is Z_0^0
         if basis.num_df > 1:
@@ -106,7 +104,7 @@ def _write_stack(stack: np.ndarray, path: Path, fmt: str) -> None:
             file["masks"].attrs["axes"] = "mask, qx, qy"
 
 
-def export_masks(basis: Basis, path: str | os.PathLike, integer_bits: int | None = None) -> dict:
+def export_masks(basis, path: str | os.PathLike, integer_bits: int | None = None) -> dict:
     """Write a basis's masks in the detector frame, with a JSON sidecar describing them.
 
     Parameters

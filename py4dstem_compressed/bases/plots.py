@@ -6,7 +6,7 @@ import numpy as np
 
 from py4dstem_compressed.core.figures import image_panel, panel_grid
 
-__all__ = ['show_basis']
+__all__ = ["show_basis"]
 
 
 def show_basis(basis, max_masks: int = 48, ncols: int = 8, cmap: str = "RdBu_r", crop=True):

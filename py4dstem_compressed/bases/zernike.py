@@ -17,6 +17,7 @@ __all__ = [
     "orthonormalize_rows",
     "osa_index_to_nm",
     "radial_polynomial",
+    "zernike_orders",
     "zernike_polynomial",
 ]
 
@@ -91,3 +92,10 @@ def orthonormalize_rows(
     norms = np.linalg.norm(a, axis=1)
     independent = np.abs(diag) > rank_tolerance * np.maximum(norms, np.finfo(float).tiny)
     return rows, independent
+
+
+def zernike_orders(count: int, rotationally_symmetric: bool = False) -> list[tuple[int, int]]:
+    """The first ``count`` Zernike orders ``(n, m)`` in OSA/ANSI order (or only m = 0)."""
+    if rotationally_symmetric:
+        return [(2 * k, 0) for k in range(count)]
+    return [osa_index_to_nm(j) for j in range(count)]

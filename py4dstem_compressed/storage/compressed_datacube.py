@@ -40,10 +40,6 @@ FIELDS = {
 }
 
 
-
-
-
-
 class CompressedDataCube(Custom, Data):
     """A 4D-STEM scan compressed onto a :class:`~py4dstem_compressed.Basis`.
 
@@ -162,20 +158,68 @@ class CompressedDataCube(Custom, Data):
         perpendicular_norms=None,
         total_intensity=None,
         calibration: Calibration | None = None,
-        **kwargs,
+        center_of_mass=None,
+        edge_intensity=None,
     ) -> CompressedDataCube:
         """Build from ``(Rx, Ry, K)`` virtual-detector images computed with ``basis``'s masks.
 
         For acquisition software that applies exported masks itself (see
-        :meth:`Basis.export_masks`). What it did not measure is left out (perpendicular norms)
-        or estimated from the coefficients (totals, centres of mass); see
-        :func:`~py4dstem_compressed.storage.virtual_images.compressed_from_virtual_images`
-        (also for ``center_of_mass=`` and ``edge_intensity=``).
-        """
-        from py4dstem_compressed.storage.virtual_images import compressed_from_virtual_images
+        :meth:`Basis.export_masks`). What it did not measure is left out (perpendicular
+        norms: NaN, and the reconstruction runs without them) or estimated from the
+        coefficients by projecting the patterns onto the masks' span (totals, centres of
+        mass; see :func:`~py4dstem_compressed.storage.virtual_images.projected_moments`).
 
-        return compressed_from_virtual_images(
-            images, basis, mode, perpendicular_norms, total_intensity, calibration, **kwargs
+        Parameters
+        ----------
+        images : array-like
+            ``(Rx, Ry, K)``: image ``k`` is ``sum_q m_k(q) v_R(q)`` with the basis's mask ``k``
+            (detector frame), ``v = I`` (intensity mode, what a virtual detector measures)
+            or ``sqrt(I)`` (amplitude mode). Integer masks: multiply by their scales first.
+        basis : Basis
+            The masks the images were computed with.
+        mode : {"intensity", "amplitude"}
+        perpendicular_norms : array-like, optional
+            ``(Rx, Ry, 2)`` ``[p_BF, p_DF]`` (Eq. 11); None: not measured.
+        total_intensity : array-like, optional
+            ``(Rx, Ry)`` ``sum_q I`` [counts]; None: estimated from the projection.
+        calibration : py4DSTEM.data.Calibration, optional
+            Scan step [A] and detector pixel [mrad]; without it ``preprocess`` needs
+            ``force_scan_sampling`` and ``force_angular_sampling``.
+        center_of_mass : array-like, optional
+            ``(Rx, Ry, 2)`` [px]; None: estimated from the projection.
+        edge_intensity : array-like, optional
+            ``(Rx, Ry)`` intensity in the EDGE region [counts]; None: zero (virtual
+            detectors covering the BF and DF regions see no EDGE pixel).
+
+        Returns
+        -------
+        CompressedDataCube
+
+        Raises
+        ------
+        ValueError
+            For images of the wrong shape or with NaN/inf, or arrays of the wrong shape.
+        """
+        from py4dstem_compressed.storage.virtual_images import check_images, projected_moments
+
+        if not isinstance(basis, Basis):
+            raise TypeError(
+                f"basis must be a py4dstem_compressed.Basis, got {type(basis).__name__}"
+            )
+        mode = check_mode(mode)
+        coefficients = check_images(images, basis)
+        scan = coefficients.shape[:2]
+        norms = None if perpendicular_norms is None else np.asarray(to_numpy(perpendicular_norms))
+        total, center = projected_moments(coefficients, basis, mode, norms)
+        return cls(
+            coefficients,
+            np.full((*scan, 2), np.nan, np.float32) if norms is None else norms,
+            np.zeros(scan, np.float32) if edge_intensity is None else edge_intensity,
+            total if total_intensity is None else total_intensity,
+            center if center_of_mass is None else center_of_mass,
+            basis,
+            mode=mode,
+            calibration=calibration,
         )
 
     # ----------------------------------------------------------------- arrays
@@ -352,23 +396,3 @@ class CompressedDataCube(Custom, Data):
 
     def _populate_instance(self, group) -> None:
         return None
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from py4dstem_compressed.core.figures import image_panel, panel_grid
 
-__all__ = ['show_coefficient_maps']
+__all__ = ["show_coefficient_maps"]
 
 
 def show_coefficient_maps(compressed, indices=None, ncols: int = 6, cmap: str = "viridis"):

@@ -1,4 +1,4 @@
-"""Coefficients in: a ``CompressedDataCube`` from virtual-detector images computed elsewhere.
+"""Coefficients in: what ``CompressedDataCube.from_virtual_images`` estimates from images.
 
 Acquisition software that applies the exported masks itself (see
 :mod:`~py4dstem_compressed.bases.mask_export`) returns one image per mask,
@@ -16,13 +16,13 @@ from __future__ import annotations
 import numpy as np
 
 from py4dstem_compressed.bases.basis import Basis
-from py4dstem_compressed.core.backend import check_mode, to_numpy
-from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
+from py4dstem_compressed.core.backend import to_numpy
 
-__all__ = ["compressed_from_virtual_images", "projected_moments"]
+__all__ = ["check_images", "projected_moments"]
 
 
-def _check_images(images, basis: Basis) -> np.ndarray:
+def check_images(images, basis: Basis) -> np.ndarray:
+    """``(Rx, Ry, K)`` images as float64, or a ValueError naming what is wrong with them."""
     images = np.asarray(to_numpy(images), dtype=np.float64)
     if images.ndim != 3 or images.shape[2] != basis.num_masks:
         raise ValueError(
@@ -75,67 +75,3 @@ def projected_moments(
     fallback = np.asarray(basis.geometry.center, dtype=np.float64)
     center = np.where(np.isfinite(center), center, fallback)
     return total, center
-
-
-def compressed_from_virtual_images(
-    images,
-    basis: Basis,
-    mode: str = "intensity",
-    perpendicular_norms=None,
-    total_intensity=None,
-    calibration=None,
-    center_of_mass=None,
-    edge_intensity=None,
-) -> CompressedDataCube:
-    """A :class:`CompressedDataCube` from ``(Rx, Ry, K)`` virtual-detector images.
-
-    Parameters
-    ----------
-    images : array-like
-        ``(Rx, Ry, K)``: image ``k`` is ``sum_q m_k(q) v_R(q)`` with the basis's mask ``k``
-        (detector frame), ``v = I`` (intensity mode, what a virtual detector measures) or
-        ``sqrt(I)`` (amplitude mode). Integer masks: multiply by their scale factors first.
-    basis : Basis
-        The masks the images were computed with.
-    mode : {"intensity", "amplitude"}
-    perpendicular_norms : array-like, optional
-        ``(Rx, Ry, 2)`` ``[p_BF, p_DF]`` (Eq. 11). None: not measured (stored as NaN; the
-        reconstruction then runs without the perpendicular information).
-    total_intensity : array-like, optional
-        ``(Rx, Ry)`` ``sum_q I`` [counts]; None: estimated from the projection (see
-        :func:`projected_moments`).
-    calibration : py4DSTEM.data.Calibration, optional
-        Scan step [A] and detector pixel [mrad]; without it ``preprocess`` needs
-        ``force_scan_sampling`` and ``force_angular_sampling``.
-    center_of_mass : array-like, optional
-        ``(Rx, Ry, 2)`` [px]; None: estimated from the projection.
-    edge_intensity : array-like, optional
-        ``(Rx, Ry)`` intensity in the EDGE region [counts]; None: zero (virtual detectors
-        covering the BF and DF regions see no EDGE pixel).
-
-    Returns
-    -------
-    CompressedDataCube
-
-    Raises
-    ------
-    ValueError
-        For images of the wrong shape or with NaN/inf, or arrays of the wrong shape.
-    """
-    if not isinstance(basis, Basis):
-        raise TypeError(f"basis must be a py4dstem_compressed.Basis, got {type(basis).__name__}")
-    mode = check_mode(mode)
-    coefficients = _check_images(images, basis)
-    scan = coefficients.shape[:2]
-    norms = None if perpendicular_norms is None else np.asarray(to_numpy(perpendicular_norms))
-    total, center = projected_moments(coefficients, basis, mode, norms)
-    return CompressedDataCube(
-        coefficients,
-        np.full((*scan, 2), np.nan, np.float32) if norms is None else norms,
-        np.zeros(scan, np.float32) if edge_intensity is None else edge_intensity,
-        total if total_intensity is None else total_intensity,
-        center if center_of_mass is None else center_of_mass,
-        basis,
-        mode=mode,
-        calibration=calibration,
-    )
