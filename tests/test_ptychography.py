@@ -328,6 +328,11 @@ def test_position_correction_from_coefficients_reduces_position_error(simulated,
     )
     after = np.abs(ptycho._positions_px - true_positions).mean()
     assert after < 0.85 * before, (before, after)
+    # py4DSTEM's plot of the position updates reads the datacube's scan shape (Rshape)
+    import matplotlib.pyplot as plt
+
+    ptycho.show_updated_positions(plot_arrow_freq=2)
+    assert plt.get_fignums()
 
 
 @pytest.mark.parametrize(

@@ -285,6 +285,16 @@ class CompressedDataCube(Custom, Data):
         return (*self.scan_shape, *self.detector_shape)
 
     @property
+    def Rshape(self) -> tuple[int, int]:
+        """Scan shape ``(Rx, Ry)``, under the name py4DSTEM's ``DataCube`` gives it."""
+        return self.scan_shape
+
+    @property
+    def Qshape(self) -> tuple[int, int]:
+        """Detector shape ``(Qx, Qy)``, under the name py4DSTEM's ``DataCube`` gives it."""
+        return self.detector_shape
+
+    @property
     def num_masks(self) -> int:
         """Number of coefficients per pattern ``K``."""
         return self.basis.num_masks
