@@ -45,7 +45,6 @@ BASES = {
         "intensity",
     ),
 }
-TARGETS = {"zernike36": 0.98, "dp15": 0.98, "dp8": 0.95, "dp15-intensity": 0.90}
 
 
 def _dataset(args, kind: str, dose: float | None, descan_px: float):

@@ -172,7 +172,11 @@ def run_ptychography(
 
 
 def summed_phase(ptycho) -> np.ndarray:
-    """Object phase summed over slices [rad], ``(Px, Py)``."""
+    """Object phase summed over slices [rad], ``(Px, Py)``.
+
+    A complex object gives its angle; a real one (``object_type="potential"``) is summed as
+    is. CuPy objects are copied to the host.
+    """
     obj = np.asarray(ptycho.object if not hasattr(ptycho.object, "get") else ptycho.object.get())
     if np.iscomplexobj(obj):
         phase = np.angle(obj)
@@ -186,8 +190,24 @@ def bragg_frequencies(
 ) -> np.ndarray:
     """Spatial frequencies [1/A] of the strongest Fourier peaks of ``image`` (Bragg peaks).
 
-    Peaks are local maxima of ``|F|`` above ``relative_threshold`` times the strongest
-    non-zero-frequency peak, up to ``max_frequency``; returned as sorted unique shells.
+    Peaks are local maxima of ``|F|`` (3 x 3, periodic) above ``relative_threshold`` times the
+    strongest non-zero-frequency peak, up to ``max_frequency``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Real 2D image, e.g. a projected potential.
+    sampling : float or (float, float)
+        Pixel size [A].
+    max_frequency : float
+        Highest frequency considered [1/A].
+    relative_threshold : float
+        Fraction of the strongest peak a peak must reach [dimensionless, 0..1].
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted unique shell frequencies [1/A], rounded to 1e-3; empty if no peak qualifies.
     """
     from scipy import ndimage
 
@@ -206,6 +226,19 @@ def bragg_frequencies(
 
 def score_reconstruction(ptycho, dataset, band: tuple[float, float] = BAND_ANGSTROM) -> dict:
     """Compare a reconstruction with the dataset's ground-truth projected potential.
+
+    The summed object phase over the scanned region is registered to the truth near the shift
+    the scan positions predict (within ``SCAN_SHIFT_SEARCH_RADIUS_PX``); the FSC runs up to the
+    ptychographic information limit ``2 alpha / lambda`` or Nyquist, whichever is lower.
+
+    Parameters
+    ----------
+    ptycho : object
+        A py4DSTEM (or compressed) ptychography object after ``reconstruct``.
+    dataset : SimulatedDataset
+        Supplies the ground truth, the scan start and the microscope parameters.
+    band : (float, float)
+        ``(low_angstrom, high_angstrom)`` of the band-passed correlation [A].
 
     Returns
     -------
