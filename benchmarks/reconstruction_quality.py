@@ -248,7 +248,6 @@ def main(argv=None) -> int:
         for dose_text in args.doses:
             dose = None if dose_text == "inf" else float(dose_text)
             for descan in args.descan:
-                data = _dataset(args, kind, dose, descan)
                 base = dict(
                     preset=args.preset,
                     kind=kind,
@@ -258,39 +257,49 @@ def main(argv=None) -> int:
                     batch=args.batch,
                     fit_rotation=args.fit_rotation,
                 )
-                plain = {}
-                if not args.skip_plain:
-                    key = _image_key(base, "uncompressed")
-                    plain = run_case(__file__, {**base, "images": _image_file(image_dir, key)})
-                    rows.append({**base, "basis": "uncompressed", **plain})
-                    _collect_images(images, image_dir, key, rows[-1])
-                    print(json.dumps(rows[-1]), flush=True)
-                bases = list(args.bases)
-                if dose is not None and "dp15-intensity" not in bases and not args.no_intensity:
-                    bases.append("dp15-intensity")
-                with tempfile.TemporaryDirectory() as directory:
-                    for name in bases:
-                        path, ratios = _compress_to_file(args, name, data, directory)
-                        case = {
-                            **base,
-                            "file": path,
-                            "compressed_kwargs": args.compressed_kwargs,
-                            "microscope": data.reconstruction_kwargs(),
-                            "images": _image_file(image_dir, _image_key(base, name)),
-                        }
-                        result = run_case(__file__, case)
-                        for key in ("ncc", "ncc_band", "iteration_s", "peak_memory_mb"):
-                            if key in result and key in plain:
-                                result[f"{key}_relative"] = result[key] / plain[key]
-                        rows.append({**base, "basis": name, **ratios, **result})
-                        _collect_images(images, image_dir, _image_key(base, name), rows[-1])
-                        print(json.dumps(rows[-1]), flush=True)
+                _run_condition(args, base, image_dir, images, rows)
     Path(args.output).write_text(json.dumps(rows, indent=1))
     if image_dir is not None:
         np.savez_compressed(args.save_images, **images)
         image_dir.cleanup()
     _print_table(rows)
     return 0
+
+
+def _run_condition(args, base: dict, image_dir, images: dict, rows: list) -> None:
+    """The plain run and every compressed run of one condition, each in its own process.
+
+    Appends one row per run to ``rows`` (printed as a JSON line when it is done) and moves
+    the runs' stored images into ``images``.
+    """
+    data = _dataset(args, base["kind"], base["dose"], base["descan"])
+    plain = {}
+    if not args.skip_plain:
+        key = _image_key(base, "uncompressed")
+        plain = run_case(__file__, {**base, "images": _image_file(image_dir, key)})
+        rows.append({**base, "basis": "uncompressed", **plain})
+        _collect_images(images, image_dir, key, rows[-1])
+        print(json.dumps(rows[-1]), flush=True)
+    bases = list(args.bases)
+    if base["dose"] is not None and "dp15-intensity" not in bases and not args.no_intensity:
+        bases.append("dp15-intensity")
+    with tempfile.TemporaryDirectory() as directory:
+        for name in bases:
+            path, ratios = _compress_to_file(args, name, data, directory)
+            case = {
+                **base,
+                "file": path,
+                "compressed_kwargs": args.compressed_kwargs,
+                "microscope": data.reconstruction_kwargs(),
+                "images": _image_file(image_dir, _image_key(base, name)),
+            }
+            result = run_case(__file__, case)
+            for key in ("ncc", "ncc_band", "iteration_s", "peak_memory_mb"):
+                if key in result and key in plain:
+                    result[f"{key}_relative"] = result[key] / plain[key]
+            rows.append({**base, "basis": name, **ratios, **result})
+            _collect_images(images, image_dir, _image_key(base, name), rows[-1])
+            print(json.dumps(rows[-1]), flush=True)
 
 
 def _image_key(base: dict, basis: str) -> str:

@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 
-from py4dstem_compressed.analysis.registration import (
-    fourier_shift,
-    register_to_ground_truth,
-    resample,
-)
+from py4dstem_compressed.analysis.registration import register_to_ground_truth
+from py4dstem_compressed.analysis.resampling import fourier_shift, resample
 from py4dstem_compressed.analysis.resolution import (
     FSCResult,
     band_pass,
