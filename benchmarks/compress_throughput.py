@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import best_rate, run_json_process
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.core.sources import open_source
@@ -67,17 +66,6 @@ def make_frames(scan: int, detector: int, seed: int = 0) -> tuple[np.ndarray, pc
         frames[i] = pattern * rng.random((scan, detector, detector), dtype=np.float32)
     geometry = pc.DetectorGeometry((detector, detector), ((detector - 1) / 2,) * 2, radius)
     return frames, geometry
-
-
-def best_rate(function, num_frames: int, repeats: int) -> float:
-    """Frames per second, best of ``repeats`` (after one warm-up call)."""
-    function()
-    best = 0.0
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        function()
-        best = max(best, num_frames / (time.perf_counter() - t0))
-    return best
 
 
 def read_file(path: Path, batch: int) -> None:
@@ -128,7 +116,7 @@ def main(argv=None) -> int:
         results["libertem_fps"] = None
         if args.libertem_python:
             del frames  # LiberTEM's process holds its own copy
-            out = subprocess.run(
+            libertem, stderr = run_json_process(
                 [
                     args.libertem_python,
                     "-c",
@@ -136,16 +124,12 @@ def main(argv=None) -> int:
                     str(path),
                     str(masks_path),
                     str(args.repeats),
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if out.returncode == 0:
-                results["libertem_fps"] = json.loads(out.stdout.strip().splitlines()[-1])[
-                    "libertem_fps"
                 ]
+            )
+            if libertem is not None:
+                results["libertem_fps"] = libertem["libertem_fps"]
             else:
-                print(f"LiberTEM run failed:\n{out.stderr[-2000:]}", file=sys.stderr)
+                print(f"LiberTEM run failed:\n{stderr[-2000:]}", file=sys.stderr)
     print_table(results)
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))

@@ -22,20 +22,25 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 
 import numpy as np
+from harness import Stopwatch, emit
+
+#: case basis -> (family of ``bases.registry``, keyword arguments); descan-aware families get
+#: the case's ``descan`` too
+BASES = {
+    "z36": ("zernike", {"num_bf": 36, "num_df": 1}),
+    "dp15": ("diffraction_pattern", {"num_bf": 15, "num_df": 1, "seed": 0}),
+}
 
 
 def _recorded(data, case: dict) -> np.ndarray:
     """The patterns as the case's experiment records them."""
+    from py4dstem_compressed.simulation.detector import shift_patterns
+
     patterns = np.asarray(data.datacube.data, dtype=np.float32)
     if case.get("blur_shift"):
-        from scipy.ndimage import shift
-
-        flat = patterns.reshape(-1, *patterns.shape[2:])
-        step = (case["blur_shift"],) * 2
-        patterns = np.stack([shift(f, step, order=1) for f in flat]).reshape(patterns.shape)
+        patterns = shift_patterns(patterns, case["blur_shift"])
     patterns = patterns * np.float32(case.get("scale", 1.0))
     if case.get("normalise"):
         patterns = patterns / patterns.sum()
@@ -54,6 +59,7 @@ def run(case: dict) -> dict:
         KNOWN_ROTATION_PREPROCESS_KWARGS,
         score_reconstruction,
     )
+    from py4dstem_compressed.bases.registry import build_basis
     from py4dstem_compressed.simulation.datasets import simulate
 
     data = simulate(
@@ -69,7 +75,7 @@ def run(case: dict) -> dict:
     )
     datacube = data.datacube
     datacube.data = _recorded(data, case)
-    start = time.perf_counter()
+    watch = Stopwatch()
     if case["basis"] == "plain":
         ptycho = MultislicePtychography(datacube=datacube, **kwargs)
         ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
@@ -77,12 +83,10 @@ def run(case: dict) -> dict:
     else:
         geometry = pc.DetectorGeometry.from_datacube(datacube)
         descan = None if case.get("fixed_masks") else "auto"
-        if case["basis"] == "z36":
-            basis = pc.zernike_basis(geometry, num_bf=36, num_df=1)
-        else:
-            basis = pc.diffraction_pattern_basis(
-                datacube, geometry, num_bf=15, num_df=1, seed=0, descan=descan
-            )
+        family, basis_kwargs = BASES[case["basis"]]
+        if family == "diffraction_pattern":
+            basis_kwargs = {**basis_kwargs, "descan": descan}
+        basis = build_basis(family, geometry, datacube, **basis_kwargs)
         compressed = pc.compress(datacube, basis, progress_bar=False, descan=descan)
         ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)
         ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
@@ -94,9 +98,12 @@ def run(case: dict) -> dict:
         **case,
         "ncc": scores["ncc"],
         "ncc_band": scores["ncc_band"],
-        "seconds": time.perf_counter() - start,
+        "seconds": watch.lap(),
     }
 
 
 if __name__ == "__main__":
-    print(json.dumps(run(json.loads(sys.argv[1]))), flush=True)
+    if len(sys.argv) != 2 or sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        sys.exit(0 if sys.argv[1:] in (["-h"], ["--help"]) else 2)
+    emit(run(json.loads(sys.argv[1])))

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import PeakMemory, Stopwatch
 from tqdm.auto import tqdm
 
 import py4dstem_compressed as pc
@@ -63,7 +63,7 @@ def run(preset: str, kind: str, doses: list[float | None], num_iter: int, mode: 
     for dose in doses:
         data = datasets.simulate(preset=preset, kind=kind, dose_per_area=dose, progress_bar=False)
         geometry = pc.DetectorGeometry.from_datacube(data.datacube)
-        plain = run_ptychography(data.datacube, data, num_iter)
+        plain = run_ptychography(data.datacube, data, num_iter, memory_probe=PeakMemory)
         reference = plain.scores
         label = "noiseless" if dose is None else f"{dose:g} e/A^2"
         rows.append(
@@ -86,7 +86,7 @@ def run(preset: str, kind: str, doses: list[float | None], num_iter: int, mode: 
                 rows.append({**row, "error": str(err)})
                 continue
             compressed = pc.compress(data.datacube, basis, mode=mode, progress_bar=False)
-            result = run_ptychography(compressed, data, num_iter)
+            result = run_ptychography(compressed, data, num_iter, memory_probe=PeakMemory)
             scores = result.summary()
             rows.append(
                 {
@@ -172,14 +172,14 @@ def main() -> None:
     doses = [None if d.strip().lower() == "none" else float(d) for d in args.doses.split(",")]
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
+    watch = Stopwatch()
     rows = run(args.preset, args.kind, doses, args.num_iter, args.mode)
     table = markdown(rows)
     (out / "rate_distortion.md").write_text(table + "\n")
     (out / "rate_distortion.json").write_text(json.dumps(rows, indent=2))
     figure(rows, out / "rate_distortion.png")
     print(table)
-    print(f"\n{time.perf_counter() - start:.0f} s; wrote {out}/rate_distortion.{{md,json,png}}")
+    print(f"\n{watch.lap():.0f} s; wrote {out}/rate_distortion.{{md,json,png}}")
 
 
 if __name__ == "__main__":

@@ -26,18 +26,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import Stopwatch, emit, own_peak_memory_mb, run_case
 
-from py4dstem_compressed.analysis.evaluation import (
-    KNOWN_ROTATION_PREPROCESS_KWARGS,
-    own_peak_memory_mb,
-)
+from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
+from py4dstem_compressed.core.calibration import calibrate
 
 COMMON = dict(
     energy=80e3,
@@ -73,19 +70,16 @@ def run_plain(case: dict) -> dict:
 
     data = np.load(case["raw"], mmap_mode="r")
     datacube = py4DSTEM.DataCube(data=data)
-    datacube.calibration.set_R_pixel_size(case["R_pixel_size"])
-    datacube.calibration.set_R_pixel_units("A")
-    datacube.calibration.set_Q_pixel_size(case["Q_pixel_size"])
-    datacube.calibration.set_Q_pixel_units("mrad")
-    start = time.perf_counter()
+    calibrate(datacube, case["R_pixel_size"], case["Q_pixel_size"])
+    watch = Stopwatch()
     ptycho = MultislicePtychography(datacube=datacube, **COMMON).preprocess(
         **KNOWN_ROTATION_PREPROCESS_KWARGS
     )
-    middle = time.perf_counter()
+    preprocess_s = watch.lap()
     ptycho.reconstruct(
         num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
     )
-    return _report(start, middle, case["iterations"])
+    return _report(preprocess_s, watch.lap(), case["iterations"])
 
 
 class _StopAfterBatches(Exception):
@@ -112,41 +106,37 @@ def _limit_batches(ptycho, max_batches: int | None) -> list:
 def run_compressed(case: dict) -> dict:
     import py4dstem_compressed as pc
 
-    start = time.perf_counter()
+    watch = Stopwatch()
     compressed = pc.read_compressed(case["compressed"])
     ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **COMMON)
     ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
-    middle = time.perf_counter()
+    preprocess_s = watch.lap()
     calls = _limit_batches(ptycho, case.get("max_batches"))
     try:
         ptycho.reconstruct(
             num_iter=case["iterations"], max_batch_size=case["batch"], progress_bar=False
         )
     except _StopAfterBatches:
-        end = time.perf_counter()
         return {
-            "preprocess_s": middle - start,
+            "preprocess_s": preprocess_s,
             "batches": len(calls),
-            "batch_s": (end - middle) / max(len(calls), 1),
+            "batch_s": watch.lap() / max(len(calls), 1),
             "peak_memory_mb": own_peak_memory_mb(),
         }
-    return _report(start, middle, case["iterations"])
+    return _report(preprocess_s, watch.lap(), case["iterations"])
 
 
 def run_compress(case: dict) -> dict:
     import py4dstem_compressed as pc
 
     frames = np.load(case["raw"], mmap_mode="r")
-    start = time.perf_counter()
+    watch = Stopwatch()
     geometry = pc.DetectorGeometry.from_datacube(frames)
     basis = pc.diffraction_pattern_basis(frames, geometry, num_bf=15, num_df=1, seed=0)
     compressed = pc.compress(case["raw"], basis, progress_bar=False)
-    compressed.calibration.set_R_pixel_size(case["R_pixel_size"])
-    compressed.calibration.set_R_pixel_units("A")
-    compressed.calibration.set_Q_pixel_size(case["Q_pixel_size"])
-    compressed.calibration.set_Q_pixel_units("mrad")
+    calibrate(compressed, case["R_pixel_size"], case["Q_pixel_size"])
     compressed.save(case["compressed"], overwrite=True)
-    seconds = time.perf_counter() - start
+    seconds = watch.lap()
     return {
         "compress_s": seconds,
         "peak_memory_mb": own_peak_memory_mb(),
@@ -154,25 +144,13 @@ def run_compress(case: dict) -> dict:
     }
 
 
-def _report(start: float, middle: float, iterations: int) -> dict:
-    end = time.perf_counter()
+def _report(preprocess_s: float, reconstruct_s: float, iterations: int) -> dict:
+    """Timings [s] and this process's peak memory [MiB] of a full reconstruction."""
     return {
-        "preprocess_s": middle - start,
-        "iteration_s": (end - middle) / max(iterations, 1),
+        "preprocess_s": preprocess_s,
+        "iteration_s": reconstruct_s / max(iterations, 1),
         "peak_memory_mb": own_peak_memory_mb(),
     }
-
-
-def _subprocess(kind: str, case: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--run", kind, "--case", json.dumps(case)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        return {"failed": (out.stderr.strip().splitlines() or ["?"])[-1]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:
@@ -201,7 +179,7 @@ def main() -> int:
     if args.run:
         case = json.loads(args.case)
         runner = {"plain": run_plain, "compressed": run_compressed, "compress": run_compress}
-        print(json.dumps(runner[args.run](case)))
+        emit(runner[args.run](case))
         return 0
     with tempfile.TemporaryDirectory(dir=args.workdir) as work:
         if args.scan_file:  # reuse a scan written before (calibration in the .json beside it)
@@ -209,9 +187,9 @@ def main() -> int:
             calibration = json.loads(raw.with_suffix(".json").read_text())
         else:
             raw = Path(work) / "scan.npy"
-            start = time.perf_counter()
+            watch = Stopwatch()
             calibration = write_scan(raw, args.scan, args.detector)
-            seconds = time.perf_counter() - start
+            seconds = watch.lap()
             print(f"wrote {raw.stat().st_size / 2**30:.2f} GiB in {seconds:.0f} s")
         case = {
             "raw": str(raw),
@@ -228,12 +206,12 @@ def main() -> int:
             "batch": args.batch,
             "max_batches": args.max_batches,
         }
-        results["compress"] = _subprocess("compress", case)
+        results["compress"] = run_case(__file__, case, ("--run", "compress"))
         print("compress", results["compress"], flush=True)
-        results["compressed"] = _subprocess("compressed", case)
+        results["compressed"] = run_case(__file__, case, ("--run", "compressed"))
         print("compressed", results["compressed"], flush=True)
         if not args.skip_plain:
-            results["plain"] = _subprocess("plain", case)
+            results["plain"] = run_case(__file__, case, ("--run", "plain"))
             print("plain", results["plain"], flush=True)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(results, indent=2))

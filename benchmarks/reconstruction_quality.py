@@ -25,15 +25,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import Stopwatch, emit, own_peak_memory_mb, run_case
 
-#: basis name -> (generator, keyword arguments, compression mode)
+#: basis name -> (family of ``bases.registry``, keyword arguments, compression mode)
 BASES = {
     "zernike36": ("zernike", {"num_bf": 36, "num_df": 1}, "amplitude"),
     "binning7": ("binning", {"bf_bin": 7}, "amplitude"),
@@ -46,7 +45,6 @@ BASES = {
         "intensity",
     ),
 }
-TARGETS = {"zernike36": 0.98, "dp15": 0.98, "dp8": 0.95, "dp15-intensity": 0.90}
 
 
 def _dataset(args, kind: str, dose: float | None, descan_px: float):
@@ -63,16 +61,11 @@ def _dataset(args, kind: str, dose: float | None, descan_px: float):
 
 
 def _basis(name, datacube, geometry):
-    import py4dstem_compressed as pc
+    """The basis called ``name`` in :data:`BASES`, built through the family registry."""
+    from py4dstem_compressed.bases.registry import build_basis
 
     family, kwargs, _ = BASES[name]
-    if family == "zernike":
-        return pc.zernike_basis(geometry, **kwargs)
-    if family == "binning":
-        return pc.binning_basis(geometry, **kwargs)
-    if family == "diffraction_pattern":
-        return pc.diffraction_pattern_basis(datacube, geometry, **kwargs)
-    return pc.pca_basis(datacube, geometry, **kwargs)
+    return build_basis(family, geometry, datacube, **kwargs)
 
 
 def _quality(ptycho, data, images: str | None = None) -> dict:
@@ -122,7 +115,7 @@ def _save_images(path: str, scores: dict, data) -> None:
     )
 
 
-def run_case(case: dict) -> dict:
+def run_one(case: dict) -> dict:
     """One reconstruction, in this process. ``case["file"]`` set: compressed from that file."""
     import matplotlib
 
@@ -130,10 +123,7 @@ def run_case(case: dict) -> dict:
     from py4DSTEM.process.phase import MultislicePtychography
 
     import py4dstem_compressed as pc
-    from py4dstem_compressed.analysis.evaluation import (
-        KNOWN_ROTATION_PREPROCESS_KWARGS,
-        own_peak_memory_mb,
-    )
+    from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
     from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
     from py4dstem_compressed.simulation.datasets import simulate
 
@@ -160,19 +150,19 @@ def run_case(case: dict) -> dict:
         seed_random=0,
         progress_bar=False,
     )
-    start = time.perf_counter()
+    watch = Stopwatch()
     if case.get("file"):
         compressed = pc.read_compressed(case["file"])
         ptycho = CompressedMultislicePtychography(datacube=compressed, **kwargs)
     else:
         ptycho = MultislicePtychography(datacube=data.datacube, **kwargs)
     ptycho.preprocess(**preprocess)
-    preprocess_s = time.perf_counter() - start
+    preprocess_s = watch.lap()
     if case.get("file"):
         reconstruct.update(case.get("compressed_kwargs") or {})
-    start = time.perf_counter()
+    watch.lap()
     ptycho.reconstruct(**reconstruct)
-    iteration_s = (time.perf_counter() - start) / case["iterations"]
+    iteration_s = watch.lap() / case["iterations"]
     peak_memory_mb = own_peak_memory_mb()
     result = _quality(ptycho, data if data is not None else dataset(), case.get("images"))
     result.update(
@@ -182,18 +172,6 @@ def run_case(case: dict) -> dict:
         final_error=float(ptycho.error_iterations[-1]),
     )
     return result
-
-
-def _run_in_subprocess(case: dict) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--case", json.dumps(case)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if out.returncode != 0:
-        return {"failed": out.stderr.strip().splitlines()[-1:]}
-    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def _compress_to_file(args, name, data, directory) -> tuple[str, dict]:
@@ -260,7 +238,7 @@ def main(argv=None) -> int:
     )
     args = parser.parse_args(argv)
     if args.case:
-        print(json.dumps(run_case(json.loads(args.case))))
+        emit(run_one(json.loads(args.case)))
         return 0
 
     rows = []
@@ -270,7 +248,6 @@ def main(argv=None) -> int:
         for dose_text in args.doses:
             dose = None if dose_text == "inf" else float(dose_text)
             for descan in args.descan:
-                data = _dataset(args, kind, dose, descan)
                 base = dict(
                     preset=args.preset,
                     kind=kind,
@@ -280,39 +257,49 @@ def main(argv=None) -> int:
                     batch=args.batch,
                     fit_rotation=args.fit_rotation,
                 )
-                plain = {}
-                if not args.skip_plain:
-                    key = _image_key(base, "uncompressed")
-                    plain = _run_in_subprocess({**base, "images": _image_file(image_dir, key)})
-                    rows.append({**base, "basis": "uncompressed", **plain})
-                    _collect_images(images, image_dir, key, rows[-1])
-                    print(json.dumps(rows[-1]), flush=True)
-                bases = list(args.bases)
-                if dose is not None and "dp15-intensity" not in bases and not args.no_intensity:
-                    bases.append("dp15-intensity")
-                with tempfile.TemporaryDirectory() as directory:
-                    for name in bases:
-                        path, ratios = _compress_to_file(args, name, data, directory)
-                        case = {
-                            **base,
-                            "file": path,
-                            "compressed_kwargs": args.compressed_kwargs,
-                            "microscope": data.reconstruction_kwargs(),
-                            "images": _image_file(image_dir, _image_key(base, name)),
-                        }
-                        result = _run_in_subprocess(case)
-                        for key in ("ncc", "ncc_band", "iteration_s", "peak_memory_mb"):
-                            if key in result and key in plain:
-                                result[f"{key}_relative"] = result[key] / plain[key]
-                        rows.append({**base, "basis": name, **ratios, **result})
-                        _collect_images(images, image_dir, _image_key(base, name), rows[-1])
-                        print(json.dumps(rows[-1]), flush=True)
+                _run_condition(args, base, image_dir, images, rows)
     Path(args.output).write_text(json.dumps(rows, indent=1))
     if image_dir is not None:
         np.savez_compressed(args.save_images, **images)
         image_dir.cleanup()
     _print_table(rows)
     return 0
+
+
+def _run_condition(args, base: dict, image_dir, images: dict, rows: list) -> None:
+    """The plain run and every compressed run of one condition, each in its own process.
+
+    Appends one row per run to ``rows`` (printed as a JSON line when it is done) and moves
+    the runs' stored images into ``images``.
+    """
+    data = _dataset(args, base["kind"], base["dose"], base["descan"])
+    plain = {}
+    if not args.skip_plain:
+        key = _image_key(base, "uncompressed")
+        plain = run_case(__file__, {**base, "images": _image_file(image_dir, key)})
+        rows.append({**base, "basis": "uncompressed", **plain})
+        _collect_images(images, image_dir, key, rows[-1])
+        print(json.dumps(rows[-1]), flush=True)
+    bases = list(args.bases)
+    if base["dose"] is not None and "dp15-intensity" not in bases and not args.no_intensity:
+        bases.append("dp15-intensity")
+    with tempfile.TemporaryDirectory() as directory:
+        for name in bases:
+            path, ratios = _compress_to_file(args, name, data, directory)
+            case = {
+                **base,
+                "file": path,
+                "compressed_kwargs": args.compressed_kwargs,
+                "microscope": data.reconstruction_kwargs(),
+                "images": _image_file(image_dir, _image_key(base, name)),
+            }
+            result = run_case(__file__, case)
+            for key in ("ncc", "ncc_band", "iteration_s", "peak_memory_mb"):
+                if key in result and key in plain:
+                    result[f"{key}_relative"] = result[key] / plain[key]
+            rows.append({**base, "basis": name, **ratios, **result})
+            _collect_images(images, image_dir, _image_key(base, name), rows[-1])
+            print(json.dumps(rows[-1]), flush=True)
 
 
 def _image_key(base: dict, basis: str) -> str:

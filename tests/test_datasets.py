@@ -219,3 +219,72 @@ def test_missing_abtem_error_message(monkeypatch):
     monkeypatch.setattr(importlib.metadata, "version", not_found)
     with pytest.raises(ImportError, match=r"py4dstem-compressed\[sim\]"):
         datasets.simulate("micro", cache=False)
+
+
+# ----------------------------------------------------------------------------- cache key
+
+
+def test_cache_key_is_unchanged_so_cached_simulations_are_reused():
+    # keys computed before the simulation package was split by job: a changed payload would
+    # silently re-simulate every cached file
+    from py4dstem_compressed.simulation.cache import cache_key, cache_path
+
+    if importlib.metadata.version("abtem") != "1.0.9":
+        pytest.skip("the pinned keys were computed with abTEM 1.0.9")
+    micro = get_preset("micro")
+    key = cache_key(micro, "crystal", None, 0)
+    assert key == "0666f0e7bc1594a582841431fc0e0e5fe7c0e2003a5d33834f57dd38a825f3a4"
+    small = get_preset("small", descan_px=2.0)
+    assert (
+        cache_key(small, "2d", 2e4, 0)
+        == "a1ba7163e61d687a55c4dcba97561313cb775c6ba9056c7928e7cb826628c05b"
+    )
+    assert cache_path(datasets.cache_directory("/c"), micro, "crystal", key).as_posix() == (
+        "/c/micro-crystal-0666f0e7bc1594a58284.h5"
+    )
+
+
+# ----------------------------------------------------------------------------- detector
+
+
+def test_crop_and_bin_matches_a_naive_loop():
+    from py4dstem_compressed.simulation.detector import crop_and_bin
+
+    rng = np.random.default_rng(0)
+    patterns = rng.random((2, 3, 20, 20))
+    out = crop_and_bin(patterns, detector_gpts=4, binning=3)
+    first = 10 - 6  # centred on n // 2: 12 px from 4 to 16
+    expected = np.zeros((2, 3, 4, 4))
+    for i in range(4):
+        for j in range(4):
+            block = patterns[
+                ..., first + 3 * i : first + 3 * i + 3, first + 3 * j : first + 3 * j + 3
+            ]
+            expected[..., i, j] = block.sum(axis=(-2, -1))
+    np.testing.assert_allclose(out, expected)
+    np.testing.assert_array_equal(crop_and_bin(patterns, 6, 1), patterns[..., 7:13, 7:13])
+
+
+def test_descan_drifts_move_patterns_by_whole_pixels_exactly():
+    from py4dstem_compressed.simulation.detector import linear_descan, shift_patterns
+
+    rng = np.random.default_rng(1)
+    patterns = np.zeros((1, 3, 12, 12), np.float32)
+    patterns[..., 3:7, 4:8] = rng.random((1, 3, 4, 4))
+    # the last of 3 patterns moves 2 px along each axis (total 2 sqrt(2) px on the diagonal)
+    drifted = linear_descan(patterns, 2 * np.sqrt(2.0))
+    np.testing.assert_allclose(drifted[0, 0], patterns[0, 0], atol=1e-6)
+    np.testing.assert_allclose(drifted[0, 1, 4:8, 5:9], patterns[0, 1, 3:7, 4:8], atol=1e-5)
+    np.testing.assert_allclose(drifted[0, 2, 5:9, 6:10], patterns[0, 2, 3:7, 4:8], atol=1e-5)
+    shifted = shift_patterns(patterns, 1.0)
+    np.testing.assert_allclose(shifted[..., 4:8, 5:9], patterns[..., 3:7, 4:8], atol=1e-6)
+    assert shifted.sum() == pytest.approx(patterns.sum(), rel=1e-5)
+
+
+def test_shot_noise_rejects_a_non_positive_dose():
+    from py4dstem_compressed.simulation.detector import shot_noise
+
+    with pytest.raises(ValueError, match="dose_per_area must be positive"):
+        shot_noise(np.ones((1, 1, 2, 2)), 0.0, 0.5, seed=0)
+    counts, electrons = shot_noise(np.full((2, 2, 4, 4), 1 / 16), 400.0, 0.5, seed=0)
+    assert electrons == 100.0 and counts.dtype == np.float32

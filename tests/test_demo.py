@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from py4dstem_compressed.analysis.evaluation import PeakMemory, bragg_frequencies
+from py4dstem_compressed.analysis.evaluation import bragg_frequencies
 from py4dstem_compressed_cli import main
 
 
@@ -58,11 +58,3 @@ def test_bragg_frequencies_of_a_lattice():
     image = np.cos(2 * np.pi * x[:, None] / 4.0) + 0.5 * np.cos(2 * np.pi * x[None, :] / 2.5)
     freqs = bragg_frequencies(image, sampling, max_frequency=1.0)
     assert np.allclose(freqs, [0.25, 0.4], atol=2e-3)
-
-
-def test_peak_memory_sees_an_allocation():
-    with PeakMemory(interval=0.005) as memory:
-        block = np.ones(50_000_000)  # 400 MB
-        block[::1000] += 1
-        del block
-    assert memory.peak_bytes > 300 * 2**20

@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 
-from py4dstem_compressed.analysis.registration import (
-    fourier_shift,
-    register_to_ground_truth,
-    resample,
-)
+from py4dstem_compressed.analysis.registration import register_to_ground_truth
+from py4dstem_compressed.analysis.resampling import fourier_shift, resample
 from py4dstem_compressed.analysis.resolution import (
     FSCResult,
     band_pass,
@@ -238,3 +235,18 @@ def test_registration_non_periodic_overlap():
     result = register_to_ground_truth(recon, truth, 0.1, periodic=False)
     np.testing.assert_allclose(result.shift_px, (-20, -35), atol=0.1)
     assert result.correlation > 0.99
+
+
+def test_shared_input_checks_name_the_argument():
+    from py4dstem_compressed.analysis.resolution import as_sampling, check_image, window_2d
+
+    assert as_sampling(0.5) == (0.5, 0.5) and as_sampling((0.5, 0.25)) == (0.5, 0.25)
+    with pytest.raises(ValueError, match="new_sampling must be a positive"):
+        as_sampling((0.5, -1.0), "new_sampling")
+    with pytest.raises(ValueError, match="truth must be a 2D image"):
+        check_image(np.zeros(3), "truth")
+    with pytest.raises(ValueError, match="truth contains NaN"):
+        check_image(np.array([[0.0, np.nan]]), "truth")
+    window = window_2d((9, 5), 0.5)
+    assert window.shape == (9, 5) and window.max() == 1.0 and window.min() == 0.0
+    np.testing.assert_array_equal(window_2d((4, 4), 0.0), np.ones((4, 4)))

@@ -8,13 +8,15 @@ that every number they report is measured the same way:
   positions predict) and compared by normalised cross-correlation, on the images and
   on band-passed images (0.35-1.2 A detail), and by FSC (Eq. 19) up to the
   ptychographic information limit ``2 alpha / lambda``;
-* cost: preprocess seconds, seconds per iteration and peak resident memory.
+* cost: preprocess seconds and seconds per iteration, and the growth of the resident memory
+  if the caller passes a memory probe (``benchmarks/harness.py``'s ``PeakMemory``).
 """
 
 from __future__ import annotations
 
-import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -31,16 +33,18 @@ __all__ = [
     "BAND_ANGSTROM",
     "DEFAULT_RECONSTRUCT_KWARGS",
     "KNOWN_ROTATION_PREPROCESS_KWARGS",
-    "PeakMemory",
     "ReconstructionResult",
     "bragg_frequencies",
-    "own_peak_memory_mb",
     "run_ptychography",
     "score_reconstruction",
 ]
 
 #: Detail band of the band-passed correlation [A]: where lost information would show.
 BAND_ANGSTROM = (0.35, 1.2)
+
+#: Radius [px] of the shift search around the shift the scan positions predict: they predict
+#: it to a pixel or two, while a crystal's next lattice translation lies farther away.
+SCAN_SHIFT_SEARCH_RADIUS_PX = 3.0
 
 #: ``preprocess`` settings for simulated scans: py4DSTEM's plots off and the known scan
 #: rotation of the simulations (0, no transpose) forced instead of fitted.
@@ -57,60 +61,6 @@ KNOWN_ROTATION_PREPROCESS_KWARGS = {
 DEFAULT_RECONSTRUCT_KWARGS = {"max_batch_size": 64, "seed_random": 0, "progress_bar": False}
 
 
-def own_peak_memory_mb() -> float:
-    """This process's own peak resident memory [MB] (``VmHWM`` on Linux).
-
-    ``ru_maxrss`` is the fallback on other systems. On Linux it is avoided: a child started
-    by fork/vfork + exec inherits its parent's high-water mark, so a benchmark process would
-    report at least the memory of the script that launched it.
-    """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-class PeakMemory:
-    """Context manager measuring the peak resident memory above the starting level [bytes].
-
-    A background thread samples the process's RSS (psutil) every ``interval`` seconds.
-    """
-
-    def __init__(self, interval: float = 0.02) -> None:
-        self.interval = interval
-        self.peak_bytes = 0
-        self.baseline_bytes = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def _rss() -> int:
-        import psutil
-
-        return psutil.Process().memory_info().rss
-
-    def _sample(self) -> None:
-        while not self._stop.is_set():
-            self.peak_bytes = max(self.peak_bytes, self._rss() - self.baseline_bytes)
-            self._stop.wait(self.interval)
-
-    def __enter__(self) -> PeakMemory:
-        self.baseline_bytes = self._rss()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
-        self.peak_bytes = max(self.peak_bytes, self._rss() - self.baseline_bytes)
-
-
 @dataclass
 class ReconstructionResult:
     """A reconstruction with its timings and its scores against the ground truth.
@@ -121,8 +71,9 @@ class ReconstructionResult:
         The py4DSTEM (or compressed) ptychography object after ``reconstruct``.
     preprocess_seconds, seconds_per_iteration : float
         Wall-clock cost [s].
-    peak_memory_bytes : int
-        Peak resident memory above the level before ``preprocess`` [bytes]. Within one
+    peak_memory_bytes : int or None
+        Peak resident memory above the level before ``preprocess`` [bytes], as measured by
+        the ``memory_probe`` of :func:`run_ptychography`; None if none was given. Within one
         process, memory freed by earlier runs is reused and not counted: compare runs in
         separate processes (``benchmarks/reconstruction_quality.py``) for peak memory.
     scores : dict
@@ -132,16 +83,17 @@ class ReconstructionResult:
     ptycho: object
     preprocess_seconds: float
     seconds_per_iteration: float
-    peak_memory_bytes: int
+    peak_memory_bytes: int | None
     scores: dict = field(default_factory=dict)
 
     def summary(self) -> dict:
-        """Scalars only (JSON-serialisable)."""
+        """Scalars only (JSON-serialisable); ``rss_growth_mb`` [MiB] only if memory was measured."""
         out = {
             "preprocess_seconds": self.preprocess_seconds,
             "seconds_per_iteration": self.seconds_per_iteration,
-            "rss_growth_mb": self.peak_memory_bytes / 2**20,
         }
+        if self.peak_memory_bytes is not None:
+            out["rss_growth_mb"] = self.peak_memory_bytes / 2**20
         out.update({k: v for k, v in self.scores.items() if np.isscalar(v)})
         return out
 
@@ -155,6 +107,7 @@ def run_ptychography(
     reconstruct_kwargs: dict | None = None,
     constructor_kwargs: dict | None = None,
     score: bool = True,
+    memory_probe: Callable[[], AbstractContextManager] | None = None,
 ) -> ReconstructionResult:
     """Reconstruct ``data`` with the dataset's microscope parameters and score it.
 
@@ -174,6 +127,10 @@ def run_ptychography(
         :data:`DEFAULT_RECONSTRUCT_KWARGS`.
     score : bool
         Compute :func:`score_reconstruction`.
+    memory_probe : callable, optional
+        Returns a context manager with a ``peak_bytes`` attribute set on exit (e.g.
+        ``benchmarks/harness.py``'s ``PeakMemory``); it wraps ``preprocess`` and
+        ``reconstruct``. None: memory is not measured.
 
     Returns
     -------
@@ -196,7 +153,8 @@ def run_ptychography(
     rec.update(reconstruct_kwargs or {})
     kwargs = {"device": "cpu", "verbose": False, **dataset.reconstruction_kwargs()}
     kwargs.update(constructor_kwargs or {})
-    with PeakMemory() as memory:
+    memory = memory_probe() if memory_probe is not None else nullcontext()
+    with memory:
         start = time.perf_counter()
         ptycho = cls(datacube=data, **kwargs).preprocess(**pre)
         preprocessed = time.perf_counter()
@@ -206,7 +164,7 @@ def run_ptychography(
         ptycho=ptycho,
         preprocess_seconds=preprocessed - start,
         seconds_per_iteration=(finished - preprocessed) / max(num_iter, 1),
-        peak_memory_bytes=int(memory.peak_bytes),
+        peak_memory_bytes=None if memory_probe is None else int(memory.peak_bytes),
     )
     if score:
         result.scores = score_reconstruction(ptycho, dataset)
@@ -214,7 +172,11 @@ def run_ptychography(
 
 
 def summed_phase(ptycho) -> np.ndarray:
-    """Object phase summed over slices [rad], ``(Px, Py)``."""
+    """Object phase summed over slices [rad], ``(Px, Py)``.
+
+    A complex object gives its angle; a real one (``object_type="potential"``) is summed as
+    is. CuPy objects are copied to the host.
+    """
     obj = np.asarray(ptycho.object if not hasattr(ptycho.object, "get") else ptycho.object.get())
     if np.iscomplexobj(obj):
         phase = np.angle(obj)
@@ -228,8 +190,24 @@ def bragg_frequencies(
 ) -> np.ndarray:
     """Spatial frequencies [1/A] of the strongest Fourier peaks of ``image`` (Bragg peaks).
 
-    Peaks are local maxima of ``|F|`` above ``relative_threshold`` times the strongest
-    non-zero-frequency peak, up to ``max_frequency``; returned as sorted unique shells.
+    Peaks are local maxima of ``|F|`` (3 x 3, periodic) above ``relative_threshold`` times the
+    strongest non-zero-frequency peak, up to ``max_frequency``.
+
+    Parameters
+    ----------
+    image : numpy.ndarray
+        Real 2D image, e.g. a projected potential.
+    sampling : float or (float, float)
+        Pixel size [A].
+    max_frequency : float
+        Highest frequency considered [1/A].
+    relative_threshold : float
+        Fraction of the strongest peak a peak must reach [dimensionless, 0..1].
+
+    Returns
+    -------
+    numpy.ndarray
+        Sorted unique shell frequencies [1/A], rounded to 1e-3; empty if no peak qualifies.
     """
     from scipy import ndimage
 
@@ -248,6 +226,19 @@ def bragg_frequencies(
 
 def score_reconstruction(ptycho, dataset, band: tuple[float, float] = BAND_ANGSTROM) -> dict:
     """Compare a reconstruction with the dataset's ground-truth projected potential.
+
+    The summed object phase over the scanned region is registered to the truth near the shift
+    the scan positions predict (within ``SCAN_SHIFT_SEARCH_RADIUS_PX``); the FSC runs up to the
+    ptychographic information limit ``2 alpha / lambda`` or Nyquist, whichever is lower.
+
+    Parameters
+    ----------
+    ptycho : object
+        A py4DSTEM (or compressed) ptychography object after ``reconstruct``.
+    dataset : SimulatedDataset
+        Supplies the ground truth, the scan start and the microscope parameters.
+    band : (float, float)
+        ``(low_angstrom, high_angstrom)`` of the band-passed correlation [A].
 
     Returns
     -------
@@ -275,7 +266,7 @@ def score_reconstruction(ptycho, dataset, band: tuple[float, float] = BAND_ANGST
         dataset.potential_sampling,
         roi=(lo[0], hi[0], lo[1], hi[1]),
         expected_shift_px=expected,
-        search_radius_px=3.0,
+        search_radius_px=SCAN_SHIFT_SEARCH_RADIUS_PX,
     )
     recon, truth = registration.reconstruction, registration.ground_truth
     ncc_band = normalized_cross_correlation(

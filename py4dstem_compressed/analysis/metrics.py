@@ -20,8 +20,6 @@ __all__ = [
 ]
 
 
-
-
 def stored_compression_ratio(compressed: CompressedDataCube) -> float:
     """Detector pixels over every value stored per pattern (coefficients, norms, totals, CoM)."""
     return compressed.stored_compression_ratio
@@ -187,11 +185,3 @@ def _inverse_cholesky(masks: np.ndarray) -> np.ndarray:
     if masks.shape[0] == 0:
         return np.zeros((0, 0))
     return np.linalg.inv(np.linalg.cholesky(masks @ masks.T))
-
-
-
-
-
-
-
-

@@ -25,12 +25,6 @@ FAMILY_LABELS = {name: family.label for name, family in BASIS_FAMILIES.items()} 
 }
 
 
-
-
-
-
-
-
 def show_angle_maps(angles, cmap: str = "magma", figsize=(8, 3.6)):
     """Plot BF and DF basis-angle maps over the scan [deg]."""
     import matplotlib.pyplot as plt
@@ -61,8 +55,6 @@ def show_angle_curves(curves, figsize=(9, 3.6)):
             ax.legend(fontsize=8)
     fig.tight_layout()
     return fig, axes
-
-
 
 
 def show_reconstruction_comparison(

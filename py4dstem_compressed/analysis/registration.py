@@ -1,4 +1,4 @@
-"""Registration of a reconstruction to a ground truth: resampling and sub-pixel alignment.
+"""Registration of a reconstruction to a ground truth: sub-pixel alignment and agreement.
 
 :func:`register_to_ground_truth` brings a reconstructed phase and a simulated projected
 potential (which usually have different pixel sizes and fields of view) onto one grid, finds
@@ -15,143 +15,34 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import scipy.ndimage as ndi
 
+from py4dstem_compressed.analysis.resampling import fourier_shift, resample
 from py4dstem_compressed.analysis.resolution import (
     FSCResult,
     SamplingLike,
-    _as_sampling,
-    _check_image,
-    _window_2d,
+    as_sampling,
     band_pass,
+    check_image,
     fourier_shell_correlation,
     normalized_cross_correlation,
+    window_2d,
 )
 
 __all__ = ["RegistrationResult", "fourier_shift", "register_to_ground_truth", "resample"]
 
-
-def fourier_shift(image: np.ndarray, shift_px: Sequence[float]) -> np.ndarray:
-    """Shift a periodic image by a sub-pixel amount with the Fourier shift theorem.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        Real or complex 2D image.
-    shift_px : (float, float)
-        Shift ``(rows, columns)`` [px]; the result is ``image(i - shift)``.
-
-    Returns
-    -------
-    numpy.ndarray
-        The shifted image (real if ``image`` is real).
-    """
-    image = _check_image(image, "image")
-    ky = np.fft.fftfreq(image.shape[0])
-    kx = np.fft.fftfreq(image.shape[1])
-    phase = np.exp(-2j * np.pi * (ky[:, None] * shift_px[0] + kx[None, :] * shift_px[1]))
-    out = np.fft.ifft2(np.fft.fft2(image) * phase)
-    return out if np.iscomplexobj(image) else out.real
-
-
-# ----------------------------------------------------------------------------- resampling
-
-
-def _fourier_evaluate(
-    image: np.ndarray, coords_rows: np.ndarray, coords_cols: np.ndarray, max_freq: tuple
-) -> np.ndarray:
-    """Evaluate the periodic band-limited interpolant of ``image`` on a separable grid.
-
-    ``coords_*`` are positions in input pixels; ``max_freq`` [cycles/px] keeps only the Fourier
-    components below that frequency along each axis (anti-aliasing when downsampling).
-    """
-    spectrum = np.fft.fft2(image) / image.size
-    fy = np.fft.fftfreq(image.shape[0])
-    fx = np.fft.fftfreq(image.shape[1])
-    ky = np.abs(fy) < max_freq[0]
-    kx = np.abs(fx) < max_freq[1]
-    spectrum = spectrum[np.ix_(ky, kx)]
-    ey = np.exp(2j * np.pi * coords_rows[:, None] * fy[ky][None, :])
-    ex = np.exp(2j * np.pi * coords_cols[:, None] * fx[kx][None, :])
-    out = ey @ spectrum @ ex.T
-    return out if np.iscomplexobj(image) else out.real
-
-
-def resample(
-    image: np.ndarray,
-    sampling: SamplingLike,
-    new_sampling: SamplingLike,
-    shape: tuple[int, int] | None = None,
-    shift_px: Sequence[float] = (0.0, 0.0),
-    periodic: bool = True,
-) -> np.ndarray:
-    """Resample an image onto a grid of another pixel size, optionally shifted.
-
-    Output pixel ``i`` samples the input at position ``(i - shift_px) * new_sampling`` [A]
-    (pixel ``j`` of the input sits at ``j * sampling``). Downsampling removes frequencies above
-    the new Nyquist frequency first, so the result is not aliased.
-
-    Parameters
-    ----------
-    image : numpy.ndarray
-        2D image, real or complex.
-    sampling : float or (float, float)
-        Input pixel size [A].
-    new_sampling : float or (float, float)
-        Output pixel size [A].
-    shape : (int, int), optional
-        Output shape; default covers the input's field of view.
-    shift_px : (float, float)
-        Shift of the content in output pixels (content moves to larger indices).
-    periodic : bool
-        True: the image is one period of a periodic function (e.g. an abTEM potential) and is
-        interpolated exactly with Fourier series. False: low-pass plus cubic splines; samples
-        outside the input are NaN.
-
-    Returns
-    -------
-    numpy.ndarray
-        The resampled image, shape ``shape``.
-    """
-    image = _check_image(image, "image")
-    s_in = _as_sampling(sampling)
-    s_out = _as_sampling(new_sampling, "new_sampling")
-    if shape is None:
-        shape = tuple(
-            max(1, int(np.floor(n * a / b + 1e-9))) for n, a, b in zip(image.shape, s_in, s_out)
-        )
-    rows = (np.arange(shape[0]) - shift_px[0]) * s_out[0] / s_in[0]
-    cols = (np.arange(shape[1]) - shift_px[1]) * s_out[1] / s_in[1]
-    # frequency limit in cycles per input pixel: the output Nyquist, or the input's own
-    max_freq = tuple(min(0.5 * a / b, 0.5 + 1e-9) for a, b in zip(s_in, s_out))
-    if periodic:
-        return _fourier_evaluate(image, rows, cols, max_freq)
-    smooth = image
-    if any(f < 0.5 for f in max_freq):
-        f = np.fft.fft2(image)
-        fy = np.abs(np.fft.fftfreq(image.shape[0]))[:, None]
-        fx = np.abs(np.fft.fftfreq(image.shape[1]))[None, :]
-        f = f * ((fy < max_freq[0]) & (fx < max_freq[1]))
-        smooth = np.fft.ifft2(f)
-        if not np.iscomplexobj(image):
-            smooth = smooth.real
-    grid = np.meshgrid(rows, cols, indexing="ij")
-    kwargs = dict(order=3, mode="nearest")
-    if np.iscomplexobj(smooth):
-        out = ndi.map_coordinates(smooth.real, grid, **kwargs) + 1j * ndi.map_coordinates(
-            smooth.imag, grid, **kwargs
-        )
-    else:
-        out = ndi.map_coordinates(smooth, grid, **kwargs)
-    outside = (
-        (grid[0] < -1e-9)
-        | (grid[0] > image.shape[0] - 1 + 1e-9)
-        | (grid[1] < -1e-9)
-        | (grid[1] > image.shape[1] - 1 + 1e-9)
-    )
-    out = out.astype(np.result_type(out, float))
-    out[outside] = np.nan
-    return out
+#: Smallest side [px] of a compared region: fewer pixels carry no usable correlation.
+MIN_REGION_PX = 4
+#: Tukey taper of the sub-pixel search's window: damps the patch edges' FFT leakage while
+#: keeping the centre half flat.
+SUBPIXEL_WINDOW_ALPHA = 0.5
+#: The sub-pixel search starts +-1.5 px around the integer peak (it can be off by one pixel
+#: either way) on a 1/8 px grid, and zooms in by 8 per pass.
+SUBPIXEL_HALF_WIDTH_PX = 1.5
+SUBPIXEL_FIRST_STEP_PX = 1.0 / 8
+SUBPIXEL_PASSES = 3
+#: Sums of squares below this fraction of the largest are round-off: such an overlap is flat
+#: and gets no correlation.
+RELATIVE_ROUNDOFF = 1e-10
 
 
 # ----------------------------------------------------------------------------- registration
@@ -250,7 +141,7 @@ def _ncc_map(
         num = srt - sr * st / n
         den = (srr - sr**2 / n) * (stt - st**2 / n)
         ncc = num / np.sqrt(np.maximum(den, 0))
-    eps = 1e-10 * max(np.max(np.abs(srr)), np.max(np.abs(stt)), 1e-300)
+    eps = RELATIVE_ROUNDOFF * max(np.max(np.abs(srr)), np.max(np.abs(stt)), 1e-300)
     bad = (n < max(min_overlap * min(template.size, truth.size), 2)) | (den <= eps**2)
     ncc[bad] = np.nan
     return ncc, shape
@@ -262,15 +153,15 @@ def _subpixel_peak(template: np.ndarray, patch: np.ndarray, upsample: int, sign:
     Matrix-multiply DFT of the windowed cross-power spectrum on an upsampled grid
     (Guizar-Sicairos et al., 2008), refined in two passes.
     """
-    window = _window_2d(template.shape, 0.5)
+    window = window_2d(template.shape, SUBPIXEL_WINDOW_ALPHA)
     a = (template - template.mean()) * window
     b = (patch - patch.mean()) * window
     product = np.conj(np.fft.fft2(a)) * np.fft.fft2(b)
     fy = np.fft.fftfreq(template.shape[0])
     fx = np.fft.fftfreq(template.shape[1])
     center = np.zeros(2)
-    half, step = 1.5, 1.0 / 8
-    for _ in range(3):
+    half, step = SUBPIXEL_HALF_WIDTH_PX, SUBPIXEL_FIRST_STEP_PX
+    for _ in range(SUBPIXEL_PASSES):
         oy = center[0] + np.arange(-half, half + step / 2, step)
         ox = center[1] + np.arange(-half, half + step / 2, step)
         ey = np.exp(2j * np.pi * oy[:, None] * fy[None, :])
@@ -278,7 +169,7 @@ def _subpixel_peak(template: np.ndarray, patch: np.ndarray, upsample: int, sign:
         surface = sign * (ey @ product @ ex.T).real
         iy, ix = np.unravel_index(np.argmax(surface), surface.shape)
         center = np.array([oy[iy], ox[ix]])
-        half, step = 2 * step, max(step / 8, 1.0 / upsample)
+        half, step = 2 * step, max(step * SUBPIXEL_FIRST_STEP_PX, 1.0 / upsample)
     return center
 
 
@@ -296,7 +187,10 @@ def _normalize_roi(
         r0, r1, c0, c1 = int(cy), shape[0] - int(cy), int(cx), shape[1] - int(cx)
     else:
         r0, r1, c0, c1 = 0, shape[0], 0, shape[1]
-    if not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1]) or min(r1 - r0, c1 - c0) < 4:
+    if (
+        not (0 <= r0 < r1 <= shape[0] and 0 <= c0 < c1 <= shape[1])
+        or min(r1 - r0, c1 - c0) < MIN_REGION_PX
+    ):
         raise ValueError(f"region {(r0, r1, c0, c1)} is empty or outside the image {shape}")
     return r0, r1, c0, c1
 
@@ -372,64 +266,29 @@ def register_to_ground_truth(
     RegistrationResult
         Shift, aligned pair, FSC and peak correlation.
     """
-    recon = _check_image(reconstruction, "reconstruction")
-    truth = _check_image(ground_truth, "ground_truth")
+    recon = check_image(reconstruction, "reconstruction")
+    truth = check_image(ground_truth, "ground_truth")
     if np.iscomplexobj(recon) or np.iscomplexobj(truth):
         raise ValueError("registration needs real images; pass e.g. np.angle(object) instead")
-    s_rec = _as_sampling(sampling)
-    s_truth = s_rec if ground_truth_sampling is None else _as_sampling(ground_truth_sampling)
+    s_rec = as_sampling(sampling)
+    s_truth = s_rec if ground_truth_sampling is None else as_sampling(ground_truth_sampling)
     r0, r1, c0, c1 = _normalize_roi(recon.shape, crop, roi)
     template = recon[r0:r1, c0:c1].astype(float)
 
-    truth_on_grid = resample(truth, s_truth, s_rec, periodic=periodic)
-    if not periodic:
-        truth_on_grid = np.nan_to_num(truth_on_grid)
-    search_template, search_truth = template, truth_on_grid
-    if band is not None:
-        search_template = band_pass(template, s_rec, *band)
-        search_truth = band_pass(truth_on_grid, s_rec, *band)
-
-    ncc, shape = _ncc_map(search_template, search_truth, periodic, min_overlap)
-    score = np.abs(ncc) if allow_sign_flip else ncc
-    if expected_shift_px is not None and search_radius_px is not None:
-        # offset o <=> shift (r0, c0) - o, modulo the map's period
-        distance2 = np.zeros(shape)
-        for axis, origin in enumerate((r0, c0)):
-            o = np.arange(shape[axis], dtype=float)
-            d = origin - o - expected_shift_px[axis]
-            d = (d + shape[axis] / 2) % shape[axis] - shape[axis] / 2
-            distance2 = distance2 + np.expand_dims(d**2, 1 - axis)
-        score = np.where(distance2 <= search_radius_px**2, score, np.nan)
-    if not np.any(np.isfinite(score)):
-        raise ValueError("no valid overlap between the reconstruction and the ground truth")
-    peak = np.unravel_index(np.nanargmax(score), shape)
-    sign = -1 if (allow_sign_flip and ncc[peak] < 0) else 1
-
-    # template(i) ~ truth(i + offset); refine the offset on the matched patch
-    offset = np.array(peak, dtype=float)
-    patch_rows = (np.arange(template.shape[0]) + peak[0]) % shape[0]
-    patch_cols = (np.arange(template.shape[1]) + peak[1]) % shape[1]
-    if periodic:
-        patch = search_truth[
-            np.ix_(patch_rows % search_truth.shape[0], patch_cols % search_truth.shape[1])
-        ]
-        offset += _subpixel_peak(search_template, patch, upsample_factor, sign)
-        for axis in range(2):  # smallest equivalent offset
-            offset[axis] = (offset[axis] + shape[axis] / 2) % shape[axis] - shape[axis] / 2
-    else:
-        offset = np.where(
-            offset >= np.array(shape) - np.array(template.shape) + 1, offset - shape, offset
-        )
-        pr = np.arange(template.shape[0]) + int(offset[0])
-        pc = np.arange(template.shape[1]) + int(offset[1])
-        valid_r = (pr >= 0) & (pr < search_truth.shape[0])
-        valid_c = (pc >= 0) & (pc < search_truth.shape[1])
-        if valid_r.sum() >= 4 and valid_c.sum() >= 4:
-            patch = search_truth[np.ix_(pr[valid_r], pc[valid_c])]
-            offset += _subpixel_peak(
-                search_template[np.ix_(valid_r, valid_c)], patch, upsample_factor, sign
-            )
-
+    search_template, search_truth = _search_images(template, truth, s_rec, s_truth, periodic, band)
+    peak, sign, shape = _best_integer_offset(
+        search_template,
+        search_truth,
+        periodic,
+        min_overlap,
+        allow_sign_flip,
+        origin=(r0, c0),
+        expected_shift_px=expected_shift_px,
+        search_radius_px=search_radius_px,
+    )
+    offset = _refine_offset(
+        search_template, search_truth, peak, shape, periodic, upsample_factor, sign
+    )
     # recon pixel (r0 + i) ~ truth_on_grid(i + offset)  =>  shift = (r0, c0) - offset
     shift = np.array([r0, c0], dtype=float) - offset
     aligned_truth = sign * resample(
@@ -441,23 +300,14 @@ def register_to_ground_truth(
         periodic=periodic,
     )
     aligned_recon = template
+    compared = (r0, r1, c0, c1)
     if not periodic:
-        rows = np.all(np.isfinite(aligned_truth), axis=1)
-        cols = np.all(np.isfinite(aligned_truth), axis=0)
-        if rows.sum() < 4 or cols.sum() < 4:
-            raise ValueError("the aligned ground truth does not overlap the reconstruction")
-        ri, ci = np.nonzero(rows)[0], np.nonzero(cols)[0]
-        sl = np.s_[ri[0] : ri[-1] + 1, ci[0] : ci[-1] + 1]
-        aligned_truth, aligned_recon = aligned_truth[sl], aligned_recon[sl]
-        r0, c0 = r0 + ri[0], c0 + ci[0]
-        r1, c1 = r0 + aligned_recon.shape[0], c0 + aligned_recon.shape[1]
-
-    correlation = normalized_cross_correlation(aligned_recon, aligned_truth)
-    a, b = aligned_recon - aligned_recon.mean(), aligned_truth - aligned_truth.mean()
-    if window_alpha > 0:
-        window = _window_2d(a.shape, window_alpha)
-        a, b = a * window, b * window
-    fsc = fourier_shell_correlation(a, b, s_rec, cutoff=fsc_cutoff, num_shells=num_shells)
+        aligned_recon, aligned_truth, compared = _trim_to_overlap(
+            aligned_recon, aligned_truth, (r0, c0)
+        )
+    correlation, fsc = _agreement(
+        aligned_recon, aligned_truth, s_rec, window_alpha, fsc_cutoff, num_shells
+    )
     return RegistrationResult(
         shift_px=(float(shift[0]), float(shift[1])),
         shift_angstrom=(float(shift[0] * s_rec[0]), float(shift[1] * s_rec[1])),
@@ -465,7 +315,103 @@ def register_to_ground_truth(
         reconstruction=aligned_recon,
         ground_truth=aligned_truth,
         sampling=s_rec,
-        roi=(int(r0), int(r1), int(c0), int(c1)),
+        roi=tuple(int(v) for v in compared),
         fsc=fsc,
         correlation=correlation,
     )
+
+
+def _search_images(template, truth, s_rec, s_truth, periodic, band):
+    """The reconstruction's region and the truth on its pixel size, as the shift search sees
+    them (band-passed if ``band`` is given; a non-periodic truth is zero outside its field)."""
+    truth_on_grid = resample(truth, s_truth, s_rec, periodic=periodic)
+    if not periodic:
+        truth_on_grid = np.nan_to_num(truth_on_grid)
+    if band is None:
+        return template, truth_on_grid
+    return band_pass(template, s_rec, *band), band_pass(truth_on_grid, s_rec, *band)
+
+
+def _best_integer_offset(
+    template,
+    truth,
+    periodic,
+    min_overlap,
+    allow_sign_flip,
+    origin,
+    expected_shift_px,
+    search_radius_px,
+):
+    """Integer offset ``o`` maximising the correlation of ``template(i)`` with ``truth(i + o)``.
+
+    With ``expected_shift_px`` and ``search_radius_px``, only offsets whose shift
+    ``origin - o`` lies within the radius (modulo the map's period) count. Returns the peak
+    ``(row, column)``, the contrast sign (-1 only if ``allow_sign_flip`` and the peak is
+    anti-correlated) and the shape of the correlation map.
+    """
+    ncc, shape = _ncc_map(template, truth, periodic, min_overlap)
+    score = np.abs(ncc) if allow_sign_flip else ncc
+    if expected_shift_px is not None and search_radius_px is not None:
+        # offset o <=> shift origin - o, modulo the map's period
+        distance2 = np.zeros(shape)
+        for axis, start in enumerate(origin):
+            o = np.arange(shape[axis], dtype=float)
+            d = start - o - expected_shift_px[axis]
+            d = (d + shape[axis] / 2) % shape[axis] - shape[axis] / 2
+            distance2 = distance2 + np.expand_dims(d**2, 1 - axis)
+        score = np.where(distance2 <= search_radius_px**2, score, np.nan)
+    if not np.any(np.isfinite(score)):
+        raise ValueError("no valid overlap between the reconstruction and the ground truth")
+    peak = np.unravel_index(np.nanargmax(score), shape)
+    sign = -1 if (allow_sign_flip and ncc[peak] < 0) else 1
+    return peak, sign, shape
+
+
+def _refine_offset(template, truth, peak, shape, periodic, upsample_factor, sign) -> np.ndarray:
+    """Sub-pixel offset: ``template(i) ~ truth(i + offset)``, refined around the integer
+    ``peak`` on the matched patch (the smallest equivalent offset for a periodic truth)."""
+    offset = np.array(peak, dtype=float)
+    if periodic:
+        patch_rows = (np.arange(template.shape[0]) + peak[0]) % shape[0]
+        patch_cols = (np.arange(template.shape[1]) + peak[1]) % shape[1]
+        patch = truth[np.ix_(patch_rows % truth.shape[0], patch_cols % truth.shape[1])]
+        offset += _subpixel_peak(template, patch, upsample_factor, sign)
+        for axis in range(2):  # smallest equivalent offset
+            offset[axis] = (offset[axis] + shape[axis] / 2) % shape[axis] - shape[axis] / 2
+        return offset
+    offset = np.where(
+        offset >= np.array(shape) - np.array(template.shape) + 1, offset - shape, offset
+    )
+    pr = np.arange(template.shape[0]) + int(offset[0])
+    pc = np.arange(template.shape[1]) + int(offset[1])
+    valid_r = (pr >= 0) & (pr < truth.shape[0])
+    valid_c = (pc >= 0) & (pc < truth.shape[1])
+    if valid_r.sum() >= MIN_REGION_PX and valid_c.sum() >= MIN_REGION_PX:
+        patch = truth[np.ix_(pr[valid_r], pc[valid_c])]
+        offset += _subpixel_peak(template[np.ix_(valid_r, valid_c)], patch, upsample_factor, sign)
+    return offset
+
+
+def _trim_to_overlap(recon, truth, origin):
+    """Crop both images to the rows and columns where the aligned (non-periodic) truth is
+    defined; returns them and the compared region ``(r0, r1, c0, c1)`` in the reconstruction."""
+    rows = np.all(np.isfinite(truth), axis=1)
+    cols = np.all(np.isfinite(truth), axis=0)
+    if rows.sum() < MIN_REGION_PX or cols.sum() < MIN_REGION_PX:
+        raise ValueError("the aligned ground truth does not overlap the reconstruction")
+    ri, ci = np.nonzero(rows)[0], np.nonzero(cols)[0]
+    sl = np.s_[ri[0] : ri[-1] + 1, ci[0] : ci[-1] + 1]
+    truth, recon = truth[sl], recon[sl]
+    r0, c0 = origin[0] + ri[0], origin[1] + ci[0]
+    return recon, truth, (r0, r0 + recon.shape[0], c0, c0 + recon.shape[1])
+
+
+def _agreement(recon, truth, sampling, window_alpha, fsc_cutoff, num_shells):
+    """Pearson correlation and FSC (of the mean-free, optionally Tukey-windowed) pair."""
+    correlation = normalized_cross_correlation(recon, truth)
+    a, b = recon - recon.mean(), truth - truth.mean()
+    if window_alpha > 0:
+        window = window_2d(a.shape, window_alpha)
+        a, b = a * window, b * window
+    fsc = fourier_shell_correlation(a, b, sampling, cutoff=fsc_cutoff, num_shells=num_shells)
+    return correlation, fsc

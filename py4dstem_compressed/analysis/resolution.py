@@ -1,7 +1,7 @@
 """Resolution metrics: Fourier shell correlation, normalised cross-correlation, band-pass.
 
 Pure NumPy/SciPy, array in and array out. The Fourier shell correlation follows Eq. 19 of
-the design notes,
+the source paper,
 
     FSC(q) = Re sum_{|k| in shell q} F1(k) F2*(k) / sqrt(sum |F1(k)|^2 sum |F2(k)|^2),
 
@@ -23,19 +23,29 @@ import numpy as np
 
 __all__ = [
     "FSCResult",
+    "SamplingLike",
+    "as_sampling",
     "band_pass",
+    "check_image",
     "fourier_shell_correlation",
     "normalized_cross_correlation",
+    "window_2d",
 ]
 
 SamplingLike = float | Sequence[float]
 
 
-# ----------------------------------------------------------------------------- helpers
+# ----------------------------------------------------------------------------- input checks
 
 
-def _as_sampling(sampling: SamplingLike, name: str = "sampling") -> tuple[float, float]:
-    """Return a ``(row, column)`` pixel size [A] from a scalar or a pair."""
+def as_sampling(sampling: SamplingLike, name: str = "sampling") -> tuple[float, float]:
+    """Return a ``(row, column)`` pixel size [A] from a scalar or a pair.
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, unless ``sampling`` is one or two finite positive numbers.
+    """
     values = np.atleast_1d(np.asarray(sampling, dtype=float)).ravel()
     if values.size == 1:
         values = np.repeat(values, 2)
@@ -46,8 +56,14 @@ def _as_sampling(sampling: SamplingLike, name: str = "sampling") -> tuple[float,
     return float(values[0]), float(values[1])
 
 
-def _check_image(image: np.ndarray, name: str) -> np.ndarray:
-    """Return ``image`` as a finite 2D array or raise a ValueError naming it."""
+def check_image(image: np.ndarray, name: str) -> np.ndarray:
+    """Return ``image`` as a finite numeric 2D array (no copy if it already is one).
+
+    Raises
+    ------
+    ValueError
+        Naming ``name``, if the image is not 2D, not numeric or holds NaN or infinity.
+    """
     array = np.asarray(image)
     if array.ndim != 2:
         raise ValueError(f"{name} must be a 2D image, got shape {array.shape}")
@@ -79,7 +95,11 @@ def _tukey(n: int, alpha: float) -> np.ndarray:
     return w
 
 
-def _window_2d(shape: tuple[int, int], alpha: float) -> np.ndarray:
+def window_2d(shape: tuple[int, int], alpha: float) -> np.ndarray:
+    """Separable 2D Tukey window of ``shape`` with taper fraction ``alpha`` (0: flat, 1: Hann).
+
+    Values in [0, 1]; used to taper images before FFT-based comparisons.
+    """
     return _tukey(shape[0], alpha)[:, None] * _tukey(shape[1], alpha)[None, :]
 
 
@@ -241,11 +261,11 @@ def fourier_shell_correlation(
     ValueError
         If the shapes differ, an image is not 2D, or contains NaN/inf.
     """
-    a = _check_image(a, "a")
-    b = _check_image(b, "b")
+    a = check_image(a, "a")
+    b = check_image(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
-    s = _as_sampling(sampling)
+    s = as_sampling(sampling)
     nyquist = 1.0 / (2.0 * max(s))
     if cutoff is None:
         cutoff = nyquist
@@ -302,8 +322,8 @@ def normalized_cross_correlation(
         ``Re <a - mean a, b - mean b> / (||a - mean a|| ||b - mean b||)`` [dimensionless];
         NaN if either image is constant.
     """
-    a = _check_image(a, "a")
-    b = _check_image(b, "b")
+    a = check_image(a, "a")
+    b = check_image(b, "b")
     if a.shape != b.shape:
         raise ValueError(f"images must have the same shape, got {a.shape} and {b.shape}")
     if mask is not None:
@@ -351,8 +371,8 @@ def band_pass(
     numpy.ndarray
         The filtered image (real if ``image`` is real).
     """
-    image = _check_image(image, "image")
-    s = _as_sampling(sampling)
+    image = check_image(image, "image")
+    s = as_sampling(sampling)
     if low_angstrom is not None and high_angstrom is not None and low_angstrom >= high_angstrom:
         raise ValueError(
             f"low_angstrom ({low_angstrom}) must be smaller than high_angstrom ({high_angstrom})"

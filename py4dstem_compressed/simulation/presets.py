@@ -177,7 +177,7 @@ PRESETS: dict[str, SimulationPreset] = {
         num_vacancies=1,
         num_substitutions=1,
     ),
-    # seconds on 2 cores: 16 x 16 positions, 48 x 48 px, 4 unit cells thick
+    # the demo's scale: 16 x 16 positions, 48 x 48 px, 4 unit cells thick
     "tiny": SimulationPreset(
         name="tiny",
         energy=80e3,
@@ -190,9 +190,8 @@ PRESETS: dict[str, SimulationPreset] = {
         thickness=15.0,
         num_slices=4,
     ),
-    # benchmark scale: 24 x 24 positions, 128 x 128 px, 5 unit cells (~2 nm) thick, 4 slices.
-    # (At 31 A, 80 kV, plain py4DSTEM reached only NCC 0.27 with the truth in 30 iterations:
-    # the Sr columns channel too strongly for 4 slices, so the benchmark measured nothing.)
+    # benchmark scale: 24 x 24 positions, 128 x 128 px, 5 unit cells (~2 nm) thick, 4 slices
+    # (thin enough that 4 reconstruction slices describe the channelling)
     "small": SimulationPreset(
         name="small",
         energy=80e3,
@@ -209,7 +208,7 @@ PRESETS: dict[str, SimulationPreset] = {
         num_substitutions=2,
     ),
     # closer to the paper: 60 kV, 30 mrad, 48 x 48 positions, 192 x 192 px, ~4 nm, 4 phonon
-    # configurations (~3 min per configuration on 2 cores)
+    # configurations
     "paper": SimulationPreset(
         name="paper",
         energy=60e3,

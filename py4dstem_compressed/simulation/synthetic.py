@@ -12,7 +12,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from py4dstem_compressed.core.calibration import calibrate
+from py4dstem_compressed.core.optics import electron_wavelength_angstrom
+
 __all__ = ["SyntheticScan", "synthetic_datacube"]
+
+#: Counts of a whole noiseless pattern (the probe is normalised to 1): count-like magnitudes
+#: without shot noise.
+NOISELESS_COUNTS_PER_PATTERN = 1e4
+#: Width (standard deviation) of a Gaussian "atom" in lattice constants: well separated atoms.
+ATOM_WIDTH_PER_LATTICE_CONSTANT = 1 / 8
 
 
 @dataclass
@@ -41,12 +50,6 @@ class SyntheticScan:
     bf_radius: float
     center: tuple[float, float]
     parameters: dict
-
-
-def _wavelength_angstrom(energy_ev: float) -> float:
-    m0c2 = 510998.95  # eV
-    hc = 12398.419843320026  # eV A
-    return hc / np.sqrt(energy_ev * (2 * m0c2 + energy_ev))
 
 
 def synthetic_datacube(
@@ -101,7 +104,7 @@ def synthetic_datacube(
     import py4DSTEM
 
     rng = np.random.default_rng(seed)
-    wavelength = _wavelength_angstrom(energy)
+    wavelength = electron_wavelength_angstrom(energy)
     n = detector_size
     k = np.fft.fftfreq(n, sampling)
     kx, ky = np.meshgrid(k, k, indexing="ij")
@@ -125,7 +128,7 @@ def synthetic_datacube(
         for ay in np.arange(lattice_constant / 2, y[-1], lattice_constant)
     ]
     vacancy = rng.integers(len(sites))
-    sigma = lattice_constant / 8
+    sigma = lattice_constant * ATOM_WIDTH_PER_LATTICE_CONSTANT
     for i, (ax, ay) in enumerate(sites):
         if i == vacancy:
             continue
@@ -146,14 +149,11 @@ def synthetic_datacube(
         if electrons_per_pattern is not None:
             data[i] = rng.poisson(row * electrons_per_pattern)
         else:
-            data[i] = row * 1e4
+            data[i] = row * NOISELESS_COUNTS_PER_PATTERN
 
     datacube = py4DSTEM.DataCube(data=data)
     mrad_per_px = 1e3 * wavelength / (n * sampling)
-    datacube.calibration.set_R_pixel_size(scan_step)
-    datacube.calibration.set_R_pixel_units("A")
-    datacube.calibration.set_Q_pixel_size(mrad_per_px)
-    datacube.calibration.set_Q_pixel_units("mrad")
+    calibrate(datacube, scan_step, mrad_per_px)
     bf_radius = semiangle_cutoff / mrad_per_px
     return SyntheticScan(
         datacube=datacube,
