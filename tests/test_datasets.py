@@ -288,3 +288,40 @@ def test_shot_noise_rejects_a_non_positive_dose():
         shot_noise(np.ones((1, 1, 2, 2)), 0.0, 0.5, seed=0)
     counts, electrons = shot_noise(np.full((2, 2, 4, 4), 1 / 16), 400.0, 0.5, seed=0)
     assert electrons == 100.0 and counts.dtype == np.float32
+
+
+# ----------------------------------------------------------------------------- partial coherence
+def test_finite_source_is_the_blur_of_a_finer_coherent_scan(micro, micro_cache):
+    from py4dstem_compressed.simulation.detector import blur_over_scan
+
+    source = 0.3  # [A], the benchmark's effective source
+    partial = datasets.simulate(
+        "micro", cache_dir=micro_cache, progress_bar=False, source_size=source
+    )
+    preset = datasets.get_preset("micro").replace(source_size=source)
+    n = preset.source_oversampling
+    assert n == 4  # 0.5 A steps, fine steps at most sigma / 2 = 0.15 A
+    # the same positions, coherent, n times finer; same start and extent
+    fine = datasets.simulate(
+        "micro",
+        cache_dir=micro_cache,
+        progress_bar=False,
+        scan_gpts=(8 * n, 8 * n),
+        scan_step=0.5 / n,
+    )
+    assert fine.scan_start == partial.scan_start
+    expected = blur_over_scan(fine.datacube.data, source, 0.5 / n)[::n, ::n]
+    got = partial.datacube.data
+    assert got.shape == micro.datacube.data.shape
+    # abTEM is reproducible to ~1e-6 of the largest value from run to run
+    np.testing.assert_allclose(got, expected, atol=1e-5 * expected.max())
+    np.testing.assert_allclose(fine.datacube.data[::n, ::n], micro.datacube.data, atol=1e-5)
+
+    def com_spread(data):
+        q = np.arange(data.shape[-1])
+        total = data.sum(axis=(-2, -1))
+        com = (data.sum(axis=-1) * q).sum(-1) / total
+        return com.std()
+
+    # the source averages the probe over nearby positions: the DPC signal is smoother
+    assert com_spread(got) < 0.95 * com_spread(micro.datacube.data)

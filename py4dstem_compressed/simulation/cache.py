@@ -80,6 +80,8 @@ def cache_key(preset: SimulationPreset, kind: str, dose: float | None, seed: int
     fields.pop("name")
     if not fields.get("descan_px"):  # files cached before the field existed stay valid
         fields.pop("descan_px", None)
+    if fields.get("source_size"):  # a finite source is simulated on a finer scan since 0.2
+        fields["source_oversampling"] = preset.source_oversampling
     payload = {
         "format": CACHE_FORMAT_VERSION,
         "abtem": abtem_version(),

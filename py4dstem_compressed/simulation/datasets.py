@@ -146,8 +146,9 @@ def _simulation_grid(preset: SimulationPreset, atoms) -> _Grid:
 def _run_multislice(abtem, atoms, preset, grid: _Grid, scan_start, seed, progress_bar):
     """abTEM's scan of the probe over the specimen (frozen phonons if the preset asks).
 
-    Returns the far-field intensities ``(R_x, R_y, gpts, gpts)`` (float32, fraction of the
-    beam, zero frequency at ``gpts // 2``) and their angular sampling [mrad].
+    Returns the far-field intensities ``(R_x n, R_y n, gpts, gpts)`` (float32, fraction of the
+    beam, zero frequency at ``gpts // 2``; ``n = preset.source_oversampling``, the recorded
+    positions are every n-th from the first) and their angular sampling [mrad].
     """
     specimen = atoms
     if preset.num_frozen_phonons > 0:
@@ -165,7 +166,9 @@ def _run_multislice(abtem, atoms, preset, grid: _Grid, scan_start, seed, progres
         energy=preset.energy, semiangle_cutoff=preset.semiangle_cutoff, defocus=preset.defocus
     )
     end = tuple(s + e for s, e in zip(scan_start, preset.scan_extent))
-    scan = abtem.GridScan(start=scan_start, end=end, gpts=preset.scan_gpts, endpoint=False)
+    # a finite source needs positions finer than the recorded scan (see source_oversampling)
+    gpts = tuple(g * preset.source_oversampling for g in preset.scan_gpts)
+    scan = abtem.GridScan(start=scan_start, end=end, gpts=gpts, endpoint=False)
     measurement = probe.scan(
         potential, scan=scan, detectors=abtem.PixelatedDetector(max_angle=None)
     )

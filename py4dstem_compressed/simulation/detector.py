@@ -110,6 +110,9 @@ def crop_and_bin(patterns: np.ndarray, detector_gpts: int, binning: int) -> np.n
 def blur_over_scan(patterns: np.ndarray, source_size: float, scan_step: float) -> np.ndarray:
     """Partial spatial coherence: Gaussian blur of the 4D data over the scan positions.
 
+    Accurate when ``scan_step`` is at most about half of ``source_size`` (simulate finer and
+    keep every n-th position, as :func:`record` does with ``preset.source_oversampling``).
+
     Parameters
     ----------
     patterns : numpy.ndarray
@@ -171,14 +174,17 @@ def record(
 ) -> tuple[np.ndarray, float | None]:
     """What the detector of ``preset`` records of simulated patterns.
 
-    In order: the preset's linear descan drift (``descan_px`` detector pixels, i.e.
-    ``descan_px * detector_binning`` simulated ones), the centred crop and binning, the blur of a
-    finite source (``source_size``) and shot noise (if ``dose_per_area`` is given).
+    In order: the blur of a finite source (``source_size``, over the scan simulated
+    ``preset.source_oversampling`` times finer, of which every n-th position is kept), the
+    preset's linear descan drift (``descan_px`` detector pixels, i.e. ``descan_px *
+    detector_binning`` simulated ones), the centred crop and binning, and shot noise (if
+    ``dose_per_area`` is given).
 
     Parameters
     ----------
     patterns : numpy.ndarray
-        ``(R_x, R_y, n, n)`` float32 fractions of the beam on the simulation grid.
+        ``(R_x n, R_y n, g, g)`` float32 fractions of the beam on the simulation grid, ``n =
+        preset.source_oversampling``.
     preset : SimulationPreset
         Detector, scan and source parameters.
     dose_per_area : float or None
@@ -194,11 +200,13 @@ def record(
         Electrons per pattern, None without noise.
     """
     b = preset.detector_binning
+    n = preset.source_oversampling
+    if preset.source_size > 0:  # on the fine scan, then the recorded positions are kept
+        patterns = blur_over_scan(patterns, preset.source_size, preset.scan_step / n)
+        patterns = np.ascontiguousarray(patterns[::n, ::n])
     if preset.descan_px:
         patterns = linear_descan(patterns, preset.descan_px * b)
     patterns = crop_and_bin(patterns, preset.detector_gpts, b)
-    if preset.source_size > 0:
-        patterns = blur_over_scan(patterns, preset.source_size, preset.scan_step)
     electrons_per_pattern = None
     if dose_per_area is not None:
         patterns, electrons_per_pattern = shot_noise(

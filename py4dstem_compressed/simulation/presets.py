@@ -63,8 +63,9 @@ class SimulationPreset:
     phonon_sigma : float
         Standard deviation of the thermal displacements [A].
     source_size : float
-        Standard deviation of the Gaussian effective source [A]; partial spatial coherence is
-        modelled by blurring the 4D data over scan positions (0: coherent).
+        Standard deviation of the Gaussian effective source [A] (0: coherent). Partial spatial
+        coherence is modelled by simulating the scan :attr:`source_oversampling` times finer,
+        blurring the 4D data over those positions and keeping every n-th one.
     descan_px : float
         Linear descan drift of the diffraction pattern over the scan [detector px]: the
         pattern of scan position ``j`` (row-major) is shifted by ``descan_px * j / (N - 1)``
@@ -141,6 +142,21 @@ class SimulationPreset:
             )
 
     @property
+    def source_oversampling(self) -> int:
+        """Scan positions simulated per recorded one along each axis for the finite source.
+
+        Partial spatial coherence is the incoherent average over probe positions spread by the
+        effective source; sampled at the recorded scan step (often coarser than the source)
+        that average would be wrong, so the scan is simulated ``n`` times finer, blurred, and
+        every ``n``-th position kept. ``n`` makes the fine step at most
+        ``source_size / SOURCE_STEPS_PER_SIGMA``; 1 for a coherent source.
+        """
+        if self.source_size <= 0:
+            return 1
+        wanted = math.ceil(SOURCE_STEPS_PER_SIGMA * self.scan_step / self.source_size)
+        return max(1, min(wanted, MAX_SOURCE_OVERSAMPLING))
+
+    @property
     def scan_extent(self) -> tuple[float, float]:
         """Scanned area ``(R_x, R_y)`` [A]: ``scan_gpts * scan_step``."""
         return (self.scan_gpts[0] * self.scan_step, self.scan_gpts[1] * self.scan_step)
@@ -158,6 +174,13 @@ class SimulationPreset:
         out["scan_gpts"] = list(self.scan_gpts)
         return out
 
+
+#: Fine scan steps per standard deviation of the effective source: a Gaussian sampled at half
+#: its sigma sums to its integral within 1e-6, so the blur over positions is an accurate average
+SOURCE_STEPS_PER_SIGMA = 2
+#: At most this many fine positions per recorded one along each axis (the simulation costs its
+#: square); a source much smaller than the scan step is then averaged at a coarser step
+MAX_SOURCE_OVERSAMPLING = 8
 
 PRESETS: dict[str, SimulationPreset] = {
     # smaller than "tiny", for tests: 8 x 8 positions, 32 x 32 px, two unit cells wide and thick
