@@ -22,10 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
+from harness import best_rate
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.libertem import compress_with_libertem
@@ -43,17 +43,6 @@ def make_frames(scan: int, detector: int, seed: int = 0):
         frames[i] = pattern * rng.random((scan, detector, detector), dtype=np.float32)
     geometry = pc.DetectorGeometry((detector, detector), ((detector - 1) / 2,) * 2, radius)
     return frames, geometry
-
-
-def best_rate(function, num_frames: int, repeats: int) -> tuple[float, object]:
-    """Frames per second, best of ``repeats`` after one warm-up call; and the last result."""
-    result = function()
-    best = 0.0
-    for _ in range(repeats):
-        start = time.perf_counter()
-        result = function()
-        best = max(best, num_frames / (time.perf_counter() - start))
-    return best, result
 
 
 def main(argv=None) -> int:
@@ -79,22 +68,24 @@ def main(argv=None) -> int:
         def udf_run():
             return compress_with_libertem(ctx, dataset, basis, calibration=calibration)
 
-        rates["udf_inline"], result = best_rate(udf_run, num, args.repeats)
+        rates["udf_inline"] = best_rate(udf_run, num, args.repeats)
+        result = udf_run()
         masks = basis.masks
         apply = ApplyMasksUDF(
             mask_factories=lambda: masks, mask_count=len(masks), mask_dtype=np.float32
         )
-        rates["apply_masks_inline"], _ = best_rate(
+        rates["apply_masks_inline"] = best_rate(
             lambda: ctx.run_udf(dataset=dataset, udf=apply), num, args.repeats
         )
         for threads in (1, None):
-            rates[f"compress_file_threads_{threads or 'all'}"], reference = best_rate(
+            rates[f"compress_file_threads_{threads or 'all'}"] = best_rate(
                 lambda t=threads: pc.compress(
                     path, basis, descan=None, progress_bar=False, num_threads=t
                 ),
                 num,
                 args.repeats,
             )
+        reference = pc.compress(path, basis, descan=None, progress_bar=False)
     norm = np.sqrt(frames.astype(np.float64).sum(axis=(-2, -1)))[..., None]  # ||sqrt(I)||
     relative = {
         key: float(np.max(np.abs(getattr(result, key) - getattr(reference, key)) / norm))
