@@ -207,8 +207,8 @@ class CompressedMixedstatePtychography(CompressedPtychographyMixin, MixedstatePt
     def __init__(
         self,
         energy: float,
-        num_probes: int | None = None,
         datacube: Any = None,
+        num_probes: int | None = None,
         basis: Any = None,
         compression_mode: str | None = None,
         weights: Mapping[str, float] | None = None,
