@@ -301,3 +301,27 @@ def test_mixed_state_probe_overlap_figure_and_field_of_view(simulated, geometry)
 
     titles = [ax.get_title() for ax in plt.gcf().axes]
     assert f"Initial probe intensity (sum of {NUM_PROBES} modes)" in titles
+
+
+def test_mixed_state_follows_the_descan_with_every_mode(geometry):
+    """Descan ramps ``(B, Sx, Sy)`` act on the ``(B, M, Sx, Sy)`` exit waves of all modes."""
+    datacube, truth = _simulate(descan_px=(2.0, -1.5))
+    basis = pc.zernike_basis(geometry, 21, 1)
+    compressed = pc.compress(datacube, basis, progress_bar=False, check_center=False, descan=None)
+    ptycho = _run(
+        pc.CompressedMixedstatePtychography(datacube=compressed, num_probes=NUM_PROBES, **OPTICS),
+        20,
+    )
+    assert ptycho._has_descan
+    assert _correlation(ptycho, truth) > 0.8
+
+
+@pytest.mark.parametrize("kind", ["mixedstate", "mixedstate_multislice"])
+def test_projection_set_method_on_probe_modes(simulated, geometry, kind):
+    compressed_cls, _, keywords = CLASSES[kind]
+    datacube, _ = simulated
+    compressed = pc.compress(datacube, pc.zernike_basis(geometry, 21, 1), progress_bar=False)
+    ptycho = compressed_cls(datacube=compressed, **keywords, **OPTICS).preprocess(**PREPROCESS)
+    ptycho.reconstruct(num_iter=4, reconstruction_method="RAAR", seed_random=1, progress_bar=False)
+    assert np.all(np.isfinite(ptycho.error_iterations))
+    assert ptycho.error_iterations[-1] < ptycho.error_iterations[0]
