@@ -4,7 +4,8 @@ Data flow, one subpackage per stage: ``bases`` (:class:`DetectorGeometry` and th
 generators :func:`zernike_basis`, :func:`binning_basis`, :func:`diffraction_pattern_basis`,
 :func:`pca_basis`) -> ``compression`` (:func:`compress`, :func:`open_compressed_writer`) ->
 ``storage`` (:class:`CompressedDataCube`, an EMD object: ``py4DSTEM.save`` / ``py4DSTEM.read``)
--> ``reconstruction`` (:class:`CompressedMultislicePtychography`) -> ``analysis`` (angles,
+-> ``reconstruction`` (:class:`CompressedMultislicePtychography` and its single-slice and
+mixed-state twins) -> ``analysis`` (angles,
 FSC, registration, plots). ``core`` holds what every stage uses; ``simulation`` makes test
 and demo data.
 
@@ -24,7 +25,12 @@ from py4dstem_compressed.compression.compress import compress
 from py4dstem_compressed.compression.writer import CompressedWriter, open_compressed_writer
 from py4dstem_compressed.core.emd import emd_class_name, save
 from py4dstem_compressed.core.filtered_arrays import StorageOptions
-from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
+from py4dstem_compressed.reconstruction.ptychography import (
+    CompressedMixedstateMultislicePtychography,
+    CompressedMixedstatePtychography,
+    CompressedMultislicePtychography,
+    CompressedSingleslicePtychography,
+)
 from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
 from py4dstem_compressed.storage.reading import read_compressed
 from py4dstem_compressed.version import FORMAT_VERSION, __version__
@@ -35,7 +41,14 @@ _emd_hook = True
 # Files name their classes "<Class> (written by py4dstem-compressed: run `import ...`)" so
 # that reading without the plugin fails with a message saying what to do; register those
 # names here so that emdfile finds the classes once the plugin is imported.
-for _cls in (Basis, CompressedDataCube, CompressedMultislicePtychography):
+for _cls in (
+    Basis,
+    CompressedDataCube,
+    CompressedSingleslicePtychography,
+    CompressedMultislicePtychography,
+    CompressedMixedstatePtychography,
+    CompressedMixedstateMultislicePtychography,
+):
     globals()[emd_class_name(_cls)] = _cls
 del _cls
 
@@ -45,7 +58,10 @@ __all__ = [
     "Basis",
     "BasisAngles",
     "CompressedDataCube",
+    "CompressedMixedstateMultislicePtychography",
+    "CompressedMixedstatePtychography",
     "CompressedMultislicePtychography",
+    "CompressedSingleslicePtychography",
     "CompressedWriter",
     "DetectorGeometry",
     "StorageOptions",

@@ -9,13 +9,16 @@ import inspect
 import pathlib
 
 import numpy as np
+import py4DSTEM.process.phase as phase
 import pytest
-from py4DSTEM.process.phase import MultislicePtychography
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.reconstruction import py4dstem_internals as fence
 
 RECONSTRUCTION = pathlib.Path(pc.__file__).parent / "reconstruction"
+PY4DSTEM_CLASSES = tuple(getattr(phase, name) for name in fence.PY4DSTEM_CLASSES)
+#: each compressed class and the py4DSTEM class it subclasses
+TWINS = tuple((getattr(pc, f"Compressed{cls.__name__}"), cls) for cls in PY4DSTEM_CLASSES)
 
 
 def _private(name: str) -> bool:
@@ -24,9 +27,9 @@ def _private(name: str) -> bool:
 
 @functools.cache
 def _py4dstem_names() -> frozenset[str]:
-    """Private names py4DSTEM's MultislicePtychography and its bases define or set on self."""
+    """Private names py4DSTEM's four ptychography classes and their bases define or set."""
     names: set[str] = set()
-    for cls in MultislicePtychography.__mro__:
+    for cls in {base for twin in PY4DSTEM_CLASSES for base in twin.__mro__}:
         if cls is object:
             continue
         names |= {n for n in vars(cls) if _private(n)}
@@ -77,7 +80,7 @@ def test_every_listed_name_exists_in_the_installed_py4dstem():
     missing = sorted(
         name
         for name in methods
-        if not hasattr(MultislicePtychography, name) and name not in defined
+        if not any(hasattr(cls, name) for cls in PY4DSTEM_CLASSES) and name not in defined
     )
     attributes = set(fence.PRIVATE_ATTRIBUTES_WRITTEN) | set(fence.PRIVATE_ATTRIBUTES_READ)
     missing += sorted(attributes - defined)
@@ -118,19 +121,31 @@ def test_the_fence_scan_sees_a_new_internal():
     assert "_overlap_projection" in used and "_overlap_projection" in _py4dstem_names()
 
 
-def test_overridden_hooks_keep_py4dstem_signatures():
+@pytest.mark.parametrize("ours, theirs", TWINS, ids=lambda cls: cls.__name__)
+def test_overridden_hooks_keep_py4dstem_signatures(ours, theirs):
     """py4DSTEM calls the hooks positionally: our parameters must be a prefix of its own."""
-    cls = pc.CompressedMultislicePtychography
+    assert issubclass(ours, theirs)
     for name in fence.OVERRIDDEN_METHODS:
         if not name.startswith("_") or name.startswith("__"):
             continue
-        ours = [
+        mine = [
             p.name
-            for p in inspect.signature(getattr(cls, name)).parameters.values()
+            for p in inspect.signature(getattr(ours, name)).parameters.values()
             if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
         ]
-        theirs = list(inspect.signature(getattr(MultislicePtychography, name)).parameters)
-        assert ours == theirs[: len(ours)], (name, ours, theirs)
+        their = list(inspect.signature(getattr(theirs, name)).parameters)
+        assert mine == their[: len(mine)], (name, mine, their)
+
+
+@pytest.mark.parametrize("ours, theirs", TWINS, ids=lambda cls: cls.__name__)
+def test_every_py4dstem_constructor_keyword_is_accepted(ours, theirs):
+    """The twins take all of py4DSTEM's constructor keywords (and keep their order)."""
+    mine = list(inspect.signature(ours.__init__).parameters)
+    their = [n for n in inspect.signature(theirs.__init__).parameters if n != "kwargs"]
+    missing = [n for n in their if n not in mine]
+    assert not missing or "kwargs" in mine, missing
+    positional = [n for n in their if n in mine]
+    assert mine[: mine.index("datacube") + 1] == positional[: positional.index("datacube") + 1]
 
 
 def test_measurement_rows_have_their_own_name_and_pixel_methods_raise():

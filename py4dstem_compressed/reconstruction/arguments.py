@@ -32,18 +32,34 @@ RECONSTRUCT_RANGES = {
 }
 
 
-def check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs):
+def check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs, multislice=True):
     """Reject nonsense physical constructor arguments before any work.
+
+    Parameters
+    ----------
+    energy : float
+        [eV].
+    num_slices : int or None
+        Number of slices (ignored unless ``multislice``).
+    slice_thicknesses : float or sequence of float or None
+        [Å] (ignored unless ``multislice``).
+    kwargs : dict
+        The other constructor keywords (``semiangle_cutoff`` [mrad], ``rolloff`` ...).
+    multislice : bool
+        Whether the class has slices.
 
     Returns
     -------
     energy : float
         [eV].
-    num_slices : int
-    slice_thicknesses : float or numpy.ndarray
+    num_slices : int or None
+    slice_thicknesses : float or numpy.ndarray or None
         [Å], as given (scalar or one per slice interface).
     """
     energy = check_real("energy", energy, unit="eV")
+    if not multislice:
+        _check_optics(kwargs)
+        return energy, None, None
     num_slices = check_integer("num_slices", num_slices, 1)
     thicknesses = np.atleast_1d(np.asarray(slice_thicknesses, dtype=object))
     if thicknesses.ndim != 1:
@@ -56,6 +72,12 @@ def check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs):
         slice_thicknesses = checked[0]
     else:
         slice_thicknesses = np.asarray(checked, dtype=np.float64)
+    _check_optics(kwargs)
+    return energy, num_slices, slice_thicknesses
+
+
+def _check_optics(kwargs) -> None:
+    """Check ``semiangle_cutoff`` [mrad], ``semiangle_cutoff_pixels`` [px], ``rolloff``."""
     check_real(
         "semiangle_cutoff",
         kwargs.get("semiangle_cutoff"),
@@ -67,13 +89,15 @@ def check_constructor_arguments(energy, num_slices, slice_thicknesses, kwargs):
         "semiangle_cutoff_pixels", kwargs.get("semiangle_cutoff_pixels"), unit="px", optional=True
     )
     check_real("rolloff", kwargs.get("rolloff", 2.0), low_open=False, unit="mrad")
-    return energy, num_slices, slice_thicknesses
 
 
-def check_reconstruct_arguments(kwargs) -> None:
-    """Reject nonsense numeric py4DSTEM ``reconstruct`` keywords before any work."""
+def check_reconstruct_arguments(kwargs, py4dstem_class: type = MultislicePtychography) -> None:
+    """Reject nonsense numeric py4DSTEM ``reconstruct`` keywords before any work.
+
+    ``py4dstem_class`` is the py4DSTEM class whose ``reconstruct`` defaults apply.
+    """
     check_integer("max_batch_size", kwargs.get("max_batch_size"), 1, optional=True)
-    defaults = inspect.signature(MultislicePtychography.reconstruct).parameters
+    defaults = inspect.signature(py4dstem_class.reconstruct).parameters
     for name, (low, high, low_open, high_open, unit, optional) in RECONSTRUCT_RANGES.items():
         check_real(
             name,

@@ -5,6 +5,10 @@ batch's measurement rows in the place of per-pixel amplitudes (see
 :mod:`py4dstem_compressed.reconstruction.py4dstem_internals`). They unpack the rows and call
 the pure functions of :mod:`py4dstem_compressed.reconstruction.projection` and
 :mod:`py4dstem_compressed.reconstruction.position_correction`.
+
+The same hooks serve the four classes: single-mode classes hand them exit waves of shape
+``(B, Sx, Sy)``, mixed-state classes ``(B, M, Sx, Sy)`` (``M`` probe modes); the pure
+functions read the shape, and descan ramps ``(B, Sx, Sy)`` are broadcast over the modes.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from py4dstem_compressed.reconstruction.options import DataStepOptions
 from py4dstem_compressed.reconstruction.position_correction import coefficient_position_update
 from py4dstem_compressed.reconstruction.projection import (
     descan_ramp,
+    far_field_amplitudes,
     fourier_projection,
     probe_aperture_step,
 )
@@ -30,8 +35,13 @@ __all__ = ["APERTURE_FALLBACK_THRESHOLD", "DataStepMixin"]
 APERTURE_FALLBACK_THRESHOLD = 1e-2
 
 
+def _over_modes(ramp, waves):
+    """A ``(B, Sx, Sy)`` ramp shaped to multiply ``waves`` (``(B, M, Sx, Sy)`` for modes)."""
+    return ramp[:, None] if waves.ndim == 4 else ramp
+
+
 class DataStepMixin:
-    """Hooks of :class:`CompressedMultislicePtychography` called by py4DSTEM's loop."""
+    """Hooks of the compressed ptychography classes called by py4DSTEM's loop."""
 
     def _unpack_measurements(self, rows):
         """Split a batch of measurement rows into coefficients, norms and descan shifts.
@@ -60,6 +70,7 @@ class DataStepMixin:
         coefficients, norms, shifts = self._unpack_measurements(rows)
         ramp = self._descan(shifts)
         if ramp is not None:
+            ramp = _over_modes(ramp, waves)
             waves = waves * ramp
         fourier_waves = xp.fft.fft2(waves)
         options = self._data_step_options if options is None else options
@@ -74,8 +85,9 @@ class DataStepMixin:
         """Compressed data step for gradient descent (replaces py4DSTEM's amplitude step).
 
         ``amplitudes`` are this batch's measurement rows (coefficients, perpendicular
-        norms, descan shifts). Returns the back-propagated far-field difference and the
-        batch coefficient error.
+        norms, descan shifts). Returns the back-propagated far-field difference (the
+        shape of ``overlap``: ``(B, Sx, Sy)``, or ``(B, M, Sx, Sy)`` for ``M`` probe
+        modes) and the batch coefficient error.
         """
         xp = self._xp
         modified, fourier_overlap, ramp, error = self._fourier_data_step(amplitudes, overlap)
@@ -145,13 +157,17 @@ class DataStepMixin:
         coefficients, _, shifts = self._unpack_measurements(amplitudes)
         ramp = self._descan(shifts)
         shape = self._object_shape
-        # py4DSTEM passes the unshifted probe here while ``overlap`` used the sub-pixel
-        # shifted one; use the shifted probe for both so the finite differences only
-        # contain the one-pixel object shift
-        positions = xp.asarray(current_positions)
-        shifted_probes = self._return_shifted_probes(
-            shifted_probes, positions - xp.round(positions)
-        )
+        # py4DSTEM's multislice classes pass the unshifted probe (N, Sx, Sy for modes) here
+        # while ``overlap`` used the sub-pixel shifted one (its single-slice classes pass
+        # the shifted probes, one more axis); use the shifted probe for both so the finite
+        # differences only contain the one-pixel object shift
+        if shifted_probes.ndim == self._probe.ndim:
+            positions = xp.asarray(current_positions)
+            shifted_probes = self._return_shifted_probes(
+                shifted_probes, positions - xp.round(positions)
+            )
+        if ramp is not None:
+            ramp = _over_modes(ramp, overlap)
         waves = [overlap]
         for drow, dcol in ((1, 0), (0, 1)):
             _, _, shifted = self._overlap_projection(
@@ -205,7 +221,7 @@ class DataStepMixin:
             wavelength_mrad = self._energy_wavelength_angstrom() * 1e3
             alpha = xp.sqrt(kx[:, None] ** 2 + ky[None, :] ** 2) * wavelength_mrad
             return alpha > semiangle
-        aperture = xp.abs(xp.fft.fft2(self._probe_initial))
+        aperture = far_field_amplitudes(xp.fft.fft2(xp.asarray(self._probe_initial))[None])[0]
         return aperture < APERTURE_FALLBACK_THRESHOLD * aperture.max()
 
     def _energy_wavelength_angstrom(self) -> float:
@@ -233,7 +249,9 @@ class DataStepMixin:
             _, _, overlap = self._overlap_projection(self._object, rows, cols, probes)
             coefficients, _, shifts = self._unpack_measurements(rows_data)
             ramp = self._descan(shifts)
-            far = xp.abs(xp.fft.fft2(overlap if ramp is None else overlap * ramp))
+            if ramp is not None:
+                overlap = overlap * _over_modes(ramp, overlap)
+            far = far_field_amplitudes(xp.fft.fft2(overlap))
             values = measured_from_amplitude(far, self._operator.mode)
             residual = coefficients - mask_coefficients(values, self._operator.masks)
             errors.append(self._asnumpy((residual**2).sum(-1) * self._error_scale))

@@ -15,7 +15,7 @@ FOV_THRESHOLD = 0.25
 
 
 class FieldOfViewMixin:
-    """Field-of-view mask of :class:`CompressedMultislicePtychography` (no per-position FFT)."""
+    """Field-of-view mask of the compressed ptychography classes (no per-position FFT)."""
 
     def _set_fov_mask(self, object_fov_mask, plot_probe_overlaps, max_batch_size, kwargs) -> None:
         """Object field-of-view mask from the probe overlaps (py4DSTEM's rule).
@@ -46,7 +46,10 @@ class FieldOfViewMixin:
         xp = self._xp
         shape = tuple(int(n) for n in self._object_shape)
         size = shape[0] * shape[1]
-        intensity = xp.abs(xp.asarray(self._probe)) ** 2  # corner-centred (Sx, Sy)
+        probe = xp.asarray(self._probe)
+        if probe.ndim == 3:  # mixed state: the first mode, as py4DSTEM's preprocess does
+            probe = probe[0]
+        intensity = xp.abs(probe) ** 2  # corner-centred (Sx, Sy)
         sx, sy = intensity.shape
         ix = (xp.fft.fftfreq(sx, d=1 / sx).astype(int) % shape[0])[:, None]
         iy = (xp.fft.fftfreq(sy, d=1 / sy).astype(int) % shape[1])[None, :]
@@ -76,12 +79,17 @@ class FieldOfViewMixin:
         fig, (ax1, ax2) = plt.subplots(1, 2, figsize=figsize)
         sx, sy = self.sampling
         roi = self._region_of_interest_shape
+        intensity = np.abs(np.asarray(self.probe_centered)) ** 2
+        title = "Initial probe intensity"
+        if intensity.ndim == 3:  # mixed state: (N, Sx, Sy) modes
+            title += f" (sum of {intensity.shape[0]} modes)"
+            intensity = intensity.sum(0)
         ax1.imshow(
-            np.abs(self.probe_centered) ** 2,
+            intensity,
             extent=[0, sy * roi[1], sx * roi[0], 0],
             cmap="Greys_r",
         )
-        ax1.set_title("Initial probe intensity")
+        ax1.set_title(title)
         ax2.imshow(
             probe_overlap,
             extent=[0, sy * self._object_shape[1], sx * self._object_shape[0], 0],

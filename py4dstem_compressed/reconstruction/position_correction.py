@@ -12,7 +12,8 @@ from __future__ import annotations
 from typing import Any
 
 from py4dstem_compressed.core.backend import get_array_module, measured_from_amplitude
-from py4dstem_compressed.reconstruction.projection import CompressedOperator
+from py4dstem_compressed.reconstruction.operator import CompressedOperator
+from py4dstem_compressed.reconstruction.projection import far_field_amplitudes
 
 __all__ = ["coefficient_position_update"]
 
@@ -36,9 +37,10 @@ def coefficient_position_update(
     Parameters
     ----------
     far_field : array
-        ``(B, Sx, Sy)`` complex predicted far fields at the current positions.
+        ``(B, Sx, Sy)`` complex predicted far fields at the current positions, or
+        ``(B, M, Sx, Sy)`` for ``M`` probe modes (the data describe their incoherent sum).
     far_field_dx, far_field_dy : array
-        ``(B, Sx, Sy)`` far fields with the object shifted by one pixel along the
+        Far fields of the same shape with the object shifted by one pixel along the
         first / second axis (py4DSTEM's finite-difference convention).
     coefficients : array
         ``(B, K)`` measured coefficients.
@@ -56,10 +58,13 @@ def coefficient_position_update(
     """
     xp = get_array_module(far_field)
     batch = far_field.shape[0]
-    amplitude = xp.abs(far_field)
+    amplitude = far_field_amplitudes(far_field)
     partials = []
     for shifted in (far_field_dx, far_field_dy):
+        # half the intensity change (summed over the modes of a mixed state)
         change = xp.real((far_field - shifted) * xp.conj(far_field))
+        if change.ndim == 4:
+            change = change.sum(axis=1)
         if operator.mode == "amplitude":
             change = change / xp.maximum(amplitude, AMPLITUDE_FLOOR * amplitude.max())
         else:

@@ -58,7 +58,11 @@ class CalibrationOnlyDataCube:
 
 
 class CompressedPreprocessMixin:
-    """``preprocess`` and its steps for :class:`CompressedMultislicePtychography`."""
+    """``preprocess`` and its steps for the compressed ptychography classes.
+
+    The class attribute ``_multislice_model`` says whether the object has slices (one
+    initial object per slice, Fresnel propagators between them).
+    """
 
     def preprocess(
         self,
@@ -151,7 +155,8 @@ class CompressedPreprocessMixin:
         """
         # The steps and their order are transcribed from py4DSTEM 0.14.18,
         # process/phase/multislice_ptychography.py, MultislicePtychography.preprocess
-        # (pixel steps replaced by their compressed counterparts).
+        # (pixel steps replaced by their compressed counterparts); the single-slice and
+        # mixed-state classes' preprocess differ only in the object and probe steps.
         check_preprocess_arguments(
             force_com_rotation,
             force_scan_sampling,
@@ -262,9 +267,14 @@ class CompressedPreprocessMixin:
             self._object_padding_px,
             self._positions_offset_ang,
         )
-        self._object = self._initialize_object(
-            self._object, self._num_slices, self._positions_px, self._object_type
-        )
+        if self._multislice_model:
+            self._object = self._initialize_object(
+                self._object, self._num_slices, self._positions_px, self._object_type
+            )
+        else:
+            self._object = self._initialize_object(
+                self._object, self._positions_px, self._object_type
+            )
         if store_initial_arrays:
             self._object_initial = self._object.copy()
             self._object_type_initial = self._object_type
@@ -362,7 +372,7 @@ class CompressedPreprocessMixin:
         )
 
     def _initialize_probe_and_propagators(self, store_initial_arrays: bool) -> None:
-        """Probe, known aberrations and propagators, as py4DSTEM's preprocess does."""
+        """Probe (modes), known aberrations and propagators, as py4DSTEM's preprocess does."""
         # transcribed from py4DSTEM 0.14.18, process/phase/multislice_ptychography.py,
         # MultislicePtychography.preprocess
         xp = self._xp
@@ -385,6 +395,8 @@ class CompressedPreprocessMixin:
             self._probe_initial_aperture = xp.abs(xp.fft.fft2(self._probe))
         else:
             self._probe_initial_aperture = None
+        if not self._multislice_model:
+            return
         self._propagator_arrays = self._precompute_propagator_arrays(
             self._region_of_interest_shape,
             self.sampling,

@@ -13,6 +13,12 @@ unchanged; see :mod:`~py4dstem_compressed.reconstruction.py4dstem_internals`):
 3. edge: scale ``v`` on EDGE pixels by ``1 - w_e``;
 4. clip at 0 and keep the predicted phase.
 
+Mixed state (``M`` probe modes, far fields ``(B, M, Sx, Sy)``): the stored data describe
+the incoherent sum over the modes, so ``v`` is the amplitude ``sqrt(sum_m |Psi_m|^2)`` (or
+the intensity ``sum_m |Psi_m|^2``) and step 4 multiplies every mode by the same per-pixel
+factor ``projected / sqrt(sum_m |Psi_m|^2)`` (0 where the prediction is 0), as py4DSTEM's
+mixed-state amplitude projection does.
+
 ``v`` is the predicted amplitude in amplitude mode. In intensity mode the same three
 steps act on the predicted intensity and the amplitude is the square root of the result:
 for small residuals this is the gradient step of ``sum_n (<|Psi|^2, M_n> - c_n)^2`` with
@@ -45,6 +51,7 @@ from py4dstem_compressed.reconstruction.region_matching import (
 __all__ = [
     "coefficient_error",
     "descan_ramp",
+    "far_field_amplitudes",
     "fourier_projection",
     "probe_aperture_step",
     "project_values",
@@ -233,6 +240,25 @@ def descan_ramp(shifts_px: Any, shape: tuple[int, int], xp: Any = np) -> Any:
     return ramp_x[:, :, None] * ramp_y[:, None, :]
 
 
+def far_field_amplitudes(fourier_overlap: Any) -> Any:
+    """Predicted far-field amplitudes: ``|Psi|``, or ``sqrt(sum_m |Psi_m|^2)`` for modes.
+
+    Parameters
+    ----------
+    fourier_overlap : array
+        ``(B, Sx, Sy)`` complex far fields, or ``(B, M, Sx, Sy)`` for ``M`` probe modes.
+
+    Returns
+    -------
+    array
+        ``(B, Sx, Sy)`` amplitudes (of the incoherent sum over modes).
+    """
+    xp = get_array_module(fourier_overlap)
+    if fourier_overlap.ndim == 4:
+        return xp.sqrt((fourier_overlap.real**2 + fourier_overlap.imag**2).sum(axis=1))
+    return xp.abs(fourier_overlap)
+
+
 def fourier_projection(
     fourier_overlap: Any,
     coefficients: Any,
@@ -246,7 +272,8 @@ def fourier_projection(
     ----------
     fourier_overlap : array
         ``(B, Sx, Sy)`` complex predicted far fields (corner-centred), already shifted
-        by any descan.
+        by any descan; ``(B, M, Sx, Sy)`` for ``M`` probe modes (mixed state), whose
+        incoherent sum the data describe.
     coefficients : array
         ``(B, K)`` measured coefficients (of ``sqrt(I)`` or ``I``, see ``operator.mode``).
     operator : CompressedOperator
@@ -260,15 +287,16 @@ def fourier_projection(
     Returns
     -------
     modified : array
-        ``(B, Sx, Sy)`` complex far fields with the projected amplitude and the
-        predicted phase (py4DSTEM's "modified overlap").
+        Complex far fields of the shape of ``fourier_overlap`` with the projected
+        amplitude and the predicted phase (py4DSTEM's "modified overlap"); for modes,
+        every mode scaled by the same per-pixel factor.
     error : array
         0-d coefficient loss ``sum (c - chat)^2`` of the batch, in the units of the
         coefficients squared.
     """
     xp = get_array_module(fourier_overlap)
     batch = fourier_overlap.shape[0]
-    amplitudes = xp.abs(fourier_overlap)
+    amplitudes = far_field_amplitudes(fourier_overlap)
     values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
     projected, residual = project_values(
         values, coefficients, operator, perpendicular_norms, options
@@ -276,11 +304,15 @@ def fourier_projection(
     projected = xp.maximum(projected, 0.0)
     if operator.mode == "intensity":
         projected = xp.sqrt(projected)
-    projected = projected.reshape(fourier_overlap.shape)
+    projected = projected.reshape(amplitudes.shape)
+    nonzero = amplitudes > 0
+    if fourier_overlap.ndim == 4:
+        # one factor per pixel for every mode; 0 where no mode carries intensity (py4DSTEM
+        # 0.14.18, ObjectNDProbeMixedMethodsMixin._gradient_descent_fourier_projection)
+        factor = xp.where(nonzero, projected / xp.where(nonzero, amplitudes, 1.0), 0.0)
+        return factor[:, None] * fourier_overlap, coefficient_error(residual)
     # keep the predicted phase: unit phasors by division (cheaper than exp(i angle)); where
     # the prediction is 0 its phase is taken as 0, as np.angle does
-    amplitudes = amplitudes.reshape(fourier_overlap.shape)
-    nonzero = amplitudes > 0
     phasors = xp.where(nonzero, fourier_overlap / xp.where(nonzero, amplitudes, 1.0), 1.0)
     modified = projected * phasors
     return modified, coefficient_error(residual)

@@ -1,79 +1,59 @@
-"""``CompressedMultislicePtychography``: py4DSTEM multislice ptychography from mask coefficients.
+"""py4DSTEM's ptychography classes on compressed data: the four twins.
 
-A thin subclass of py4DSTEM 0.14.18's ``MultislicePtychography``. py4DSTEM's ``reconstruct``
+Each class is a thin subclass of the py4DSTEM 0.14.18 class of the same name without
+``Compressed`` (``SingleslicePtychography``, ``MultislicePtychography``,
+``MixedstatePtychography``, ``MixedstateMultislicePtychography``). py4DSTEM's ``reconstruct``
 loop is kept as it is: it slices one batch of measurement rows per step and hands it to the
 Fourier-space step and to position correction. Here each row is a position's *compressed
 measurement* (coefficients, perpendicular norms and descan shift, ``K + 4`` numbers instead
-of ``Sx * Sy`` pixels), and the hooks that read them are overridden to call the pure
-functions of :mod:`py4dstem_compressed.reconstruction.projection`. ``preprocess`` (in
-:mod:`py4dstem_compressed.reconstruction.preprocess`) builds the rows without ever holding
-per-pixel data for the scan. Every py4DSTEM internal used is listed in
-:mod:`py4dstem_compressed.reconstruction.py4dstem_internals`.
+of ``Sx * Sy`` pixels). Everything but the constructors is shared, written once in
+:class:`~py4dstem_compressed.reconstruction.compressed_base.CompressedPtychographyMixin`:
+``preprocess`` (:mod:`~py4dstem_compressed.reconstruction.preprocess`) builds the rows without
+ever holding per-pixel data for the scan, and the hooks of
+:mod:`~py4dstem_compressed.reconstruction.data_step` call the pure functions of
+:mod:`~py4dstem_compressed.reconstruction.projection`. Every py4DSTEM internal used is listed
+in :mod:`py4dstem_compressed.reconstruction.py4dstem_internals`.
+
+Mixed-state classes: the stored data describe the incoherent sum over the probe modes
+(amplitude ``sqrt(sum_m |Psi_m|^2)`` or intensity ``sum_m |Psi_m|^2``); the data step acts on
+that sum and scales every mode by the same per-pixel factor, as py4DSTEM's mixed-state
+amplitude projection does.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import numpy as np
-from emdfile import Metadata, _read_metadata
-from py4DSTEM.process.phase import MultislicePtychography
+from py4DSTEM.process.phase import (
+    MixedstateMultislicePtychography,
+    MixedstatePtychography,
+    MultislicePtychography,
+    SingleslicePtychography,
+)
 
 from py4dstem_compressed.core.checks import check_integer
-from py4dstem_compressed.core.emd import emd_class_name, stamp_class_name
-from py4dstem_compressed.reconstruction.arguments import (
-    check_constructor_arguments,
-    check_reconstruct_arguments,
-    resolve_basis,
+from py4dstem_compressed.core.emd import emd_class_name
+from py4dstem_compressed.reconstruction.arguments import check_constructor_arguments
+from py4dstem_compressed.reconstruction.compressed_base import (
+    COMPRESSION_METADATA,
+    CompressedPtychographyMixin,
 )
-from py4dstem_compressed.reconstruction.data_selection import DataSelectionMixin
-from py4dstem_compressed.reconstruction.data_step import DataStepMixin
-from py4dstem_compressed.reconstruction.field_of_view import FieldOfViewMixin
-from py4dstem_compressed.reconstruction.options import (
-    DataStepOptions,
-    ProjectionWeights,
-    energy_matching,
-)
-from py4dstem_compressed.reconstruction.preprocess import CompressedPreprocessMixin
+from py4dstem_compressed.reconstruction.options import ProjectionWeights
 
-__all__ = ["CompressedMultislicePtychography"]
+__all__ = [
+    "COMPRESSED_CLASSES",
+    "COMPRESSION_METADATA",
+    "CompressedMixedstateMultislicePtychography",
+    "CompressedMixedstatePtychography",
+    "CompressedMultislicePtychography",
+    "CompressedSingleslicePtychography",
+]
 
-#: emdfile looks for EMD classes (here: the reconstruction) in modules that set this flag.
+#: emdfile looks for EMD classes (here: the reconstructions) in modules that set this flag.
 _emd_hook = True
 
-#: Name of the metadata group holding the compression settings of a saved reconstruction.
-COMPRESSION_METADATA = "compression_metadata"
-_PY4DSTEM_RECONSTRUCT_ARGS = frozenset(
-    inspect.signature(MultislicePtychography.reconstruct).parameters
-)
-
-
-class CompressedMultislicePtychography(
-    CompressedPreprocessMixin,
-    DataSelectionMixin,
-    FieldOfViewMixin,
-    DataStepMixin,
-    MultislicePtychography,
-):
-    """Multislice ptychography from data compressed onto orthonormal masks.
-
-    Takes every argument of py4DSTEM's ``MultislicePtychography`` (``energy`` [eV],
-    ``num_slices``, ``slice_thicknesses`` [Å], ``semiangle_cutoff`` [mrad], ``defocus``
-    [Å], ``vacuum_probe_intensity``, ``device``, ``storage``, ...) plus the ones below, and
-    keeps its chaining: ``preprocess().reconstruct().visualize()``.
-
-    Parameters
-    ----------
-    energy : float
-        Electron energy [eV].
-    num_slices : int
-        Number of slices of the multislice forward model.
-    slice_thicknesses : float or sequence of float
-        Slice thicknesses [Å].
-    datacube : CompressedDataCube or py4DSTEM.DataCube, optional
+_COMMON_PARAMETERS = """    datacube : CompressedDataCube or py4DSTEM.DataCube, optional
         Compressed data (basis embedded), or full data compressed in ``preprocess``
         onto ``basis`` with ``compression_mode``.
     basis : Basis, optional
@@ -83,23 +63,93 @@ class CompressedMultislicePtychography(
         What the coefficients describe. Taken from a ``CompressedDataCube``; defaults to
         ``"amplitude"`` for a ``DataCube``.
     weights : mapping, optional
-        Default loss weights for :meth:`reconstruct` (``{"edge_weight": 0.5}``); see
+        Default loss weights for ``reconstruct`` (``{"edge_weight": 0.5}``); see
         :class:`~py4dstem_compressed.reconstruction.options.ProjectionWeights`.
     name : str
         EMD node name.
     **kwargs
-        Passed to ``MultislicePtychography`` (including aberration symbols such as
-        ``defocus`` [Å] or ``C10``, ``semiangle_cutoff`` [mrad] and ``positions_mask``:
-        ``(Rx, Ry)`` bool, the scan positions to reconstruct from).
+        Passed to py4DSTEM's class (``semiangle_cutoff`` [mrad], ``defocus`` [Å] or other
+        aberration symbols, ``vacuum_probe_intensity``, ``initial_probe_guess``,
+        ``object_type``, ``positions_mask``: ``(Rx, Ry)`` bool, ``device``, ``storage``, ...).
+"""
 
-    Raises
+_RAISES = """    Raises
     ------
     ValueError
         Before any work, naming the argument, the value and the valid range: ``energy``
-        not in (0, inf) [eV], ``num_slices`` not a whole number >= 1, a slice thickness
-        not in (0, inf) [Å], ``semiangle_cutoff`` not in (0, inf] [mrad] (or None),
-        ``rolloff`` negative, or a loss weight out of its range.
-    """
+        not in (0, inf) [eV], {extra}``semiangle_cutoff`` not in (0, inf] [mrad] (or
+        None), ``rolloff`` negative, or a loss weight out of its range; a ``DataCube``
+        without ``basis``.
+"""
+
+
+def _document(cls: type) -> type:
+    """Fill the shared parameter and error sections into ``cls.__doc__``."""
+    cls.__doc__ = cls.__doc__.replace("{common}", _COMMON_PARAMETERS).replace(
+        "{raises}", _RAISES.replace("{extra}", cls._raises_extra)
+    )
+    return cls
+
+
+@_document
+class CompressedSingleslicePtychography(CompressedPtychographyMixin, SingleslicePtychography):
+    """Single-slice ptychography from data compressed onto orthonormal masks.
+
+        Takes every argument of py4DSTEM's ``SingleslicePtychography`` plus the ones below,
+        and keeps its chaining: ``preprocess().reconstruct().visualize()``.
+
+        Parameters
+        ----------
+        energy : float
+            Electron energy [eV].
+    {common}
+    {raises}"""
+
+    _py4dstem_class = SingleslicePtychography
+    _multislice_model = False
+    _default_name = "compressed_ptychographic_reconstruction"
+    _raises_extra = ""
+
+    def __init__(
+        self,
+        energy: float,
+        datacube: Any = None,
+        basis: Any = None,
+        compression_mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        name: str = _default_name,
+        **kwargs: Any,
+    ) -> None:
+        energy, _, _ = check_constructor_arguments(energy, None, None, kwargs, multislice=False)
+        default_weights = ProjectionWeights.from_mapping(weights)
+        super().__init__(energy=energy, datacube=datacube, name=name, **kwargs)
+        self._setup_compressed(datacube, basis, compression_mode, default_weights)
+
+
+@_document
+class CompressedMultislicePtychography(CompressedPtychographyMixin, MultislicePtychography):
+    """Multislice ptychography from data compressed onto orthonormal masks.
+
+        Takes every argument of py4DSTEM's ``MultislicePtychography`` plus the ones below,
+        and keeps its chaining: ``preprocess().reconstruct().visualize()``.
+
+        Parameters
+        ----------
+        energy : float
+            Electron energy [eV].
+        num_slices : int
+            Number of slices of the multislice forward model.
+        slice_thicknesses : float or sequence of float
+            Slice thicknesses [Å].
+    {common}
+    {raises}"""
+
+    _py4dstem_class = MultislicePtychography
+    _multislice_model = True
+    _default_name = "compressed_multislice_ptychographic_reconstruction"
+    _raises_extra = (
+        "``num_slices`` not a whole number >= 1, a slice thickness not in (0, inf) [Å], "
+    )
 
     def __init__(
         self,
@@ -110,7 +160,7 @@ class CompressedMultislicePtychography(
         basis: Any = None,
         compression_mode: str | None = None,
         weights: Mapping[str, float] | None = None,
-        name: str = "compressed_multislice_ptychographic_reconstruction",
+        name: str = _default_name,
         **kwargs: Any,
     ) -> None:
         energy, num_slices, slice_thicknesses = check_constructor_arguments(
@@ -125,274 +175,141 @@ class CompressedMultislicePtychography(
             name=name,
             **kwargs,
         )
-        #: the positions the user asked for; preprocess() drops those without a pattern
-        self._requested_positions_mask = self._positions_mask
-        self._basis, self._compression_mode = resolve_basis(datacube, basis, compression_mode)
-        self._default_weights = default_weights
-        #: what the data step uses: the constructor's weights until reconstruct() replaces it
-        self._data_step_options = DataStepOptions(weights=default_weights)
+        self._setup_compressed(datacube, basis, compression_mode, default_weights)
 
-    # ------------------------------------------------------------------ reconstruct
-    def reconstruct(
+
+@_document
+class CompressedMixedstatePtychography(CompressedPtychographyMixin, MixedstatePtychography):
+    """Mixed-state (partially coherent) single-slice ptychography from compressed data.
+
+        Takes every argument of py4DSTEM's ``MixedstatePtychography`` plus the ones below, and
+        keeps its chaining: ``preprocess().reconstruct().visualize()``; ``reconstruct`` takes
+        py4DSTEM's mixed-state keywords (``orthogonalize_probe``, ``num_probes_fit_aberrations``).
+        The stored data describe the incoherent sum over the probe modes; the data step acts on
+        ``sqrt(sum_m |Psi_m|^2)`` (or ``sum_m |Psi_m|^2``) and scales every mode by the same
+        per-pixel factor.
+
+        Parameters
+        ----------
+        energy : float
+            Electron energy [eV].
+        num_probes : int, optional
+            Number of probe modes, >= 1; needed unless ``initial_probe_guess`` is an
+            ``(N, Sx, Sy)`` array (then N).
+    {common}
+    {raises}"""
+
+    _py4dstem_class = MixedstatePtychography
+    _multislice_model = False
+    _default_name = "compressed_mixed-state_ptychographic_reconstruction"
+    _raises_extra = "``num_probes`` not a whole number >= 1, "
+
+    def __init__(
         self,
-        num_iter: int = 8,
-        reconstruction_method: str = "gradient-descent",
-        coefficient_weight: float | None = None,
-        perpendicular_weight: float | None = None,
-        edge_weight: float | None = None,
-        probe_aperture_weight: float | None = None,
+        energy: float,
+        datacube: Any = None,
+        num_probes: int | None = None,
+        basis: Any = None,
+        compression_mode: str | None = None,
         weights: Mapping[str, float] | None = None,
-        scale_nonnegative_masks: bool = True,
-        match_region_energy: bool | str = "dark_field",
-        match_region_shape: bool = False,
+        name: str = _default_name,
         **kwargs: Any,
-    ):
-        """Reconstruct object and probe from the compressed measurements.
+    ) -> None:
+        energy, _, _ = check_constructor_arguments(energy, None, None, kwargs, multislice=False)
+        num_probes = _check_num_probes(num_probes, kwargs)
+        default_weights = ProjectionWeights.from_mapping(weights)
+        super().__init__(
+            energy=energy, num_probes=num_probes, datacube=datacube, name=name, **kwargs
+        )
+        self._setup_compressed(datacube, basis, compression_mode, default_weights)
 
-        Accepts every keyword of py4DSTEM's ``MultislicePtychography.reconstruct``
-        (``max_batch_size``, ``step_size``, ``fix_positions``, ``seed_random``,
-        ``progress_bar``, ...) plus the weights of the compressed loss (Eq. 13):
+
+@_document
+class CompressedMixedstateMultislicePtychography(
+    CompressedPtychographyMixin, MixedstateMultislicePtychography
+):
+    """Mixed-state (partially coherent) multislice ptychography from compressed data.
+
+        Takes every argument of py4DSTEM's ``MixedstateMultislicePtychography`` plus the ones
+        below, and keeps its chaining: ``preprocess().reconstruct().visualize()``;
+        ``reconstruct`` takes py4DSTEM's mixed-state keywords (``orthogonalize_probe``, ...).
+        The stored data describe the incoherent sum over the probe modes; the data step acts on
+        ``sqrt(sum_m |Psi_m|^2)`` (or ``sum_m |Psi_m|^2``) and scales every mode by the same
+        per-pixel factor.
 
         Parameters
         ----------
-        num_iter : int
-            Number of iterations.
-        reconstruction_method : str
-            ``"gradient-descent"`` (default) or a projection-set method (``"DM"``,
-            ``"RAAR"``, ``"RRR"``, ``"SUPERFLIP"``, ``"GPM"`` as in py4DSTEM). For those
-            the data step is the projection onto the amplitudes consistent with the
-            stored data (exact with all weights 1, except for the final clip at 0).
-        coefficient_weight : float, optional
-            ``w_c`` (Eq. 9), in (0, 2); default 1 (full coefficient replacement).
-        perpendicular_weight : float, optional
-            ``w_p`` (Eq. 11), in [0, 1]; default 0 (the orthogonal part of the prediction
-            is left as it is). No effect on data compressed without perpendicular norms.
-        edge_weight : float, optional
-            ``w_e`` (Eq. 10), in [0, 1]; default 1 (the prediction is zeroed where the
-            detector measured nothing).
-        probe_aperture_weight : float, optional
-            ``w_a`` (Eq. 12), in [0, 1]; default 0. Once per iteration the Fourier probe
-            beyond ``semiangle_cutoff`` is multiplied by ``1 - w_a``.
-        weights : mapping, optional
-            The same weights as a mapping, e.g. ``{"edge_weight": 0.5}``. Explicit
-            keywords win. Unknown names raise ``ValueError``.
-        scale_nonnegative_masks : bool
-            Match the coefficients of non-negative masks with a support of their own
-            (the uniform DF mask, bins) by rescaling the prediction on that support
-            instead of adding to it; default True. With a complete pixel basis both give
-            py4DSTEM's amplitude replacement.
-        match_region_energy : {"dark_field", True, False}
-            Which regions covered only by such masks (the single DF mask, DF bins) are
-            rescaled to their measured energy ``sum c^2 + p^2`` (the region's total
-            intensity) instead of to their amplitude coefficients: ``"dark_field"``
-            (default) the DF region, True both, False neither. Acts in amplitude mode on
-            data with perpendicular norms; does not depend on the data. ``"auto"`` (0.1)
-            is read as ``"dark_field"`` with a FutureWarning; any other value raises
-            ``ValueError``.
-        match_region_shape : bool
-            Where a region's energy is not matched (amplitude mode, perpendicular norms
-            stored): reshape the prediction on it, ``a -> a**gamma`` with one Newton step
-            for ``gamma`` per data step, so that its coefficients and its measured energy
-            hold together. Default False; a non-bool raises ``ValueError``.
-        **kwargs
-            py4DSTEM's ``reconstruct`` keywords.
+        energy : float
+            Electron energy [eV].
+        num_slices : int
+            Number of slices of the multislice forward model.
+        slice_thicknesses : float or sequence of float
+            Slice thicknesses [Å].
+        num_probes : int, optional
+            Number of probe modes, >= 1; needed unless ``initial_probe_guess`` is an
+            ``(N, Sx, Sy)`` array (then N).
+    {common}
+    {raises}"""
 
-        Notes
-        -----
-        The regularisers of Eq. 13 are py4DSTEM's own object constraints:
-        ``w_tv`` ↔ ``tv_denoise_weight_chambolle`` (or ``tv_denoise_weights=[w_z, w_r]``,
-        Chambolle / pylops proximal TV steps applied once per iteration), and
-        ``w_l1`` ↔ ``shrinkage_rad`` [rad]: subtracting ``shrinkage_rad`` from the
-        potential and clipping at 0 (``object_positivity``) is the proximal step of the
-        L1 norm of the (positive) phase with step ``shrinkage_rad``.
-
-        The reported error (``self.error_iterations``) is the coefficient loss (Eq. 9)
-        divided by the mean pattern intensity and the number of patterns, as py4DSTEM
-        normalises its pixel error: with a complete basis the two are equal. In intensity
-        mode the loss is additionally divided by the mean pattern intensity.
-
-        Returns
-        -------
-        self : CompressedMultislicePtychography
-
-        Raises
-        ------
-        ValueError
-            Before any work, naming the argument, the value and the valid range:
-            ``num_iter`` or ``max_batch_size`` not a whole number >= 1; ``step_size``,
-            ``positions_step_size`` or ``gaussian_filter_sigma`` [Å] not in (0, inf);
-            ``max_position_update_distance`` / ``max_position_total_distance`` [Å] not in
-            (0, inf); ``shrinkage_rad`` negative; ``normalization_min`` not in [0, 1]; a
-            loss weight out of its range (NaN and inf included); an unknown keyword.
-        """
-        unknown = set(kwargs) - _PY4DSTEM_RECONSTRUCT_ARGS
-        if unknown:
-            names = ", ".join(sorted(unknown))
-            raise ValueError(
-                f"unknown reconstruct argument(s) {names}; the compressed-loss weights are "
-                f"{', '.join(ProjectionWeights.names())} (other keywords are py4DSTEM's)"
-            )
-        num_iter = check_integer("num_iter", num_iter, 1)
-        check_reconstruct_arguments(kwargs)
-        merged = dict(self._default_weights.as_dict())
-        merged.update(weights or {})
-        new_weights = ProjectionWeights.from_mapping(
-            merged,
-            coefficient_weight=coefficient_weight,
-            perpendicular_weight=perpendicular_weight,
-            edge_weight=edge_weight,
-            probe_aperture_weight=probe_aperture_weight,
-        )
-        if not self._preprocessed or not hasattr(self, "_operator"):
-            raise ValueError("run preprocess() before reconstruct()")
-        if not isinstance(match_region_shape, (bool, np.bool_)):
-            raise ValueError(
-                f"match_region_shape must be True or False, got {match_region_shape!r}"
-            )
-        self._data_step_options = dataclasses.replace(
-            self._data_step_options,
-            weights=new_weights,
-            scale_nonnegative=bool(scale_nonnegative_masks),
-            match_energy=energy_matching(match_region_energy),
-            match_shape=bool(match_region_shape),  # acts where energy is not matched
-        )
-        if kwargs.get("virtual_detector_masks") is not None:
-            raise NotImplementedError(
-                "virtual_detector_masks is not supported: compressed data are already "
-                "projected onto the basis masks"
-            )
-        if new_weights.probe_aperture > 0:
-            self._outside_aperture = self._probe_outside_aperture()
-        # py4DSTEM's loop slices its batches from _amplitudes: bind the measurement rows
-        # there while it runs, and only then (see py4dstem_internals)
-        self._amplitudes = self._compressed_rows
-        try:
-            return super().reconstruct(
-                num_iter=num_iter, reconstruction_method=reconstruction_method, **kwargs
-            )
-        finally:
-            del self._amplitudes
-
-    @property
-    def data_step_options(self) -> DataStepOptions:
-        """The data step's weights and switches (those of the last ``reconstruct`` call)."""
-        return self._data_step_options
-
-    # ------------------------------------------------- inherited per-pixel methods
-    def cross_correlate_amplitudes_to_probe_aperture(self, *args, **kwargs):
-        """Not available: py4DSTEM's version shifts per-pixel amplitudes in place.
-
-        Raises
-        ------
-        NotImplementedError
-            Always: compressed data hold mask coefficients, not pixels.
-        """
-        raise _pixel_method_error(
-            "cross_correlate_amplitudes_to_probe_aperture",
-            "measured patterns cannot be shifted after compression; the fitted descan is "
-            "applied to the predictions instead (preprocess fit_function / force_com_shifts)",
-        )
-
-    def slim_preprocess(self, *args, **kwargs):
-        """Not available: py4DSTEM's version takes per-pixel corner-centred amplitudes.
-
-        Raises
-        ------
-        NotImplementedError
-            Always: use ``preprocess()`` on a ``CompressedDataCube``.
-        """
-        raise _pixel_method_error(
-            "slim_preprocess",
-            "build a CompressedDataCube (pc.compress or "
-            "CompressedDataCube.from_virtual_images) and call preprocess()",
-        )
-
-    # ------------------------------------------------------------------ display
-    def show_basis(self, **kwargs):
-        """Plot the basis masks (detector frame). Keywords go to ``Basis.show``."""
-        return self._basis.show(**kwargs)
-
-    def show_coefficients(self, indices=None, ncols: int = 6, cmap: str = "viridis"):
-        """Maps over the scan of stored coefficients and perpendicular norms.
-
-        Parameters
-        ----------
-        indices : sequence of int, optional
-            Masks to show (default: the first 12).
-        ncols : int
-            Panels per row.
-        cmap : str
-            Matplotlib colour map.
-
-        Returns
-        -------
-        matplotlib.figure.Figure
-        """
-        from py4dstem_compressed.storage.plots import show_coefficient_maps
-
-        data = self._compressed_data_or_none()
-        if data is None:
-            raise ValueError(
-                "no compressed data attached (e.g. a reconstruction read from file); "
-                "attach_datacube() the CompressedDataCube first"
-            )
-        return show_coefficient_maps(data, indices=indices, ncols=ncols, cmap=cmap)
-
-    # -------------------------------------------------------------------- saving
-    def to_h5(self, group):
-        """Write the reconstruction with its basis, loss weights and compression mode."""
-        basis = self._basis
-        basis_name = basis.name if basis is not None else None
-        self.metadata = Metadata(
-            name=COMPRESSION_METADATA,
-            data={
-                "compression_mode": self._compression_mode,
-                **self._data_step_options.as_metadata(),
-            },
-        )
-        self._compression_basis = basis
-        try:
-            super().to_h5(group)
-            stamp_class_name(group[self.name], type(self))
-        finally:
-            del self._compression_basis
-            if basis is not None:
-                basis.name = basis_name
-
-    @classmethod
-    def _get_constructor_args(cls, group):
-        """Constructor arguments of a stored reconstruction (py4DSTEM's plus ours)."""
-        kwargs = super()._get_constructor_args(group)
-        settings = dict(_read_compression_metadata(group))
-        nodes = cls._get_emd_attr_data(cls, group)
-        kwargs["basis"] = nodes.get("_compression_basis")
-        kwargs["compression_mode"] = settings.pop("compression_mode")
-        settings.pop("match_region_shape", None)
-        settings.pop("match_region_energy", None)  # a record of the last reconstruct() call
-        kwargs["weights"] = settings
-        kwargs["name"] = kwargs.get("name") or "compressed_multislice_ptychographic_reconstruction"
-        return kwargs
-
-
-def _pixel_method_error(name: str, instead: str) -> NotImplementedError:
-    """The error of an inherited py4DSTEM method that needs per-pixel patterns."""
-    return NotImplementedError(
-        f"{name} works on per-pixel diffraction amplitudes, which compressed data do not "
-        f"hold (each position stores mask coefficients); {instead}"
+    _py4dstem_class = MixedstateMultislicePtychography
+    _multislice_model = True
+    _default_name = "compressed_mixed-state_multislice_ptychographic_reconstruction"
+    _raises_extra = (
+        "``num_slices`` or ``num_probes`` not a whole number >= 1, a slice thickness not in "
+        "(0, inf) [Å], "
     )
 
-
-def _read_compression_metadata(group) -> dict:
-    """Read the compression metadata of a stored reconstruction."""
-    metadata = _read_metadata(group, COMPRESSION_METADATA)
-    if not metadata:
-        raise ValueError(
-            "this group holds no compression metadata: was it written by "
-            "CompressedMultislicePtychography? (run `import py4dstem_compressed` before reading)"
+    def __init__(
+        self,
+        energy: float,
+        num_slices: int,
+        slice_thicknesses: float | Sequence[float],
+        num_probes: int | None = None,
+        datacube: Any = None,
+        basis: Any = None,
+        compression_mode: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        name: str = _default_name,
+        **kwargs: Any,
+    ) -> None:
+        energy, num_slices, slice_thicknesses = check_constructor_arguments(
+            energy, num_slices, slice_thicknesses, kwargs
         )
-    return dict(metadata._params)
+        num_probes = _check_num_probes(num_probes, kwargs)
+        default_weights = ProjectionWeights.from_mapping(weights)
+        super().__init__(
+            energy=energy,
+            num_slices=num_slices,
+            slice_thicknesses=slice_thicknesses,
+            num_probes=num_probes,
+            datacube=datacube,
+            name=name,
+            **kwargs,
+        )
+        self._setup_compressed(datacube, basis, compression_mode, default_weights)
 
+
+def _check_num_probes(num_probes: Any, kwargs: dict) -> int | None:
+    """``num_probes`` as an int >= 1, or None when an ``(N, Sx, Sy)`` probe guess sets it."""
+    guess = kwargs.get("initial_probe_guess")
+    if num_probes is None and (guess is None or not hasattr(guess, "shape")):
+        raise ValueError(
+            "num_probes is needed (a whole number >= 1, e.g. num_probes=3) unless "
+            "initial_probe_guess is an (N, Sx, Sy) array of N probe modes"
+        )
+    return check_integer("num_probes", num_probes, 1, optional=True)
+
+
+#: The compressed twins of py4DSTEM's ptychography classes.
+COMPRESSED_CLASSES = (
+    CompressedSingleslicePtychography,
+    CompressedMultislicePtychography,
+    CompressedMixedstatePtychography,
+    CompressedMixedstateMultislicePtychography,
+)
 
 # Files name the class "<Class> (written by py4dstem-compressed: ...)" so that reading without
 # the plugin says what to do; register that name so emdfile finds the class once imported.
-globals()[emd_class_name(CompressedMultislicePtychography)] = CompressedMultislicePtychography
+for _cls in COMPRESSED_CLASSES:
+    globals()[emd_class_name(_cls)] = _cls
+del _cls

@@ -1,13 +1,24 @@
 """The fence around py4DSTEM: every py4DSTEM internal the reconstruction relies on.
 
-``CompressedMultislicePtychography`` subclasses py4DSTEM's ``MultislicePtychography`` and
-keeps py4DSTEM's ``reconstruct`` loop. That loop, and the preprocessing helpers reused here,
+The compressed classes subclass py4DSTEM's ptychography classes (:data:`PY4DSTEM_CLASSES`:
+``CompressedMultislicePtychography`` subclasses ``MultislicePtychography``, and so on) and
+keep py4DSTEM's ``reconstruct`` loop. One mixin holds everything they share, so the names
+below are those of the four classes together (names of the multislice classes only are
+marked so). That loop, and the preprocessing helpers reused here,
 are not a public API: the names below were read from **py4DSTEM 0.14.18** (the version in
 :data:`PY4DSTEM_VERSION`). ``tests/test_py4dstem_fence.py`` checks that every listed name
 still exists in the installed py4DSTEM and that the reconstruction modules use no py4DSTEM
-private name missing from this list; the complete-basis parity test of
-``tests/test_ptychography.py`` (identical iterates to py4DSTEM's own) is the gate for a
-py4DSTEM upgrade.
+private name missing from this list; the complete-basis parity tests of
+``tests/test_ptychography.py`` and ``tests/test_ptychography_family.py`` (identical iterates
+to py4DSTEM's own, for each class) are the gate for a py4DSTEM upgrade.
+
+Mixed-state classes
+-------------------
+py4DSTEM's mixed-state classes hand the hooks exit waves ``(N, M, Sx, Sy)`` (``M`` probe
+modes) and hold the probe as ``(M, Sx, Sy)``; the data step reads the shape (a 4-d exit wave
+is a mixed state). Their ``_position_correction`` argument ``shifted_probes`` is, as for the
+single-mode classes, the sub-pixel shifted probes for the single-slice classes and the
+unshifted probe (``self._probe``) for the multislice ones.
 
 The measurement rows
 --------------------
@@ -32,6 +43,7 @@ __all__ = [
     "PRIVATE_ATTRIBUTES_READ",
     "PRIVATE_ATTRIBUTES_WRITTEN",
     "PRIVATE_METHODS_CALLED",
+    "PY4DSTEM_CLASSES",
     "PY4DSTEM_VERSION",
     "ROWS_ATTRIBUTE",
     "all_private_names",
@@ -40,10 +52,18 @@ __all__ = [
 #: The py4DSTEM version every name below was read from.
 PY4DSTEM_VERSION = "0.14.18"
 
+#: The py4DSTEM classes subclassed (``py4DSTEM.process.phase.<name>``).
+PY4DSTEM_CLASSES = (
+    "SingleslicePtychography",
+    "MultislicePtychography",
+    "MixedstatePtychography",
+    "MixedstateMultislicePtychography",
+)
+
 #: Where the measurement rows live (see the module docstring).
 ROWS_ATTRIBUTE = "_compressed_rows"
 
-#: Methods of ``MultislicePtychography`` (or its mixins) that the class overrides.
+#: Methods of the py4DSTEM classes (or their mixins) that the compressed classes override.
 OVERRIDDEN_METHODS = {
     "__init__": "adds basis, compression_mode and default loss weights; checks arguments",
     "preprocess": "builds measurement rows from stored coefficients; never reads pixels",
@@ -69,9 +89,11 @@ PRIVATE_METHODS_CALLED = {
     "_solve_for_center_of_mass_relative_rotation": "scan rotation / transpose from CoM",
     "_extract_intensities_and_calibrations_from_datacube": "py4DSTEM's calibration rules",
     "_calculate_scan_positions_in_pixels": "probe positions [object px]",
-    "_initialize_object": "initial object, as py4DSTEM's preprocess",
-    "_initialize_probe": "initial probe scaled to the mean pattern intensity",
-    "_precompute_propagator_arrays": "Fresnel propagators between slices",
+    "_initialize_object": "initial object, as py4DSTEM's preprocess (two signatures: "
+    "with num_slices for the multislice classes, without for the single-slice ones)",
+    "_initialize_probe": "initial probe scaled to the mean pattern intensity (mixed state: "
+    "(M, Sx, Sy) modes)",
+    "_precompute_propagator_arrays": "Fresnel propagators between slices (multislice)",
     "_extract_vectorized_patch_indices": "object patches of a batch of positions",
     "_return_shifted_probes": "sub-pixel shifted probes of a batch",
     "_overlap_projection": "exit waves of a batch (forward model)",
@@ -121,11 +143,12 @@ PRIVATE_ATTRIBUTES_WRITTEN = {
     "_object_shape": "object shape [px]",
     "_object_fov_mask": "scanned field of view",
     "_object_fov_mask_inverse": "outside the scanned field of view",
-    "_probe": "initial probe",
+    "_probe": "initial probe ((M, Sx, Sy) for mixed state; its ndim tells position "
+    "correction whether py4DSTEM passed the shifted probes)",
     "_probe_initial": "initial probe (reset; aperture fallback of Eq. 12)",
     "_probe_initial_aperture": "Fourier amplitude of the initial probe",
     "_known_aberrations_array": "CTF of the known aberrations",
-    "_propagator_arrays": "Fresnel propagators",
+    "_propagator_arrays": "Fresnel propagators (multislice)",
     "_preprocessed": "reconstruct() refuses to run before preprocess()",
 }
 
@@ -137,10 +160,10 @@ PRIVATE_ATTRIBUTES_READ = {
     "_storage": "storage device",
     "_verbose": "progress bar of an in-preprocess compression",
     "_energy": "beam energy [eV]",
-    "_num_slices": "number of slices",
-    "_slice_thicknesses": "slice thicknesses [A]",
-    "_theta_x": "specimen tilt for the propagators [mrad]",
-    "_theta_y": "specimen tilt for the propagators [mrad]",
+    "_num_slices": "number of slices (multislice)",
+    "_slice_thicknesses": "slice thicknesses [A] (multislice)",
+    "_theta_x": "specimen tilt for the propagators [mrad] (multislice)",
+    "_theta_y": "specimen tilt for the propagators [mrad] (multislice)",
     "_polar_parameters": "aberration coefficients",
     "_vacuum_probe_intensity": "probe initialisation",
     "_semiangle_cutoff_pixels": "semiangle in detector px",
