@@ -40,13 +40,15 @@ def _sample_frames(data, num_samples: int, seed: int | None) -> np.ndarray:
 
 
 def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: int) -> list[int]:
-    from py4dstem_compressed.bases.fixed_masks import binning_basis
+    from py4dstem_compressed.bases.registry import build_basis
 
     sizes, last = [], 0
     limit = int(np.ceil(2 * geometry.bf_radius)) + 1 if region == "bf" else max(geometry.shape)
     for size in range(limit, 0, -1):
         basis = (
-            binning_basis(geometry, size) if region == "bf" else binning_basis(geometry, 1, size)
+            build_basis("binning", geometry, bf_bin=size)
+            if region == "bf"
+            else build_basis("binning", geometry, bf_bin=1, df_bin=size)
         )
         count = basis.num_bf if region == "bf" else basis.num_df
         if count > max_count:
@@ -81,42 +83,43 @@ def angle_curves(
     """
     from tqdm.auto import tqdm
 
-    from py4dstem_compressed.bases.data_derived import (
-        default_smoothing_px,
-        diffraction_pattern_basis,
-        pca_basis,
-    )
-    from py4dstem_compressed.bases.fixed_masks import binning_basis, zernike_basis
+    from py4dstem_compressed.bases.data_derived import default_smoothing_px
+    from py4dstem_compressed.bases.registry import build_basis
 
     sample = _sample_frames(datacube, num_samples, seed)
     counts = sorted(int(k) for k in num_masks)
     # one smoothing along the whole curve (the default's value): counts the smoothed patterns
     # cannot support are left out instead of being built with less smoothing
     smoothing_px = default_smoothing_px(geometry)
+    sampled = {"seed": seed, "mode": mode}
+    smoothed = {**sampled, "smoothing_px": smoothing_px}
+
+    def grown(name, **fixed):
+        """Build a basis of the registry's family ``name`` with ``k`` masks where asked."""
+        return lambda k: build_basis(
+            name, geometry, datacube, **{key: k if v is None else v for key, v in fixed.items()}
+        )
+
     builders_bf = {
-        "zernike": lambda k: zernike_basis(geometry, k, 1),
-        "diffraction_pattern": lambda k: diffraction_pattern_basis(
-            datacube, geometry, k, 1, seed=seed, mode=mode, smoothing_px=smoothing_px
-        ),
-        "pca": lambda k: pca_basis(datacube, geometry, k, 1, seed=seed, mode=mode),
+        "zernike": grown("zernike", num_bf=None, num_df=1),
+        "diffraction_pattern": grown("diffraction_pattern", num_bf=None, num_df=1, **smoothed),
+        "pca": grown("pca", num_bf=None, num_df=1, **sampled),
     }
     builders_df = {
-        "zernike": lambda k: zernike_basis(geometry, 1, k),
-        "zernike_m0": lambda k: zernike_basis(geometry, 1, k, df_rotationally_symmetric=True),
-        "diffraction_pattern": lambda k: diffraction_pattern_basis(
-            datacube, geometry, 1, k, seed=seed, mode=mode, smoothing_px=smoothing_px
-        ),
+        "zernike": grown("zernike", num_bf=1, num_df=None),
+        "zernike_m0": grown("zernike", num_bf=1, num_df=None, df_rotationally_symmetric=True),
+        "diffraction_pattern": grown("diffraction_pattern", num_bf=1, num_df=None, **smoothed),
     }
     curves = AngleCurves()
     jobs = []
     for family in families:
         if family == "binning":
             jobs += [
-                ("bf", "binning", binning_basis(geometry, s))
+                ("bf", "binning", build_basis("binning", geometry, bf_bin=s))
                 for s in _bin_sizes_for_counts(geometry, "bf", counts[-1])
             ]
             jobs += [
-                ("df", "binning", binning_basis(geometry, 1, s))
+                ("df", "binning", build_basis("binning", geometry, bf_bin=1, df_bin=s))
                 for s in _bin_sizes_for_counts(geometry, "df", counts[-1])
             ]
             continue
