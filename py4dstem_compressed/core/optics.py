@@ -1,4 +1,9 @@
-"""Electron optics shared by the simulations and the reconstruction."""
+"""Electron optics: the package's electron wavelength.
+
+Two places keep the wavelength of the library they feed, on purpose: the reconstruction uses
+py4DSTEM's (its probe and ours must agree to the last bit: they differ from this one by
+1e-7 relative, older constants), the abTEM simulations use abTEM's (5e-9 relative).
+"""
 
 from __future__ import annotations
 
