@@ -28,6 +28,7 @@ __all__ = [
     "own_peak_memory_mb",
     "run_case",
     "run_json_process",
+    "without_perpendicular_norms",
 ]
 
 
@@ -163,3 +164,29 @@ def best_rate(function: Callable[[], object], num_items: int, repeats: int) -> f
         function()
         best = max(best, num_items / (time.perf_counter() - t0))
     return best
+
+
+# ----------------------------------------------------------------------------- oracles
+
+
+def without_perpendicular_norms(compressed):
+    """A copy of a ``CompressedDataCube`` whose perpendicular norms are unknown (NaN).
+
+    The oracle that isolates what the norms contribute: a reconstruction then runs without
+    them, everything else stored is kept.
+    """
+    import numpy as np
+
+    import py4dstem_compressed as pc
+
+    return pc.CompressedDataCube(
+        compressed.coefficients,
+        np.full_like(compressed.perpendicular_norms, np.nan),
+        compressed.edge_intensity,
+        compressed.total_intensity,
+        compressed.center_of_mass,
+        compressed.basis,
+        mode=compressed.mode,
+        calibration=compressed.calibration,
+        descan_shift_px=compressed.descan_shift_px,
+    )

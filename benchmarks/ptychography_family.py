@@ -21,7 +21,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from harness import Stopwatch, emit, own_peak_memory_mb, run_case
+from harness import Stopwatch, emit, own_peak_memory_mb, run_case, without_perpendicular_norms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 #: Bases of the comparison: the README's two defaults
@@ -68,7 +68,6 @@ def run_one(case: dict) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    import numpy as np
     import py4DSTEM.process.phase as phase
 
     import py4dstem_compressed as pc
@@ -83,16 +82,7 @@ def run_one(case: dict) -> dict:
     if case.get("file"):
         compressed = pc.read_compressed(case["file"])
         if case.get("drop_norms"):  # the oracle without the perpendicular norms
-            compressed = pc.CompressedDataCube(
-                compressed.coefficients,
-                np.full_like(compressed.perpendicular_norms, np.nan),
-                compressed.edge_intensity,
-                compressed.total_intensity,
-                compressed.center_of_mass,
-                compressed.basis,
-                mode=compressed.mode,
-                calibration=compressed.calibration,
-            )
+            compressed = without_perpendicular_norms(compressed)
         ptycho = getattr(pc, compressed_name)(datacube=compressed, **kwargs)
     else:
         ptycho = getattr(phase, plain_name)(datacube=data.datacube, **kwargs)

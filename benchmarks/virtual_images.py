@@ -22,7 +22,7 @@ import json
 import sys
 from pathlib import Path
 
-from harness import emit, run_case
+from harness import emit, run_case, without_perpendicular_norms
 
 RESULTS = Path(__file__).resolve().parent / "results"
 VARIANTS = ("plain", "compressed", "no_norms", "virtual")
@@ -47,17 +47,7 @@ def _compressed(variant: str, data, basis):
     if variant == "compressed":
         return full
     if variant == "no_norms":
-        return pc.CompressedDataCube(
-            full.coefficients,
-            np.full_like(full.perpendicular_norms, np.nan),
-            full.edge_intensity,
-            full.total_intensity,
-            full.center_of_mass,
-            basis,
-            mode="intensity",
-            calibration=full.calibration,
-            descan_shift_px=full.descan_shift_px,
-        )
+        return without_perpendicular_norms(full)
     images = np.tensordot(
         np.asarray(data.datacube.data, np.float64), basis.masks.astype(np.float64), ([2, 3], [1, 2])
     )
