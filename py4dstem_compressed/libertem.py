@@ -86,7 +86,7 @@ def compress_with_libertem(
         compressed with the masks moved by its rounded descan (as ``compress(descan=...)``).
         None (default): fixed masks. ``"auto"`` is not available here (it samples the
         data before compressing); fit the descan on a pre-scan or on sampled patterns
-        (``py4dstem_compressed.descan.fit_descan``) and pass the array.
+        (``py4dstem_compressed.bases.descan.fit_descan``) and pass the array.
     check_center : bool
         Raise if the intensity-weighted mean centre of mass of the scan is more than a
         quarter of the BF radius (at least 2 px) from the basis's BF centre.
@@ -197,7 +197,7 @@ def _shifts(descan, scan_shape: tuple[int, int], basis) -> np.ndarray:
         raise NotImplementedError(
             f"descan={descan!r} is not available with LiberTEM (it samples the data before "
             "compressing): pass the (Rx, Ry, 2) descan [px] as an array (e.g. "
-            "py4dstem_compressed.descan.fit_descan on a pre-scan), or use "
+            "py4dstem_compressed.bases.descan.fit_descan on a pre-scan), or use "
             "pc.compress(..., descan='auto') on a file"
         )
     scan = np.broadcast_to(np.zeros((), np.uint8), scan_shape)  # only its shape is read
