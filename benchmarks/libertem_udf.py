@@ -25,24 +25,11 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+from compress_throughput import make_frames  # the throughput benchmark's frames
 from harness import best_rate
 
 import py4dstem_compressed as pc
 from py4dstem_compressed.libertem import compress_with_libertem
-
-
-def make_frames(scan: int, detector: int, seed: int = 0):
-    """Synthetic frames: a bright-field disk with per-frame random pixel noise [counts]."""
-    rng = np.random.default_rng(seed)
-    q = np.arange(detector) - (detector - 1) / 2
-    radius = detector / 6.4
-    disk = (np.hypot(*np.meshgrid(q, q, indexing="ij")) <= radius).astype(np.float32)
-    pattern = 100 * disk + 1
-    frames = np.empty((scan, scan, detector, detector), np.float32)
-    for i in range(scan):
-        frames[i] = pattern * rng.random((scan, detector, detector), dtype=np.float32)
-    geometry = pc.DetectorGeometry((detector, detector), ((detector - 1) / 2,) * 2, radius)
-    return frames, geometry
 
 
 def main(argv=None) -> int:
