@@ -12,9 +12,10 @@ mode, best of ``--repeats`` runs after one warm-up:
 - ``pc.compress`` from the same file, on one thread and on every core.
 
 Also checks that the UDF's record equals ``pc.compress``'s (largest difference relative to
-the pattern norm). Needs the ``libertem`` extra. Usage::
+the pattern norm) and, with ``--dask``, that a local Dask cluster of 2 workers gives the inline
+run's record. Needs the ``libertem`` extra. Usage::
 
-    python benchmarks/libertem_udf.py --scan 64 --detector 128
+    python benchmarks/libertem_udf.py --scan 64 --detector 256 --dask
 """
 
 from __future__ import annotations
@@ -32,11 +33,30 @@ import py4dstem_compressed as pc
 from py4dstem_compressed.libertem import compress_with_libertem
 
 
+def _dask_run(path, basis, calibration):
+    """The UDF on a local LiberTEM Dask cluster of 2 single-threaded workers."""
+    from distributed import Scheduler
+    from libertem.api import Context
+    from libertem.executor.dask import DaskJobExecutor, cluster_spec
+
+    spec = cluster_spec(cpus=2, cudas=0, has_cupy=False, num_service=0)
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": ":0"}}
+    executor = DaskJobExecutor.make_local(spec=spec, cluster_kwargs={"scheduler": scheduler})
+    with Context(executor=executor) as ctx:
+        dataset = ctx.load("npy", path=str(path))
+        return compress_with_libertem(ctx, dataset, basis, calibration=calibration)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scan", type=int, default=64)
     parser.add_argument("--detector", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--dask",
+        action="store_true",
+        help="also run the UDF on a local Dask cluster of 2 workers; compare with the inline run",
+    )
     args = parser.parse_args(argv)
 
     from libertem.api import Context
@@ -73,11 +93,17 @@ def main(argv=None) -> int:
                 args.repeats,
             )
         reference = pc.compress(path, basis, descan=None, progress_bar=False)
+        on_dask = _dask_run(path, basis, calibration) if args.dask else None
     norm = np.sqrt(frames.astype(np.float64).sum(axis=(-2, -1)))[..., None]  # ||sqrt(I)||
     relative = {
         key: float(np.max(np.abs(getattr(result, key) - getattr(reference, key)) / norm))
         for key in ("coefficients", "perpendicular_norms")
     }
+    if on_dask is not None:  # the Dask run against the inline one, same frames
+        relative["dask_vs_inline"] = {
+            key: float(np.max(np.abs(getattr(on_dask, key) - getattr(result, key)) / norm))
+            for key in ("coefficients", "perpendicular_norms")
+        }
     print(
         json.dumps(
             {
