@@ -64,24 +64,30 @@ def _truth_potential(shape, sampling, rng):
     return slices
 
 
-def _simulate(descan_px=(0.0, 0.0), seed=0):
-    """Patterns (detector frame, centre at CENTER) and the true potential."""
+def _simulate(descan_px=(0.0, 0.0), seed=0, source_offsets=((0.0, 0.0),)):
+    """Patterns (detector frame, centre at CENTER) and the true potential.
+
+    ``source_offsets`` [object px]: the intensities of the scan shifted by each offset are
+    averaged (an incoherent source); the default is one coherent probe.
+    """
     dummy = np.zeros((8, 8, DETECTOR, DETECTOR), np.float32)
     dummy[:, :, CENTER[0], CENTER[1]] = 1
     sim = MultislicePtychography(datacube=_calibrated(dummy), **COMMON).preprocess(
         force_com_shifts=(float(CENTER[0]), float(CENTER[1])), **PREPROCESS
     )
     truth = _truth_potential(sim._object.shape[-2:], sim.sampling, np.random.default_rng(seed))
-    positions = sim._positions_px
-    fractional = positions - np.round(positions)
-    rows, cols = sim._extract_vectorized_patch_indices(positions)
-    probes = sim._return_shifted_probes(sim._probe, fractional)
-    _, _, exit_waves = sim._overlap_projection(truth, rows, cols, probes)
-    num = exit_waves.shape[0]
+    num = sim._positions_px.shape[0]
     ramps = np.linspace(0, 1, num)[:, None] * np.asarray(descan_px, np.float64)[None]
-    exit_waves = exit_waves * descan_ramp(ramps, exit_waves.shape[-2:])
-    intensities = np.abs(np.fft.fft2(exit_waves)) ** 2
-    intensities = np.roll(intensities, CENTER, axis=(-2, -1))
+    intensities = 0.0
+    for offset in source_offsets:
+        positions = sim._positions_px + np.asarray(offset, np.float32)
+        fractional = positions - np.round(positions)
+        rows, cols = sim._extract_vectorized_patch_indices(positions)
+        probes = sim._return_shifted_probes(sim._probe, fractional)
+        _, _, exit_waves = sim._overlap_projection(truth, rows, cols, probes)
+        exit_waves = exit_waves * descan_ramp(ramps, exit_waves.shape[-2:])
+        intensities = intensities + np.abs(np.fft.fft2(exit_waves)) ** 2
+    intensities = np.roll(intensities / len(source_offsets), CENTER, axis=(-2, -1))
     return _calibrated(intensities.reshape(8, 8, DETECTOR, DETECTOR)), truth
 
 

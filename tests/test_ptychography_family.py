@@ -2,7 +2,8 @@
 
 Tiny scans (8x8 positions, 32x32 px) simulated with py4DSTEM's own multislice forward model
 (``tests/test_ptychography.py``); the partially coherent scan sums the intensities of the
-same scan shifted by a few sub-Ångström source offsets (an incoherent source).
+same scan shifted by a few sub-Ångström source offsets (an incoherent source, ``_simulate``'s
+``source_offsets``).
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ import pytest
 from py4DSTEM.process.phase import (
     MixedstateMultislicePtychography,
     MixedstatePtychography,
-    MultislicePtychography,
     SingleslicePtychography,
 )
 from test_ptychography import (
@@ -27,11 +27,9 @@ from test_ptychography import (
     PREPROCESS,
     RECONSTRUCT,
     SEMIANGLE,
-    _calibrated,
     _complete_basis,
     _run,
     _simulate,
-    _truth_potential,
 )
 
 import py4dstem_compressed as pc
@@ -65,26 +63,6 @@ SHIFTS = {"force_com_shifts": (float(CENTER[0]), float(CENTER[1]))}
 SOURCE_OFFSETS = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
 
 
-def _simulate_partially_coherent(seed=0):
-    """Patterns of an incoherent source: intensities summed over SOURCE_OFFSETS."""
-    dummy = np.zeros((8, 8, DETECTOR, DETECTOR), np.float32)
-    dummy[:, :, CENTER[0], CENTER[1]] = 1
-    sim = MultislicePtychography(datacube=_calibrated(dummy), **COMMON).preprocess(
-        **SHIFTS, **PREPROCESS
-    )
-    truth = _truth_potential(sim._object.shape[-2:], sim.sampling, np.random.default_rng(seed))
-    intensities = 0.0
-    for offset in SOURCE_OFFSETS:
-        positions = sim._positions_px + np.asarray(offset, np.float32)
-        fractional = positions - np.round(positions)
-        rows, cols = sim._extract_vectorized_patch_indices(positions)
-        probes = sim._return_shifted_probes(sim._probe, fractional)
-        _, _, exit_waves = sim._overlap_projection(truth, rows, cols, probes)
-        intensities = intensities + np.abs(np.fft.fft2(exit_waves)) ** 2 / len(SOURCE_OFFSETS)
-    intensities = np.roll(intensities, CENTER, axis=(-2, -1))
-    return _calibrated(intensities.reshape(8, 8, DETECTOR, DETECTOR)), truth
-
-
 @pytest.fixture(scope="module")
 def simulated():
     return _simulate()
@@ -92,7 +70,7 @@ def simulated():
 
 @pytest.fixture(scope="module")
 def partially_coherent():
-    return _simulate_partially_coherent()
+    return _simulate(source_offsets=SOURCE_OFFSETS)
 
 
 @pytest.fixture(scope="module")
