@@ -163,3 +163,11 @@ def test_errors_name_the_fix(scan_file, inline_ctx):
         compress_with_libertem(inline_ctx, dataset, basis, calibration={"pixel": 1})
     with pytest.raises(ValueError, match="mode must be one of"):
         compress_with_libertem(inline_ctx, dataset, basis, mode="phase", calibration={})
+
+
+def test_worker_side_keeps_the_record_of_compress():
+    """The worker module cannot import the package, so it lists the record's keys itself."""
+    import py4dstem_compressed_udf
+    from py4dstem_compressed.compression.compress import RESULT_KEYS
+
+    assert py4dstem_compressed_udf.RESULT_KEYS == RESULT_KEYS
