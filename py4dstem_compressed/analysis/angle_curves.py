@@ -59,40 +59,9 @@ def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: in
     return sizes
 
 
-def angle_curves(
-    datacube,
-    geometry: DetectorGeometry,
-    num_masks=(1, 2, 3, 5, 8, 10, 15, 21, 28, 36, 45),
-    families=("binning", "zernike", "diffraction_pattern", "pca"),
-    num_samples: int = 256,
-    mode: str = "amplitude",
-    seed: int | None = 0,
-    progress_bar: bool = True,
-) -> AngleCurves:
-    """Mean BF and DF angles of a random sample of patterns for growing bases.
-
-    BF curves vary the number of BF masks of each family (binning: every bin
-    width giving at most ``max(num_masks)`` bins); DF curves vary the number
-    of DF masks (Zernike doughnuts, their ``m = 0`` subset, DF bins and DF
-    diffraction patterns) with a single BF mask. Counts that a detector
-    cannot support (too few pixels) are skipped.
-
-    Returns
-    -------
-    AngleCurves
-    """
-    from tqdm.auto import tqdm
-
-    from py4dstem_compressed.bases.data_derived import default_smoothing_px
+def _jobs(geometry, datacube, families, counts, sampled: dict, smoothed: dict) -> list:
+    """``(region, family, basis)`` or ``(region, family, builder, count)`` for each point."""
     from py4dstem_compressed.bases.registry import build_basis
-
-    sample = _sample_frames(datacube, num_samples, seed)
-    counts = sorted(int(k) for k in num_masks)
-    # one smoothing along the whole curve (the default's value): counts the smoothed patterns
-    # cannot support are left out instead of being built with less smoothing
-    smoothing_px = default_smoothing_px(geometry)
-    sampled = {"seed": seed, "mode": mode}
-    smoothed = {**sampled, "smoothing_px": smoothing_px}
 
     def grown(name, **fixed):
         """Build a basis of the registry's family ``name`` with ``k`` masks where asked."""
@@ -100,17 +69,21 @@ def angle_curves(
             name, geometry, datacube, **{key: k if v is None else v for key, v in fixed.items()}
         )
 
-    builders_bf = {
-        "zernike": grown("zernike", num_bf=None, num_df=1),
-        "diffraction_pattern": grown("diffraction_pattern", num_bf=None, num_df=1, **smoothed),
-        "pca": grown("pca", num_bf=None, num_df=1, **sampled),
+    builders = {
+        ("bf", "zernike"): grown("zernike", num_bf=None, num_df=1),
+        ("bf", "diffraction_pattern"): grown(
+            "diffraction_pattern", num_bf=None, num_df=1, **smoothed
+        ),
+        ("bf", "pca"): grown("pca", num_bf=None, num_df=1, **sampled),
+        ("df", "zernike"): grown("zernike", num_bf=1, num_df=None),
+        ("df", "zernike_m0"): grown(
+            "zernike", num_bf=1, num_df=None, df_rotationally_symmetric=True
+        ),
+        ("df", "diffraction_pattern"): grown(
+            "diffraction_pattern", num_bf=1, num_df=None, **smoothed
+        ),
+        ("df", "pca"): grown("pca", num_bf=1, num_df=None, **sampled),
     }
-    builders_df = {
-        "zernike": grown("zernike", num_bf=1, num_df=None),
-        "zernike_m0": grown("zernike", num_bf=1, num_df=None, df_rotationally_symmetric=True),
-        "diffraction_pattern": grown("diffraction_pattern", num_bf=1, num_df=None, **smoothed),
-    }
-    curves = AngleCurves()
     jobs = []
     for family in families:
         if family == "binning":
@@ -123,13 +96,79 @@ def angle_curves(
                 for s in _bin_sizes_for_counts(geometry, "df", counts[-1])
             ]
             continue
-        for k in counts:
-            jobs.append(("bf", family, builders_bf[family], k))
-        if family == "zernike":
-            jobs += [("df", "zernike", builders_df["zernike"], k) for k in counts]
-            jobs += [("df", "zernike_m0", builders_df["zernike_m0"], k) for k in counts]
-        elif family == "diffraction_pattern":
-            jobs += [("df", family, builders_df[family], k) for k in counts]
+        curves = [family, "zernike_m0"] if family == "zernike" else [family]
+        for region in ("bf", "df"):
+            for name in curves:
+                if (region, name) in builders:
+                    jobs += [(region, name, builders[region, name], k) for k in counts]
+    return jobs
+
+
+def angle_curves(
+    datacube,
+    geometry: DetectorGeometry,
+    num_masks=(1, 2, 3, 5, 8, 10, 15, 21, 28, 36, 45),
+    families=("binning", "zernike", "diffraction_pattern", "pca"),
+    num_samples: int = 256,
+    mode: str = "amplitude",
+    seed: int | None = 0,
+    progress_bar: bool = True,
+    held_out=None,
+    descan="auto",
+) -> AngleCurves:
+    """Mean BF and DF angles of a random sample of patterns for growing bases.
+
+    BF curves vary the number of BF masks of each family (binning: every bin
+    width giving at most ``max(num_masks)`` bins); DF curves vary the number
+    of DF masks (Zernike doughnuts, their ``m = 0`` subset, DF bins, DF
+    diffraction patterns and DF principal components) with a single BF mask.
+    Counts that a detector or sample cannot support (too few pixels or
+    independent patterns) are skipped.
+
+    Parameters
+    ----------
+    datacube : py4DSTEM.DataCube or array-like
+        ``(Rx, Ry, Qx, Qy)`` data [counts]; data-derived masks are built from it.
+    geometry : DetectorGeometry
+        Detector regions.
+    num_masks : sequence of int
+        Mask counts of each curve.
+    families : sequence of str
+        Registry names of the families to study.
+    num_samples : int
+        Random patterns of ``datacube`` the angles are measured on.
+    mode : {"amplitude", "intensity"}
+        Angles (and data-derived masks) of ``sqrt(I)`` or ``I``.
+    seed : int, optional
+        Seed of the sample and of the data-derived masks' sampling.
+    progress_bar : bool
+        Show a tqdm bar.
+    held_out : array-like, optional
+        ``(Rx, Ry, Qx, Qy)`` patterns to measure the angles on instead of a sample of
+        ``datacube``: patterns the data-derived masks were not built from, so that their
+        angles are not flattered by fitting the sample's own noise.
+    descan : "auto", array-like or None
+        Passed to the data-derived generators (None for a sample that is not a scan).
+
+    Returns
+    -------
+    AngleCurves
+        Angles [rad].
+    """
+    from tqdm.auto import tqdm
+
+    from py4dstem_compressed.bases.data_derived import default_smoothing_px
+
+    if held_out is None:
+        sample = _sample_frames(datacube, num_samples, seed)
+    else:
+        sample = np.asarray(data_array(held_out))
+    counts = sorted(int(k) for k in num_masks)
+    # one smoothing along the whole curve (the default's value): counts the smoothed patterns
+    # cannot support are left out instead of being built with less smoothing
+    sampled = {"seed": seed, "mode": mode, "descan": descan}
+    smoothed = {**sampled, "smoothing_px": default_smoothing_px(geometry)}
+    jobs = _jobs(geometry, datacube, families, counts, sampled, smoothed)
     results: dict = {"bf": {}, "df": {}}
     for job in tqdm(jobs, desc="Angle curves", disable=not progress_bar):
         region, family = job[0], job[1]
@@ -141,6 +180,7 @@ def angle_curves(
         k = basis.num_bf if region == "bf" else basis.num_df
         mean = angles.mean_bf if region == "bf" else angles.mean_df
         results[region].setdefault(family, []).append((k, mean))
+    curves = AngleCurves()
     for region in ("bf", "df"):
         for family, pairs in results[region].items():
             pairs.sort()
