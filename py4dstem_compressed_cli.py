@@ -18,7 +18,8 @@ __all__ = ["main"]
 DESCRIPTION = (
     "Compress 4D-STEM data onto a few orthonormal masks and run py4DSTEM multislice "
     "ptychography on the coefficients. Commands: demo (simulate, compress, reconstruct, "
-    "compare), compress (a 4D data file to a compressed EMD file), info (describe one)."
+    "compare), compress (a 4D data file to a compressed EMD file), info (describe one), "
+    "suggest (choose the basis family and mask counts from the data within a value budget)."
 )
 
 BASES = ("zernike", "binning", "dp", "pca")
@@ -82,9 +83,10 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument(
         "--basis",
         required=True,
-        choices=BASES,
+        type=_basis_argument,
         help="mask family: zernike (Zernike polynomials), binning (square bins), dp "
-        "(orthonormalised diffraction patterns of the scan), pca (principal components)",
+        "(orthonormalised diffraction patterns of the scan), pca (principal components); "
+        "or a basis file (.h5) written by `suggest --output`",
     )
     comp.add_argument(
         "--num-bf", type=int, default=None, help="bright-field masks (zernike, dp, pca)"
@@ -121,6 +123,30 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(command="compress")
 
+    sug = sub.add_parser(
+        "suggest",
+        help="choose the basis family and BF/DF mask counts from (a sample of) the data",
+        formatter_class=fmt,
+    )
+    sug.add_argument(
+        "input", help="4D scan or (N, Qx, Qy) sample of patterns (.npy, py4DSTEM .h5/.emd, .zarr)"
+    )
+    sug.add_argument(
+        "--max-values",
+        type=int,
+        default=40,
+        help="budget of stored values per pattern: masks + 2 perpendicular norms, >= 4",
+    )
+    sug.add_argument("--seed", type=int, default=0, help="seed of the sample and its split")
+    sug.add_argument("--mode", **MODE_OPTION)
+    sug.add_argument("--datapath", default=None, help="dataset inside an HDF5/zarr file")
+    sug.add_argument(
+        "-o", "--output", default=None, help="save the basis (.h5) for `compress --basis FILE`"
+    )
+    sug.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    sug.add_argument("--quiet", action="store_true", help="no progress bar")
+    sug.set_defaults(command="suggest")
+
     info = sub.add_parser("info", help="describe a compressed EMD file", formatter_class=fmt)
     info.add_argument("file", help="compressed EMD file (.h5) written by this package")
     info.set_defaults(command="info")
@@ -133,6 +159,19 @@ MODE_OPTION = dict(
     choices=["amplitude", "intensity"],
     help="compress sqrt(intensity) (amplitude, what ptychography fits) or the intensity",
 )
+
+
+#: Suffixes of a basis file ``compress --basis`` takes instead of a family name
+BASIS_FILE_SUFFIXES = (".h5", ".hdf5", ".emd")
+
+
+def _basis_argument(value: str) -> str:
+    """``--basis``: a family name or the path of a saved basis."""
+    if value in BASES or value.lower().endswith(BASIS_FILE_SUFFIXES):
+        return value
+    raise argparse.ArgumentTypeError(
+        f"{value!r} is neither a family ({', '.join(BASES)}) nor a basis file (.h5)"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

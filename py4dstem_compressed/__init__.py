@@ -14,6 +14,7 @@ import it before ``py4DSTEM.read`` on a file that holds them.
 """
 
 from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
+from py4dstem_compressed.analysis.basis_suggestion import suggest_basis
 from py4dstem_compressed.analysis.metrics import BasisAngles, basis_angles, stored_compression_ratio
 from py4dstem_compressed.analysis.registration import register_to_ground_truth
 from py4dstem_compressed.analysis.resolution import fourier_shell_correlation
@@ -79,6 +80,7 @@ __all__ = [
     "register_to_ground_truth",
     "save",
     "stored_compression_ratio",
+    "suggest_basis",
     "zernike_basis",
 ]
 

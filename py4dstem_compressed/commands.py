@@ -1,4 +1,5 @@
-"""Commands of the ``py4dstem-compressed`` command line: ``demo``, ``compress``, ``info``.
+"""Commands of the ``py4dstem-compressed`` command line: ``demo``, ``compress``, ``info``,
+``suggest``.
 
 Argument parsing lives in the top-level module :mod:`py4dstem_compressed_cli` (so that
 ``--help`` does not import py4DSTEM); it calls the command of this module named on the
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["compress", "demo", "info"]
+__all__ = ["compress", "demo", "info", "suggest"]
 
 
 def demo(args) -> int:
@@ -30,9 +31,32 @@ def demo(args) -> int:
     return 0
 
 
+def _is_basis_file(name: str) -> bool:
+    return name.lower().endswith((".h5", ".hdf5", ".emd"))
+
+
+def _read_basis(path: str, data):
+    """A basis saved by ``suggest --output`` (or ``pc.save``), checked against the data."""
+    import py4DSTEM
+
+    import py4dstem_compressed as pc
+
+    basis = py4DSTEM.read(path)
+    if not isinstance(basis, pc.Basis):
+        raise ValueError(
+            f"--basis {path} holds a {type(basis).__name__}, not a basis; write one with "
+            "`py4dstem-compressed suggest DATA --output basis.h5`"
+        )
+    basis.check_detector(data.shape[2:], what="the data")
+    return basis
+
+
 def _build_basis(args, data):
     import py4dstem_compressed as pc
     from py4dstem_compressed.bases.registry import basis_family, build_basis
+
+    if _is_basis_file(args.basis):
+        return _read_basis(args.basis, data)
 
     geometry = pc.DetectorGeometry.from_datacube(data, df_radius=args.df_radius, seed=args.seed)
     num_df = 1 if args.num_df is None else args.num_df
@@ -96,7 +120,16 @@ def _check_compress_arguments(args, output: Path) -> None:
         )
     if output.exists() and not args.overwrite:
         raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
-    if args.basis == "binning":
+    if _is_basis_file(args.basis):
+        if not Path(args.basis).is_file():
+            raise FileNotFoundError(f"--basis: no basis file {args.basis!r}")
+        given = [args.num_bf, args.num_df, args.bin_px, args.df_bin_px]
+        if any(v is not None for v in given):
+            raise ValueError(
+                "--num-bf/--num-df/--bin-px/--df-bin-px build a new basis; a basis file "
+                "already has its masks: leave them out"
+            )
+    elif args.basis == "binning":
         if args.num_bf is not None or args.num_df is not None:
             raise ValueError(
                 "--num-bf/--num-df count masks; binning takes bin widths: use --bin-px "
@@ -117,6 +150,37 @@ def _check_compress_arguments(args, output: Path) -> None:
             raise ValueError(f"--num-df must be >= 0, got {args.num_df}")
     if args.memory_mib is not None and not args.memory_mib > 0:
         raise ValueError(f"--memory-mib must be > 0 [MiB], got {args.memory_mib}")
+
+
+def suggest(args) -> int:
+    """``py4dstem-compressed suggest``: print (and save) the basis chosen from the data."""
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.core.sources import open_source
+
+    output = None if args.output is None else Path(args.output)
+    if output is not None and output.exists() and not args.overwrite:
+        raise FileExistsError(f"{output} exists; pass --overwrite to replace it")
+    options = dict(
+        max_values_per_pattern=args.max_values,
+        seed=args.seed,
+        mode=args.mode,
+        progress_bar=not args.quiet,
+    )
+    path = Path(args.input)
+    sample = np.load(path, mmap_mode="r") if path.suffix == ".npy" and path.is_file() else None
+    if sample is not None and sample.ndim == 3:  # a (N, Qx, Qy) pre-scan sample
+        basis = pc.suggest_basis(np.asarray(sample), **options)
+    else:
+        source = open_source(args.input, args.datapath)
+        try:
+            basis = pc.suggest_basis(source.data, **options)
+        finally:
+            source.close()
+    print(basis.describe())
+    if output is not None:
+        pc.save(output, basis, overwrite=args.overwrite)
+        print(f"saved to {output}: `py4dstem-compressed compress DATA --basis {output}` uses it")
+    return 0
 
 
 def info(args) -> int:

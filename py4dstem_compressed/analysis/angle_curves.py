@@ -63,26 +63,18 @@ def _jobs(geometry, datacube, families, counts, sampled: dict, smoothed: dict) -
     """``(region, family, basis)`` or ``(region, family, builder, count)`` for each point."""
     from py4dstem_compressed.bases.registry import build_basis
 
-    def grown(name, **fixed):
-        """Build a basis of the registry's family ``name`` with ``k`` masks where asked."""
-        return lambda k: build_basis(
-            name, geometry, datacube, **{key: k if v is None else v for key, v in fixed.items()}
-        )
+    def grown(name, vary, **fixed):
+        """Build a basis of the registry's family ``name`` with ``k`` masks in ``vary``."""
+        return lambda k: build_basis(name, geometry, datacube, **fixed, **{vary: k})
 
     builders = {
-        ("bf", "zernike"): grown("zernike", num_bf=None, num_df=1),
-        ("bf", "diffraction_pattern"): grown(
-            "diffraction_pattern", num_bf=None, num_df=1, **smoothed
-        ),
-        ("bf", "pca"): grown("pca", num_bf=None, num_df=1, **sampled),
-        ("df", "zernike"): grown("zernike", num_bf=1, num_df=None),
-        ("df", "zernike_m0"): grown(
-            "zernike", num_bf=1, num_df=None, df_rotationally_symmetric=True
-        ),
-        ("df", "diffraction_pattern"): grown(
-            "diffraction_pattern", num_bf=1, num_df=None, **smoothed
-        ),
-        ("df", "pca"): grown("pca", num_bf=1, num_df=None, **sampled),
+        ("bf", "zernike"): grown("zernike", "num_bf", num_df=1),
+        ("bf", "diffraction_pattern"): grown("diffraction_pattern", "num_bf", num_df=1, **smoothed),
+        ("bf", "pca"): grown("pca", "num_bf", num_df=1, **sampled),
+        ("df", "zernike"): grown("zernike", "num_df", num_bf=1),
+        ("df", "zernike_m0"): grown("zernike", "num_df", num_bf=1, df_rotationally_symmetric=True),
+        ("df", "diffraction_pattern"): grown("diffraction_pattern", "num_df", num_bf=1, **smoothed),
+        ("df", "pca"): grown("pca", "num_df", num_bf=1, **sampled),
     }
     jobs = []
     for family in families:

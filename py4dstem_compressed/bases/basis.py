@@ -21,10 +21,12 @@ from py4dstem_compressed.core.emd import (
     write_custom_node,
 )
 
-__all__ = ["Basis", "compression_ratio"]
+__all__ = ["SUGGESTION_KEY", "Basis", "compression_ratio", "describe_suggestion"]
 
 ORTHONORMALITY_TOLERANCE = 1e-5
 KINDS = ("binning", "zernike", "diffraction_pattern", "pca", "custom")
+#: Key of ``Basis.parameters`` holding the record of a suggested basis (``suggest_basis``)
+SUGGESTION_KEY = "suggestion"
 
 
 class Basis(Custom):
@@ -148,15 +150,22 @@ class Basis(Custom):
         return self.geometry.shape
 
     def describe(self) -> str:
-        """One line saying what the basis is."""
-        params = ", ".join(f"{k}={v}" for k, v in self.parameters.items())
-        return (
+        """What the basis is: one line, then why it was chosen for a suggested basis.
+
+        A basis from :func:`~py4dstem_compressed.suggest_basis` adds the record of its
+        choice: the budget, the noise estimate, the held-out angle curves [deg] of both
+        regions and the split chosen.
+        """
+        params = ", ".join(f"{k}={v}" for k, v in self.parameters.items() if k != SUGGESTION_KEY)
+        line = (
             f"{self.kind} basis: {self.num_bf} BF + {self.num_df} DF masks on a "
             f"{self.shape[0]}x{self.shape[1]} px detector ({params})"
         )
+        record = self.parameters.get(SUGGESTION_KEY)
+        return line if record is None else "\n".join([line, *describe_suggestion(record)])
 
     def __repr__(self) -> str:
-        return f"Basis({self.describe()})"
+        return f"Basis({self.describe().splitlines()[0]})"
 
     # ------------------------------------------------------------- validation
     def orthonormality_error(self) -> float:
@@ -286,3 +295,38 @@ def compression_ratio(basis: Basis) -> float:
     :class:`CompressedDataCube` stores.
     """
     return float(basis.geometry.num_pixels) / (basis.num_masks + 2)
+
+
+def describe_suggestion(record: dict) -> list[str]:
+    """Lines saying why :func:`~py4dstem_compressed.suggest_basis` chose a basis.
+
+    Parameters
+    ----------
+    record : dict
+        ``basis.parameters["suggestion"]`` (angles in degrees).
+
+    Returns
+    -------
+    list of str
+    """
+    noise, floor = record["noise_fraction"], record["noise_floor_deg"]
+    patterns = record["patterns"]
+    lines = [
+        f"suggested for at most {record['budget']} values per pattern ({record['mode']} mode): "
+        f"{record['num_bf']} BF + {record['num_df']} DF masks + 2 perpendicular norms = "
+        f"{record['values']} values, family {record['family']}",
+        f"  masks built from {patterns['masks_from']} patterns, angles measured on "
+        f"{patterns['held_out']} held-out ones",
+        f"  shot noise: {100 * noise['bf']:.1f}% of the BF energy, {100 * noise['df']:.1f}% of "
+        f"the DF energy (angle floors BF {floor['bf']:.1f} deg, DF {floor['df']:.1f} deg)",
+        "  mean held-out angle [deg] against the number of masks (count:angle):",
+    ]
+    for region in ("bf", "df"):
+        for family, points in record["angle_curves_deg"][region].items():
+            mark = "*" if family == record["family"] else " "
+            values = " ".join(f"{k}:{a:.1f}" for k, a in points)
+            lines.append(f"   {mark}{region.upper()} {family:<20}{values}")
+    scores = ", ".join(f"{f} {100 * s:.2f}%" for f, s in record["uncaptured_signal"].items())
+    lines.append(f"  uncaptured signal (BF + DF, % of each region's structure): {scores}")
+    lines.append(f"  rule: {record['rule']}")
+    return lines

@@ -385,9 +385,3 @@ def _dask_frames(data, start: int, stop: int):
         pieces.append(data[row, col : col + end - index])
         index = end
     return da.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-
-
-
-
-
-

@@ -320,5 +320,3 @@ def frame_statistics(
         edge_full = edge_w if has_edge else np.zeros((nx, ny), np.float32)
         cropped = _stats_python(frames, amplitude, (rows, cols), bf_w, edge_full, out)
     return out, cropped
-
-

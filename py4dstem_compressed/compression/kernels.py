@@ -48,8 +48,6 @@ CONSTANT_TOLERANCE = 1e-5
 MAX_CONSTANT_AS_DENSE = 8
 
 
-
-
 def _bounding_box(support: np.ndarray) -> tuple[slice, slice]:
     rows = np.flatnonzero(support.any(1))
     cols = np.flatnonzero(support.any(0))

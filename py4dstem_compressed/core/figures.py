@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ['image_panel', 'panel_grid']
+__all__ = ["image_panel", "panel_grid"]
 
 
 def panel_grid(num: int, ncols: int, panel_size: float = 1.6, layout: str | None = None):

@@ -1,0 +1,370 @@
+"""Choose a basis from the data: the family and the BF/DF mask counts within a value budget.
+
+:func:`suggest_basis` builds data-derived masks on one half of a sample of patterns, measures
+the mean basis angle of the other half for a range of mask counts per region
+(:func:`~py4dstem_compressed.analysis.angle_curves.angle_curves` with ``held_out=``), estimates
+how much of each region's energy is shot noise, and spends the budget where masks capture
+the most signal. The record of the choice is stored in ``basis.parameters["suggestion"]``
+and printed by ``basis.describe()``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
+from py4dstem_compressed.bases.basis import SUGGESTION_KEY, Basis
+from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.core.sources import data_array
+
+__all__ = ["shot_noise_fractions", "suggest_basis"]
+
+#: Families considered, in the order ties are broken (binning last: only if it wins)
+FAMILIES = ("zernike", "diffraction_pattern", "pca", "binning")
+#: Mask counts measured per region (capped by the budget)
+COUNTS = (1, 2, 3, 4, 6, 8, 10, 12, 15, 21, 28, 36, 45, 55, 66)
+#: Fewest values a suggestion can use: 1 BF + 1 DF mask + the 2 perpendicular norms
+MIN_VALUES = 4
+#: Fewest patterns: half build the masks, half measure them
+MIN_PATTERNS = 16
+#: Patterns read from a scan (a pre-scan sample is used whole up to this size)
+NUM_SAMPLES = 256
+#: BF gets at least the masks that capture this fraction of the signal its curve can capture
+FLAT_FRACTION = 0.9
+#: No more masks once one captures less than this fraction of its region's structure
+MIN_GAIN_PER_MASK = 0.01
+#: ... or less than this many times the shot noise it stores (power SNR of its coefficient)
+MIN_MASK_SNR = 4.0
+#: A family must leave this much less uncaptured structure to beat one listed before it
+TIE_MARGIN = 0.02
+#: Smoothing [px] separating pixel-to-pixel shot noise from the pattern's structure
+NOISE_SMOOTHING_PX = 1.0
+
+
+def _sample(datacube, num_samples: int, seed) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(N, Qx, Qy)`` float64 patterns and their scan positions (None for a 3D sample)."""
+    if isinstance(datacube, np.ndarray) and datacube.ndim == 3:
+        frames, positions = np.asarray(datacube, np.float64), None
+        if len(frames) > num_samples:
+            keep = np.sort(np.random.default_rng(seed).choice(len(frames), num_samples, False))
+            frames = frames[keep]
+    else:
+        data = data_array(datacube)
+        rx, ry = data.shape[:2]
+        count = min(num_samples, rx * ry)
+        flat = np.sort(np.random.default_rng(seed).choice(rx * ry, size=count, replace=False))
+        frames = np.stack([np.asarray(data[i // ry, i % ry], np.float64) for i in flat])
+        positions = np.stack([flat // ry, flat % ry], 1)
+    if len(frames) < MIN_PATTERNS:
+        raise ValueError(
+            f"suggest_basis needs at least {MIN_PATTERNS} patterns (half build the masks, half "
+            f"measure them), got {len(frames)}; record a larger sample"
+        )
+    if not np.all(np.isfinite(frames)):
+        raise ValueError(
+            "the sampled patterns contain NaN or inf; mask or replace those pixels first"
+        )
+    return frames, positions
+
+
+def shot_noise_fractions(
+    frames: np.ndarray, geometry: DetectorGeometry, mode: str = "amplitude"
+) -> dict:
+    """Fraction of each region's energy that is pixel-to-pixel (shot) noise, per region.
+
+    Each pattern (``sqrt(I)`` in amplitude mode) is smoothed inside its region by a Gaussian
+    of ``NOISE_SMOOTHING_PX``; the residual's energy, divided by what white noise of unit
+    variance leaves after the same smoothing (``1 - 2 k_0 + sum k^2`` for the kernel ``k``),
+    estimates the noise energy. Unit-free: scaling a pattern scales signal and noise alike.
+    Structure finer than the smoothing counts as noise, so this is an upper estimate.
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        ``(N, Qx, Qy)`` intensities (any unit).
+    geometry : DetectorGeometry
+        Detector regions.
+    mode : {"amplitude", "intensity"}
+        Noise of ``sqrt(I)`` or of ``I``.
+
+    Returns
+    -------
+    dict
+        ``{"bf": f, "df": f}``: mean over patterns of the noise fraction, in [0, 1].
+    """
+    from scipy.ndimage import gaussian_filter
+
+    from py4dstem_compressed.bases.data_derived import _smooth_in_region
+
+    delta = np.zeros((9, 9))
+    delta[4, 4] = 1.0
+    kernel = gaussian_filter(delta, NOISE_SMOOTHING_PX, mode="constant")
+    white = 1.0 - 2.0 * kernel[4, 4] + float((kernel**2).sum())
+    out = {}
+    for name, region in (("bf", geometry.bf), ("df", geometry.df)):
+        fractions = []
+        for frame in frames:
+            v = np.sqrt(np.clip(frame, 0, None)) if mode == "amplitude" else frame
+            energy = float((v[region] ** 2).sum())
+            if energy <= 0:
+                continue
+            residual = v - _smooth_in_region(v, region, NOISE_SMOOTHING_PX)
+            fractions.append(float((residual[region] ** 2).sum()) / white / energy)
+        out[name] = float(np.clip(np.mean(fractions), 0, 1)) if fractions else 0.0
+    return out
+
+
+def _signal_curve(ks, angles, noise: float, region_pixels: int) -> dict:
+    """``k -> `` uncaptured signal, as a fraction of the region's energy.
+
+    ``sin^2`` of the held-out angle is the uncaptured energy; white noise leaves all but
+    ``k / region_pixels`` of its share uncaptured, the rest is signal the masks missed.
+    """
+    return {
+        int(k): max(float(np.sin(a) ** 2) - noise * (1 - k / region_pixels), 0.0)
+        for k, a in zip(ks, angles)
+    }
+
+
+def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int, int] | None:
+    """BF and DF counts (keys of the curves) for at most ``masks`` masks, or None.
+
+    ``bf`` and ``df`` map counts to the uncaptured signal as a fraction of the region's
+    *structure* (the signal one uniform mask misses). BF first gets the fewest masks that
+    capture ``FLAT_FRACTION`` of what its curve captures within the budget (its curve has
+    flattened); then masks go, a step of a curve at a time, to the region whose step
+    captures the most structure per mask, while a mask captures at least
+    ``MIN_GAIN_PER_MASK`` of the structure and ``MIN_MASK_SNR`` times the noise it stores
+    (``noise_per_mask``, in the same units).
+    """
+    kd = min(df)
+    if min(bf) + kd > masks:
+        return None
+
+    def steps(curves, kb, kd):
+        found = [
+            ((curve[now] - curve[k]) / (k - now), region, k)
+            for region, curve, now in curves
+            for k in curve
+            if k > now and kb + kd + k - now <= masks
+        ]
+        floor = {r: max(MIN_GAIN_PER_MASK, MIN_MASK_SNR * n) for r, n in noise_per_mask.items()}
+        return [step for step in found if step[0] >= floor[step[1]]]
+
+    walk = [min(bf)]  # the BF curve's significant steps within the budget
+    while found := steps((("bf", bf, walk[-1]),), walk[-1], kd):
+        walk.append(max(found)[2])
+    goal = bf[walk[-1]] + (1 - FLAT_FRACTION) * (bf[walk[0]] - bf[walk[-1]])
+    kb = next(k for k in walk if bf[k] <= goal)
+    while found := steps((("bf", bf, kb), ("df", df, kd)), kb, kd):
+        _, region, k = max(found)
+        kb, kd = (k, kd) if region == "bf" else (kb, k)
+    return kb, kd
+
+
+def _region_curves(curves: AngleCurves, family: str, noise: dict, geometry) -> tuple:
+    """The family's BF and DF uncaptured signal [fraction of the structure] and noise per mask.
+
+    The structure is the signal a uniform mask misses (Zernike's first mask, the same for
+    every family but binning); the DF's one-mask point is that uniform mask for all.
+    """
+    out, per_mask = [], {}
+    for region in ("bf", "df"):
+        pixels = int(getattr(geometry, region).sum())
+        uniform = _signal_curve(
+            [1], [getattr(curves, region)["zernike"][1][0]], noise[region], pixels
+        )[1]
+        ks, angles = getattr(curves, region).get(family, ((), ()))
+        points = dict(zip((int(k) for k in ks), angles))
+        if region == "df":
+            points.setdefault(1, curves.df["zernike"][1][0])
+        signal = _signal_curve(list(points), list(points.values()), noise[region], pixels)
+        scale = 1.0 / uniform if uniform > 0 else 0.0
+        out.append({k: v * scale for k, v in signal.items()})
+        per_mask[region] = noise[region] / pixels * scale
+    return out[0], out[1], per_mask
+
+
+def _choose(curves: AngleCurves, noise: dict, geometry, masks: int) -> tuple[str, int, int, dict]:
+    """The family and counts leaving the least uncaptured structure (BF + DF fractions)."""
+    scores, picks = {}, {}
+    for family in FAMILIES:
+        if family not in curves.bf:
+            continue
+        bf, df, noise_per_mask = _region_curves(curves, family, noise, geometry)
+        counts = _allocate(bf, df, masks, noise_per_mask) if bf and df else None
+        if counts is None:
+            continue
+        picks[family] = counts
+        scores[family] = bf[counts[0]] + df[counts[1]]
+    if not scores:
+        raise ValueError(
+            f"no family fits {masks} masks on this detector; raise max_values_per_pattern"
+        )
+    chosen = next(iter(scores))
+    for family, score in scores.items():
+        if score < scores[chosen] - TIE_MARGIN:
+            chosen = family
+    return chosen, *picks[chosen], scores
+
+
+def _binning_widths(geometry, num_bf: int, num_df: int) -> dict:
+    """``bf_bin`` and ``df_bin`` [px] of the binning basis with these counts."""
+    from py4dstem_compressed.analysis.angle_curves import _bin_sizes_for_counts
+    from py4dstem_compressed.bases.registry import build_basis
+
+    widths = {"bf_bin": None, "df_bin": None}
+    for size in _bin_sizes_for_counts(geometry, "bf", num_bf):
+        if build_basis("binning", geometry, bf_bin=size).num_bf == num_bf:
+            widths["bf_bin"] = size
+    if num_df > 1:
+        for size in _bin_sizes_for_counts(geometry, "df", num_df):
+            if build_basis("binning", geometry, bf_bin=1, df_bin=size).num_df == num_df:
+                widths["df_bin"] = size
+    return widths
+
+
+def _build(family, geometry, sample, num_bf, num_df, seed, mode) -> Basis:
+    from py4dstem_compressed.bases.registry import basis_family, build_basis
+
+    if family == "binning":
+        return build_basis("binning", geometry, **_binning_widths(geometry, num_bf, num_df))
+    if not basis_family(family).needs_data:
+        return build_basis(family, geometry, num_bf=num_bf, num_df=num_df)
+    return build_basis(
+        family, geometry, sample, num_bf=num_bf, num_df=num_df, seed=seed, mode=mode, descan=None
+    )
+
+
+def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
+    """The JSON-serialisable record of a suggestion (angles in degrees)."""
+    as_deg = {
+        region: {
+            family: [[int(k), round(float(np.degrees(a)), 3)] for k, a in zip(*curve)]
+            for family, curve in getattr(curves, region).items()
+        }
+        for region in ("bf", "df")
+    }
+    floor = {r: round(float(np.degrees(np.arcsin(np.sqrt(f)))), 3) for r, f in noise.items()}
+    return {
+        **fields,
+        "noise_fraction": {r: round(f, 5) for r, f in noise.items()},
+        "noise_floor_deg": floor,
+        "uncaptured_signal": {f: round(float(s), 5) for f, s in scores.items()},
+        "angle_curves_deg": as_deg,
+        "rule": (
+            "held-out mean angles; uncaptured signal = sin^2(angle) - noise the masks cannot "
+            "capture, as a fraction of the region's structure (what one uniform mask misses); "
+            "BF first gets the masks that capture 90% of what its curve captures, then masks "
+            "go where they capture the most structure per mask while a mask captures >= 1% "
+            "of it and >= 4x the noise it stores; least uncaptured structure wins, binning "
+            "only if better"
+        ),
+    }
+
+
+def suggest_basis(
+    datacube,
+    geometry: DetectorGeometry | None = None,
+    max_values_per_pattern: int = 40,
+    seed: int | None = None,
+    *,
+    mode: str = "amplitude",
+    num_samples: int = NUM_SAMPLES,
+    progress_bar: bool = True,
+) -> Basis:
+    """Choose the basis family and the BF/DF mask counts from the data, within a budget.
+
+    The rule: spend masks where they reduce the uncaptured *signal* most, not the noise.
+
+    1. A sample of up to ``num_samples`` patterns is split in two random halves: data-derived
+       masks (diffraction patterns, PCA) are built from one, and the mean basis angle of each
+       region is measured on the other (held out), for mask counts from 1 up to the budget.
+       Without holding out, data-derived masks would fit the sample's own noise.
+    2. The shot-noise fraction ``f`` of each region's energy is estimated, unit-free, from the
+       difference between each pattern and a smoothed copy (:func:`shot_noise_fractions`).
+       ``sin^2`` of a region's angle is its uncaptured energy; minus the noise the masks
+       cannot capture, ``f (1 - k / pixels)``, it is the uncaptured signal. The noise floor
+       of the angle is ``arcsin(sqrt(f))``. Signals are compared as fractions of the region's
+       *structure*: the signal one uniform mask (the region's total) misses.
+    3. BF gets at least enough masks for its curve to flatten (90% of the structure its curve
+       captures within the budget, counting only significant steps). The remaining masks go,
+       a step of a curve at a time, to the region where they capture the most structure per
+       mask, while a mask captures at least 1% of it and at least 4 times the shot noise it
+       stores (``f / pixels`` per mask: the power SNR of its coefficient >= 4). The DF
+       carries the finest object detail of thin specimens: while its angle stays well above
+       its noise floor it keeps getting masks (more DF masks); a DF that is nearly all noise
+       keeps its one uniform mask. Unused budget is left unused.
+    4. The family that leaves the least uncaptured structure (BF + DF) wins; a later family
+       in (zernike, diffraction_pattern, pca, binning) must beat an earlier one by 0.02, so
+       binning is chosen only if it wins.
+
+    Every stored value counts: ``num_bf + num_df + 2`` (perpendicular norms)
+    ``<= max_values_per_pattern``.
+
+    Parameters
+    ----------
+    datacube : py4DSTEM.DataCube or array-like
+        A scan ``(Rx, Ry, Qx, Qy)`` (``num_samples`` random patterns are read) or a sample of
+        patterns recorded before the acquisition, ``(N, Qx, Qy)`` or ``(Rx, Ry, Qx, Qy)``;
+        intensities in any unit (counts, scaled counts, normalised).
+    geometry : DetectorGeometry, optional
+        Detector regions; default ``DetectorGeometry.from_datacube`` of the sample.
+    max_values_per_pattern : int
+        Budget of stored values per pattern (masks + 2 norms), at least 4.
+    seed : int, optional
+        Seed of the sample, its split and the data-derived masks.
+    mode : {"amplitude", "intensity"}
+        The compression mode the basis is for.
+    num_samples : int
+        Most patterns read.
+    progress_bar : bool
+        Show the progress of the angle curves.
+
+    Returns
+    -------
+    Basis
+        Built on the whole sample; ``parameters["suggestion"]`` records the curves [deg],
+        the noise estimate, the budget and the choice (``describe()`` prints them).
+
+    Raises
+    ------
+    ValueError
+        For a budget under 4 values, fewer than 16 patterns, NaN or inf in the patterns.
+    """
+    if int(max_values_per_pattern) != max_values_per_pattern or max_values_per_pattern < 4:
+        raise ValueError(
+            f"max_values_per_pattern must be an integer >= {MIN_VALUES} (1 BF + 1 DF mask + 2 "
+            f"perpendicular norms), got {max_values_per_pattern}"
+        )
+    frames, positions = _sample(datacube, num_samples, seed)
+    sample = frames[:, None]  # (N, 1, Qx, Qy): a scan of one column
+    geometry = geometry or DetectorGeometry.from_datacube(sample, seed=seed)
+    masks = int(max_values_per_pattern) - 2
+    order = np.random.default_rng(seed).permutation(len(frames))
+    train, test = sample[np.sort(order[::2])], sample[np.sort(order[1::2])]
+    counts = [k for k in COUNTS if k < masks] or [1]
+    curves = angle_curves(
+        train, geometry, counts, FAMILIES, len(train), mode, seed, progress_bar, test, None
+    )
+    noise = shot_noise_fractions(frames, geometry, mode)
+    family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)
+    basis = _build(family, geometry, sample, num_bf, num_df, seed, mode)
+    record = _record(
+        curves,
+        noise,
+        scores,
+        budget=int(max_values_per_pattern),
+        values=num_bf + num_df + 2,
+        family=family,
+        num_bf=num_bf,
+        num_df=num_df,
+        patterns={"masks_from": len(train), "held_out": len(test)},
+        seed=seed,
+        mode=mode,
+    )
+    used = basis.positions
+    if positions is not None and used is not None:
+        used = positions[used[:, 0]]  # sample index -> scan position
+    parameters = {**basis.parameters, SUGGESTION_KEY: record}
+    return Basis(basis.masks, num_bf, num_df, geometry, basis.kind, parameters, used, basis.mode)

@@ -1,0 +1,159 @@
+"""suggest_basis: the family and BF/DF split chosen from held-out angles within a budget."""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import py4dstem_compressed as pc
+from py4dstem_compressed.simulation.synthetic import synthetic_datacube
+
+
+def _choice(basis):
+    record = basis.parameters["suggestion"]
+    return record["family"], basis.num_bf, basis.num_df
+
+
+@pytest.fixture(scope="module")
+def noisy():
+    """8x8 scan, 32x32 px, with Poisson noise: counts."""
+    return synthetic_datacube(scan_shape=(8, 8), detector_size=32, electrons_per_pattern=1e4)
+
+
+def _dark_field_scan(structured: bool, seed: int = 0) -> np.ndarray:
+    """``(64, 32, 32)`` counts: a BF disk with a moving tilt, and a DF either holding bright
+    spots at angles that change from pattern to pattern (strong azimuthal structure) or
+    nearly empty (a faint radial fall-off a few counts strong)."""
+    rng = np.random.default_rng(seed)
+    q = np.indices((32, 32)) - 15.5
+    r, phi = np.hypot(*q), np.arctan2(*q)
+    frames = []
+    for i in range(64):
+        bf = (r < 8) * 400 * (1 + 0.3 * np.cos(phi - i) * r / 8)
+        if structured:
+            angles = rng.uniform(0, 2 * np.pi, 3)
+            df = sum(
+                300 * np.exp(-((q[0] - 11 * np.cos(a)) ** 2 + (q[1] - 11 * np.sin(a)) ** 2) / 4)
+                for a in angles
+            )
+        else:
+            df = 0.02 * np.exp(-(r - 8) / 4)
+        frames.append(rng.poisson(bf + df * (r >= 8)).astype(np.float64))
+    return np.stack(frames)
+
+
+@pytest.mark.parametrize("budget", [12, 20, 40])
+def test_respects_the_budget_of_values(noisy, budget):
+    basis = pc.suggest_basis(noisy.datacube, max_values_per_pattern=budget, seed=0)
+    record = basis.parameters["suggestion"]
+    assert basis.num_bf + basis.num_df + 2 <= budget
+    assert record["values"] == basis.num_masks + 2
+    assert basis.num_bf >= 1 and basis.num_df >= 1
+    assert basis.orthonormality_error() < 1e-5
+
+
+def test_more_dark_field_masks_when_the_dark_field_angle_stays_large():
+    structured = pc.suggest_basis(_dark_field_scan(True), max_values_per_pattern=40, seed=0)
+    empty = pc.suggest_basis(_dark_field_scan(False), max_values_per_pattern=40, seed=0)
+    floor_s = structured.parameters["suggestion"]["noise_floor_deg"]["df"]
+    floor_e = empty.parameters["suggestion"]["noise_floor_deg"]["df"]
+    assert floor_e > 60 > floor_s  # the empty DF is mostly shot noise
+    assert structured.num_df >= 4
+    assert empty.num_df < structured.num_df
+    assert empty.num_df <= 2
+
+
+def test_same_choice_for_counts_scaled_counts_and_normalised_data(noisy):
+    counts = np.asarray(noisy.datacube.data, np.float64)
+    variants = {
+        "counts": counts,
+        "counts x 3.1": counts * 3.1,
+        "total 1": counts / counts.sum(),
+        "each pattern total 1": counts / counts.sum(axis=(2, 3), keepdims=True),
+    }
+    choices = {
+        name: _choice(pc.suggest_basis(data, max_values_per_pattern=20, seed=1))
+        for name, data in variants.items()
+    }
+    assert len(set(choices.values())) == 1, choices
+
+
+def test_noise_fraction_follows_the_dose():
+    """Poisson noise of sqrt(I) has variance 1/4 per pixel: fraction = pixels / (4 counts)."""
+    rng = np.random.default_rng(0)
+    for level in (20.0, 500.0):
+        frames = rng.poisson(np.full((16, 32, 32), level)).astype(float)
+        geometry = pc.DetectorGeometry((32, 32), (15.5, 15.5), 8.0)
+        fractions = pc.analysis.basis_suggestion.shot_noise_fractions(frames, geometry)
+        assert fractions["bf"] == pytest.approx(1 / (4 * level), rel=0.15)
+        assert fractions["df"] == pytest.approx(1 / (4 * level), rel=0.15)
+
+
+def test_describe_says_why(noisy):
+    basis = pc.suggest_basis(noisy.datacube, max_values_per_pattern=20, seed=0)
+    text = basis.describe()
+    record = basis.parameters["suggestion"]
+    assert "at most 20 values per pattern" in text
+    assert f"{basis.num_bf} BF + {basis.num_df} DF masks + 2 perpendicular norms" in text
+    assert f"family {record['family']}" in text
+    assert "shot noise" in text and "deg" in text
+    for region in ("BF", "DF"):
+        assert f"*{region} {record['family']}" in text  # the chosen family's curves
+    k, angle = record["angle_curves_deg"]["df"][record["family"]][0]
+    assert f"{k}:{angle:.1f}" in text
+    plain = pc.zernike_basis(basis.geometry, 6, 1)
+    assert "\n" not in plain.describe()
+    assert "\n" not in repr(basis)
+
+
+def test_three_dimensional_sample_and_errors(noisy):
+    frames = np.asarray(noisy.datacube.data).reshape(64, 32, 32)
+    basis = pc.suggest_basis(frames, max_values_per_pattern=12, seed=0, progress_bar=False)
+    assert basis.num_masks + 2 <= 12
+    with pytest.raises(ValueError, match=">= 4"):
+        pc.suggest_basis(frames, max_values_per_pattern=3)
+    with pytest.raises(ValueError, match="at least 16 patterns"):
+        pc.suggest_basis(frames[:10])
+    bad = frames.copy()
+    bad[3, 4, 5] = np.nan
+    with pytest.raises(ValueError, match="NaN or inf"):
+        pc.suggest_basis(bad)
+
+
+def test_record_survives_save_and_read_in_a_fresh_process(noisy, tmp_path):
+    basis = pc.suggest_basis(noisy.datacube, max_values_per_pattern=20, seed=0)
+    path = tmp_path / "basis.h5"
+    pc.save(path, basis)
+    code = f"""
+        import py4DSTEM, py4dstem_compressed as pc
+        basis = py4DSTEM.read({str(path)!r})
+        print(basis.describe())
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == basis.describe()
+
+
+def test_command_line_suggest(noisy, tmp_path):
+    data = tmp_path / "scan.npy"
+    np.save(data, np.asarray(noisy.datacube.data))
+    out = tmp_path / "basis.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "py4dstem_compressed_cli", "suggest", str(data), "--max-values",
+         "16", "--seed", "0", "--output", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "at most 16 values per pattern" in result.stdout
+    compressed = tmp_path / "scan_compressed.h5"
+    result = subprocess.run(
+        [sys.executable, "-m", "py4dstem_compressed_cli", "compress", str(data), "-o",
+         str(compressed), "--basis", str(out), "--quiet"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert pc.read_compressed(compressed).basis.parameters["suggestion"]["budget"] == 16
