@@ -26,13 +26,17 @@ __all__ = [
 #: Seed of every random choice the demo makes besides the simulation's own: the synthetic
 #: data, the patterns sampled for diffraction-pattern/PCA bases and for the angle curves.
 SEED = 0
+#: Budget of stored values per pattern (masks + 2 norms) of the demo's suggested basis
+SUGGESTED_VALUES = 40
 
 
 def default_variants(geometry) -> list[tuple[str, dict]]:
     """The basis variants the demo compares: ``(label, spec)`` pairs.
 
     The binning width is chosen so the BF disk holds about 45 bins, as the
-    paper's 7 px bins did on its detector.
+    paper's 7 px bins did on its detector. The last variant is the basis
+    :func:`~py4dstem_compressed.suggest_basis` chooses from the data for at most
+    ``SUGGESTED_VALUES`` values per pattern (Zernike 36+1 stores 39).
     """
     bin_px = max(1, round(geometry.bf_radius * np.sqrt(np.pi / 45)))
     return [
@@ -45,15 +49,23 @@ def default_variants(geometry) -> list[tuple[str, dict]]:
         ("diffraction-pattern 15+1", {"family": "diffraction_pattern", "num_bf": 15}),
         ("diffraction-pattern 8+1", {"family": "diffraction_pattern", "num_bf": 8}),
         ("PCA 15+1", {"family": "pca", "num_bf": 15}),
+        (
+            f"suggested (<= {SUGGESTED_VALUES} values)",
+            {"family": "suggested", "max_values_per_pattern": SUGGESTED_VALUES},
+        ),
     ]
 
 
 def build_basis(spec: dict, datacube, geometry, mode: str = "amplitude", seed: int = SEED):
     """Build a basis from a variant spec (see :func:`default_variants`)."""
+    from py4dstem_compressed.analysis.basis_suggestion import suggest_basis
     from py4dstem_compressed.bases.registry import basis_family, build_basis
 
     spec = dict(spec)
-    family = basis_family(spec.pop("family"))
+    name = spec.pop("family")
+    if name == "suggested":
+        return suggest_basis(datacube, geometry, seed=seed, mode=mode, progress_bar=False, **spec)
+    family = basis_family(name)
     if family.needs_data:
         spec.update(seed=seed, mode=mode)
     return build_basis(family.name, geometry, datacube, **spec)

@@ -13,6 +13,8 @@ def test_demo_on_builtin_data(tmp_path, capsys):
     assert "zernike 36+1" in out and "diffraction-pattern 15+1" in out
     rows = json.loads((tmp_path / "metrics.json").read_text())["basis_survey"]
     assert {r["variant"] for r in rows} >= {"zernike 36+1", "PCA 15+1"}
+    suggested = next(r for r in rows if r["variant"] == "suggested (<= 40 values)")
+    assert suggested["num_bf"] + suggested["num_df"] + 2 <= 40
     for row in rows:
         assert row["compression_ratio"] == 64 * 64 / (row["num_bf"] + row["num_df"] + 2)
         assert 0 <= row["mean_bf_angle_deg"] < 90
