@@ -91,6 +91,20 @@ def test_noise_fraction_follows_the_dose():
         assert fractions["df"] == pytest.approx(1 / (4 * level), rel=0.15)
 
 
+def test_noise_floor_of_noise_free_data_stays_below_the_held_out_angles(datacube):
+    """Noise is independent of masks built from other patterns: of a fraction f of a region's
+    energy, k masks capture k / pixels, so sin^2(angle) >= f (1 - k / pixels) everywhere."""
+    basis = pc.suggest_basis(datacube, max_values_per_pattern=40, seed=0)
+    record = basis.parameters["suggestion"]
+    for region in ("bf", "df"):
+        f = record["noise_fraction"][region]
+        pixels = int(getattr(basis.geometry, region).sum())
+        for curve in record["angle_curves_deg"][region].values():
+            for k, angle in curve:
+                assert np.sin(np.radians(angle)) ** 2 >= f * (1 - k / pixels) - 1e-4
+        assert f <= record["smoothing_noise_fraction"][region]
+
+
 def test_describe_says_why(noisy):
     basis = pc.suggest_basis(noisy.datacube, max_values_per_pattern=20, seed=0)
     text = basis.describe()

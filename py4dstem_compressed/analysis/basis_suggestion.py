@@ -114,6 +114,27 @@ def shot_noise_fractions(
     return out
 
 
+def _held_out_cap(noise: dict, curves: AngleCurves, geometry) -> dict:
+    """The noise fractions, at most what the held-out angles leave room for.
+
+    Noise of a held-out pattern is independent of masks built from other patterns, so at
+    ``k`` masks at least ``f (1 - k / pixels)`` of the region's energy stays uncaptured:
+    ``f <= sin^2(angle) / (1 - k / pixels)`` at every point of every curve. Structure finer
+    than the smoothing (noise-free data) would otherwise pass for noise.
+    """
+    capped = {}
+    for region, fraction in noise.items():
+        pixels = int(getattr(geometry, region).sum())
+        bounds = [
+            float(np.sin(a) ** 2) / (1 - k / pixels)
+            for ks, angles in getattr(curves, region).values()
+            for k, a in zip(ks, angles)
+            if k < pixels
+        ]
+        capped[region] = min([fraction, *bounds])
+    return capped
+
+
 def _signal_curve(ks, angles, noise: float, region_pixels: int) -> dict:
     """``k -> `` uncaptured signal, as a fraction of the region's energy.
 
@@ -347,7 +368,8 @@ def suggest_basis(
     curves = angle_curves(
         train, geometry, counts, FAMILIES, len(train), mode, seed, progress_bar, test, None
     )
-    noise = shot_noise_fractions(frames, geometry, mode)
+    smoothed = shot_noise_fractions(frames, geometry, mode)
+    noise = _held_out_cap(smoothed, curves, geometry)
     family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)
     basis = _build(family, geometry, sample, num_bf, num_df, seed, mode)
     record = _record(
@@ -362,6 +384,7 @@ def suggest_basis(
         patterns={"masks_from": len(train), "held_out": len(test)},
         seed=seed,
         mode=mode,
+        smoothing_noise_fraction={r: round(f, 5) for r, f in smoothed.items()},
     )
     used = basis.positions
     if positions is not None and used is not None:

@@ -319,8 +319,14 @@ def describe_suggestion(record: dict) -> list[str]:
         f"{patterns['held_out']} held-out ones",
         f"  shot noise: {100 * noise['bf']:.1f}% of the BF energy, {100 * noise['df']:.1f}% of "
         f"the DF energy (angle floors BF {floor['bf']:.1f} deg, DF {floor['df']:.1f} deg)",
-        "  mean held-out angle [deg] against the number of masks (count:angle):",
     ]
+    smoothed = record.get("smoothing_noise_fraction")
+    if smoothed is not None:
+        lines.append(
+            f"  (smoothing estimate BF {100 * smoothed['bf']:.1f}%, DF {100 * smoothed['df']:.1f}%,"
+            " at most what the held-out angles leave room for)"
+        )
+    lines.append("  mean held-out angle [deg] against the number of masks (count:angle):")
     for region in ("bf", "df"):
         for family, points in record["angle_curves_deg"][region].items():
             mark = "*" if family == record["family"] else " "
