@@ -6,7 +6,8 @@ mask made from one pattern (or from the principal components of a few hundred
 intensities are denoised by projecting them on the leading principal components of a
 sample, after scaling for Poisson noise (Keenan & Kotula, Surf. Interface Anal. 36, 203
 (2004): divide by the square roots of the pixel and pattern means, so that the noise has
-about the same variance everywhere). How many components carry signal is the optimal hard
+about the same variance everywhere; a pattern's mean is floored at ``ROW_FLOOR_FRACTION``
+of the sample's mean). How many components carry signal is the optimal hard
 threshold of the singular values for noise of unknown level (Gavish & Donoho, IEEE Trans.
 Inf. Theory 60, 5040 (2014)): no parameter to tune, and a noise-free sample keeps
 (nearly) all its components. The amplitude ``sqrt(I)`` is taken only after denoising:
@@ -38,6 +39,10 @@ __all__ = [
     "gavish_donoho_omega",
 ]
 
+#: A pattern's mean is floored at this fraction of the sample's mean before it scales the
+#: pattern: a pattern holding one or two electrons would otherwise be scaled up into a spike
+#: that the threshold takes for signal (measured on 12 DF electrons per pattern).
+ROW_FLOOR_FRACTION = 0.25
 #: Singular values below this fraction of the largest are numerically zero.
 RANK_TOLERANCE = 1e-6
 
@@ -130,7 +135,7 @@ def fit_intensity_subspace(samples: np.ndarray) -> IntensitySubspace:
     if x.ndim != 2 or x.shape[0] == 0:
         raise ValueError(f"need a (patterns, pixels) sample, got shape {x.shape}")
     pixel_scale = np.sqrt(x.mean(axis=0))
-    row_scale = np.sqrt(x.mean(axis=1))
+    row_scale = np.sqrt(np.maximum(x.mean(axis=1), ROW_FLOOR_FRACTION * x.mean()))
     scaled = np.where(pixel_scale > 0, x / np.where(pixel_scale > 0, pixel_scale, 1.0), 0.0)
     scaled /= np.where(row_scale > 0, row_scale, 1.0)[:, None]
     _, s, vt = np.linalg.svd(scaled, full_matrices=False)
