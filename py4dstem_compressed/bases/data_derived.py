@@ -179,12 +179,12 @@ def diffraction_pattern_basis(
         With ``num_df > 1``, build the DF masks from denoised patterns (default): the DF
         intensities of each sampled pattern are projected on the leading Poisson-scaled
         principal components of ``DF_DENOISE_SAMPLES`` random patterns (as many as stand
-        above the noise, found without a parameter; see
+        above the noise, found without a parameter, and at least ``num_df``; see
         :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode, without
         smoothing. At a realistic dose one pattern's DF part is mostly shot noise, and
         masks made from it span that noise (the README's benchmark section gives the
-        measured effect). When the signal components give fewer than ``num_df``
-        independent patterns, more components are kept; the number used is
+        measured effect). When these components give fewer than ``num_df``
+        independent patterns, more are kept; the number used is
         ``parameters["df_rank"]`` (None: patterns as recorded). False: smoothed raw DF
         parts, as the BF masks (the behaviour of 0.1).
 
@@ -297,13 +297,16 @@ def pca_basis(
     denoise_df : bool
         With ``num_df > 1``, take the DF components of the denoised sample (default): its
         DF intensities projected on their leading Poisson-scaled principal components (as
-        many as stand above the noise, found without a parameter; see
+        many as stand above the noise, found without a parameter, and at least ``num_df``; see
         :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode. Components of
         ``sqrt(counts)`` at a realistic dose follow the shot noise (and ``sqrt`` of sparse
         counts is a biased amplitude). When the denoised sample has rank below
         ``num_df``, more components are kept; the number used is
         ``parameters["df_rank"]`` (None: the sample as recorded). False: components of
-        the raw sample (the behaviour of 0.1).
+        the raw sample (the behaviour of 0.1). Applies in amplitude mode only: in intensity
+        mode the principal components of the sample already are its least-squares
+        denoised subspace (measured: denoising it again makes them worse), and
+        ``parameters["denoise_df"]`` is False.
 
     Returns
     -------
@@ -331,7 +334,9 @@ def pca_basis(
         "num_samples": count,
         "seed": seed,
         "mode": mode,
-        "denoise_df": bool(denoise_df),
+        # in intensity mode the components of the sample already are its least-squares
+        # denoised subspace (measured: denoising it again makes them worse)
+        "denoise_df": bool(denoise_df) and mode == "amplitude",
     }
     if num_df <= 1:
         df = uniform_df_masks(geometry, num_df)
@@ -339,7 +344,7 @@ def pca_basis(
         region_pixels(geometry.df, "dark-field")
         df = np.zeros((num_df, *geometry.shape))
         df_parts = intensities[:, geometry.df]
-        if denoise_df:
+        if params["denoise_df"]:
             df[:, geometry.df], params["df_rank"] = denoised_components(df_parts, num_df, mode)
         else:
             df_parts = in_mode(np.clip(df_parts, 0, None), mode)

@@ -104,14 +104,14 @@ class IntensitySubspace:
         kept = self.components[:rank]
         return np.clip((scaled @ kept.T) @ kept * self.pixel_scale, 0.0, None)
 
-    def ranks_to_try(self) -> list[int]:
-        """Ranks from the signal rank (at least 1), doubled up to all components.
+    def ranks_to_try(self, minimum: int = 1) -> list[int]:
+        """Ranks from the signal rank (at least ``minimum``), doubled up to all components.
 
         A mask family may need more independent patterns than the signal rank gives (more
         masks than signal components); the caller tries the ranks in order.
         """
         total = len(self.components)
-        rank = max(1, min(self.signal_rank, total))
+        rank = max(1, min(max(self.signal_rank, minimum), total))
         ranks = [rank]
         while ranks[-1] < total:
             ranks.append(min(2 * ranks[-1], total))
@@ -151,13 +151,13 @@ def fit_intensity_subspace(samples: np.ndarray) -> IntensitySubspace:
 def denoised_gram_schmidt(
     data, region, count, sample, stream, mode, shifts_px
 ) -> tuple[np.ndarray, list[tuple[int, int]], int | None]:
-    """DF masks: Gram-Schmidt of sampled patterns denoised on a sample's signal components.
+    """DF masks: Gram-Schmidt of sampled patterns denoised on a sample's leading components.
 
     Each pattern of ``stream()`` is replaced by its projection on the leading
     Poisson-scaled principal components of the intensities at the ``sample`` positions
-    (:mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode. When the signal
-    rank gives fewer than ``count`` independent patterns it is doubled, up to all
-    components, then the patterns are used as recorded. Returns the masks, the positions
+    (the signal rank, at least ``count``), then taken to the mode. When they give fewer
+    than ``count`` independent patterns the rank is doubled, up to all components, then
+    the patterns are used as recorded. Returns the masks, the positions
     used and the rank (None: not denoised).
     """
     intensities = region_intensities(data, sample, region, shifts_px)
@@ -174,7 +174,7 @@ def denoised_gram_schmidt(
 
         return vector
 
-    ranks = [*subspace.ranks_to_try(), None]
+    ranks = [*subspace.ranks_to_try(count), None]
     for rank in ranks:
         try:
             masks, used = gram_schmidt_of_vectors(
@@ -190,7 +190,7 @@ def denoised_gram_schmidt(
 def denoised_components(intensities, count, mode) -> tuple[np.ndarray, int | None]:
     """DF principal components of the denoised sample, with the rank used (None: raw)."""
     subspace = fit_intensity_subspace(intensities)
-    for rank in [*subspace.ranks_to_try(), None]:
+    for rank in [*subspace.ranks_to_try(count), None]:
         denoised = (
             np.clip(intensities, 0, None) if rank is None else subspace.denoise(intensities, rank)
         )
