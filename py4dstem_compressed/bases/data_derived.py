@@ -10,7 +10,7 @@ signal, what an annular dark-field detector measures.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from itertools import islice
 
 import numpy as np
 
@@ -21,73 +21,28 @@ from py4dstem_compressed.bases.assembly import (
     uniform_df_masks,
 )
 from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.denoise import denoised_components, denoised_gram_schmidt
 from py4dstem_compressed.bases.descan import descan_shifts
 from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.bases.sampling import (
+    check_detector,
+    gram_schmidt_of_vectors,
+    in_mode,
+    position_stream,
+    principal_components,
+    read_pattern,
+)
 from py4dstem_compressed.core.backend import check_mode
 from py4dstem_compressed.core.sources import data_array
 
 __all__ = ["default_smoothing_px", "diffraction_pattern_basis", "pca_basis"]
 
-#: A sampled pattern is skipped when the part of it orthogonal to the masks
-#: accepted so far is below this fraction of its norm (nearly dependent).
-DEPENDENCE_TOLERANCE = 1e-3
+#: Patterns sampled (at random, seeded) for the denoising subspace of the DF masks of
+#: :func:`diffraction_pattern_basis`: the size of the paper's PCA sample.
+DF_DENOISE_SAMPLES = 320
 
 
 # --------------------------------------------------------- data-derived bases
-def _check_detector(data, geometry: DetectorGeometry) -> None:
-    if tuple(data.shape[2:]) != geometry.shape:
-        raise ValueError(
-            f"the geometry describes a {geometry.shape} px detector but the data has "
-            f"{tuple(data.shape[2:])} px patterns"
-        )
-
-
-def _position_stream(
-    scan_shape: tuple[int, int], seed: int | None, positions
-) -> Iterator[tuple[int, int]]:
-    if positions is not None:
-        pos = np.asarray(positions, dtype=np.int64).reshape(-1, 2)
-        if (pos < 0).any() or (pos >= np.array(scan_shape)).any():
-            raise ValueError(f"positions must lie inside the {scan_shape} scan")
-        yield from (tuple(p) for p in pos)
-        return
-    order = np.random.default_rng(seed).permutation(scan_shape[0] * scan_shape[1])
-    for i in order:
-        yield int(i // scan_shape[1]), int(i % scan_shape[1])
-
-
-def _pattern(data, position: tuple[int, int], mode: str, shifts_px=None) -> np.ndarray:
-    """One sampled pattern, moved into the frame of the disk by its descan shift."""
-    frame = np.asarray(data[position[0], position[1]], dtype=np.float64)
-    if not np.all(np.isfinite(frame)):
-        raise ValueError(f"the pattern at scan position {position} contains NaN or inf")
-    if shifts_px is not None:  # the masks move by +s with the disk: the pattern by -s
-        shift = shifts_px[position[0], position[1]]
-        if shift.any():
-            frame = np.roll(frame, (-int(shift[0]), -int(shift[1])), axis=(0, 1))
-    return np.sqrt(np.clip(frame, 0, None)) if mode == "amplitude" else frame
-
-
-class _GramSchmidt:
-    """Incremental Gram-Schmidt with one re-orthogonalisation pass ("twice is enough")."""
-
-    def __init__(self, size: int) -> None:
-        self.rows = np.zeros((0, size))
-
-    def add(self, vector: np.ndarray) -> bool:
-        norm = np.linalg.norm(vector)
-        if norm == 0:
-            return False
-        v = vector.copy()
-        for _ in range(2):
-            v -= self.rows.T @ (self.rows @ v)
-        residual = np.linalg.norm(v)
-        if residual < DEPENDENCE_TOLERANCE * norm:
-            return False
-        self.rows = np.vstack([self.rows, v / residual])
-        return True
-
-
 #: default smoothing of :func:`diffraction_pattern_basis`, as a fraction of the BF radius
 SMOOTHING_BF_RADIUS_FRACTION = 0.25
 
@@ -123,26 +78,11 @@ def _gram_schmidt_from_stream(
     smoothing_px: float = 0,
     shifts_px=None,
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    gs = _GramSchmidt(int(region.sum()))
-    accepted: list[tuple[int, int]] = []
-    tried = 0
-    for position in stream:
-        tried += 1
-        pattern = _pattern(data, position, mode, shifts_px)
-        pattern = _smooth_in_region(pattern, region, smoothing_px)
-        if gs.add(pattern[region]):
-            accepted.append(position)
-            if len(accepted) == count:
-                break
-    if len(accepted) < count:
-        raise ValueError(
-            f"only {len(accepted)} of the {tried} sampled patterns have linearly independent "
-            f"{name} parts, fewer than the {count} masks asked for; ask for fewer masks or "
-            "give other positions"
-        )
-    masks = np.zeros((count, *region.shape))
-    masks[:, region] = gs.rows
-    return masks, accepted
+    def vector(position):
+        pattern = read_pattern(data, position, mode, shifts_px)
+        return _smooth_in_region(pattern, region, smoothing_px)[region]
+
+    return gram_schmidt_of_vectors(region, count, stream, vector, name)
 
 
 def _gram_schmidt_with_smoothing(
@@ -187,6 +127,7 @@ def diffraction_pattern_basis(
     mode: str = "amplitude",
     smoothing_px: float | None = None,
     descan: str | np.ndarray | None = "auto",
+    denoise_df: bool = True,
 ) -> Basis:
     """Gram-Schmidt-orthonormalised diffraction patterns from (random) scan positions.
 
@@ -206,9 +147,10 @@ def diffraction_pattern_basis(
     num_bf : int
         Number of BF masks.
     num_df : int
-        Number of DF masks: 1 = uniform, more = DF parts of sampled patterns.
+        Number of DF masks: 1 = uniform, more = DF parts of sampled patterns (denoised,
+        see ``denoise_df``).
     seed : int, optional
-        Seed of the random positions.
+        Seed of the random positions (and of the DF denoising sample).
     positions : array-like of int, optional
         ``(N, 2)`` scan positions ``(rx, ry)`` to use in order instead of random ones.
     mode : {"amplitude", "intensity"}
@@ -233,6 +175,18 @@ def diffraction_pattern_basis(
         :func:`~py4dstem_compressed.bases.descan.descan_shifts`; the same default as
         :func:`~py4dstem_compressed.compress`, so a drifting disk does not smear the masks);
         None: patterns as recorded.
+    denoise_df : bool
+        With ``num_df > 1``, build the DF masks from denoised patterns (default): the DF
+        intensities of each sampled pattern are projected on the leading Poisson-scaled
+        principal components of ``DF_DENOISE_SAMPLES`` random patterns (as many as stand
+        above the noise, found without a parameter, and at least ``num_df``; see
+        :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode, without
+        smoothing. At a realistic dose one pattern's DF part is mostly shot noise, and
+        masks made from it span that noise (the README's benchmark section gives the
+        measured effect). When these components give fewer than ``num_df``
+        independent patterns, more are kept; the number used is
+        ``parameters["df_rank"]`` (None: patterns as recorded). False: smoothed raw DF
+        parts, as the BF masks (the behaviour of 0.1).
 
     Returns
     -------
@@ -240,7 +194,7 @@ def diffraction_pattern_basis(
         With ``positions`` holding the BF (then DF) positions actually used.
     """
     data = data_array(datacube)
-    _check_detector(data, geometry)
+    check_detector(data, geometry)
     num_bf = check_count("num_bf", num_bf, 1)
     num_df = check_count("num_df", num_df, 0)
     mode = check_mode(mode)
@@ -258,7 +212,7 @@ def diffraction_pattern_basis(
             data,
             region,
             count,
-            lambda: _position_stream(scan, seed, positions),
+            lambda: position_stream(scan, seed, positions),
             mode,
             name,
             smoothing_px,
@@ -276,27 +230,27 @@ def diffraction_pattern_basis(
     }
     if num_df <= 1:
         df = uniform_df_masks(geometry, num_df)
+    elif denoise_df:
+        region_pixels(geometry.df, "dark-field")
+        sample = list(islice(position_stream(scan, seed, None), DF_DENOISE_SAMPLES))
+        df, used_df, params["df_rank"] = denoised_gram_schmidt(
+            data,
+            geometry.df,
+            num_df,
+            sample,
+            lambda: position_stream(scan, seed, positions),
+            mode,
+            shifts_px,
+        )
+        used = used + used_df
     else:
         region_pixels(geometry.df, "dark-field")
         df, used_df, df_smoothing = region_masks(geometry.df, num_df, "dark-field")
         used = used + used_df
         if df_smoothing != bf_smoothing:
             params["df_smoothing_px"] = float(df_smoothing)
+    params["denoise_df"] = bool(denoise_df)
     return assemble_basis(geometry, bf, df, "diffraction_pattern", params, used, mode)
-
-
-def _principal_components(samples: np.ndarray, count: int, name: str) -> np.ndarray:
-    _, s, vt = np.linalg.svd(samples, full_matrices=False)
-    rank = int((s > s[0] * 1e-6).sum()) if s.size else 0
-    if rank < count:
-        raise ValueError(
-            f"the sampled {name} parts have rank {rank}, fewer than the {count} components "
-            "asked for; ask for fewer masks or sample more patterns"
-        )
-    components = vt[:count]
-    signs = np.sign(components.sum(axis=1))
-    signs[signs == 0] = 1.0
-    return components * signs[:, None]
 
 
 def pca_basis(
@@ -308,6 +262,7 @@ def pca_basis(
     seed: int | None = None,
     mode: str = "amplitude",
     descan: str | np.ndarray | None = "auto",
+    denoise_df: bool = True,
 ) -> Basis:
     """Leading principal components of the BF parts of a random sample of patterns.
 
@@ -325,7 +280,8 @@ def pca_basis(
     num_bf : int
         Number of BF components.
     num_df : int
-        Number of DF masks: 1 = uniform, more = DF principal components.
+        Number of DF masks: 1 = uniform, more = DF principal components (of the denoised
+        sample, see ``denoise_df``).
     num_samples : int
         Number of random patterns (the paper used 320); capped at the scan size.
     seed : int, optional
@@ -338,37 +294,59 @@ def pca_basis(
         :func:`~py4dstem_compressed.bases.descan.descan_shifts`; the same default as
         :func:`~py4dstem_compressed.compress`, so a drifting disk does not smear the masks);
         None: patterns as recorded.
+    denoise_df : bool
+        With ``num_df > 1``, take the DF components of the denoised sample (default): its
+        DF intensities projected on their leading Poisson-scaled principal components (as
+        many as stand above the noise, found without a parameter, and at least ``num_df``; see
+        :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode. Components of
+        ``sqrt(counts)`` at a realistic dose follow the shot noise (and ``sqrt`` of sparse
+        counts is a biased amplitude). When the denoised sample has rank below
+        ``num_df``, more components are kept; the number used is
+        ``parameters["df_rank"]`` (None: the sample as recorded). False: components of
+        the raw sample (the behaviour of 0.1). Applies in amplitude mode only: in intensity
+        mode the principal components of the sample already are its least-squares
+        denoised subspace (measured: denoising it again makes them worse), and
+        ``parameters["denoise_df"]`` is False.
 
     Returns
     -------
     Basis
     """
     data = data_array(datacube)
-    _check_detector(data, geometry)
+    check_detector(data, geometry)
     num_bf = check_count("num_bf", num_bf, 1)
     num_df = check_count("num_df", num_df, 0)
     num_samples = check_count("num_samples", num_samples, 1)
     mode = check_mode(mode)
     scan = tuple(data.shape[:2])
     count = min(num_samples, scan[0] * scan[1])
-    stream = _position_stream(scan, seed, None)
+    stream = position_stream(scan, seed, None)
     used = [next(stream) for _ in range(count)]
     shifts_px = descan_shifts(descan, data, geometry)
-    patterns = np.stack([_pattern(data, p, mode, shifts_px) for p in used])
+    intensities = np.stack([read_pattern(data, p, "intensity", shifts_px) for p in used])
     region_pixels(geometry.bf, "bright-field")
     bf = np.zeros((num_bf, *geometry.shape))
-    bf[:, geometry.bf] = _principal_components(patterns[:, geometry.bf], num_bf, "bright-field")
-    if num_df <= 1:
-        df = uniform_df_masks(geometry, num_df)
-    else:
-        region_pixels(geometry.df, "dark-field")
-        df = np.zeros((num_df, *geometry.shape))
-        df[:, geometry.df] = _principal_components(patterns[:, geometry.df], num_df, "dark-field")
+    bf_parts = in_mode(np.clip(intensities[:, geometry.bf], 0, None), mode)
+    bf[:, geometry.bf] = principal_components(bf_parts, num_bf, "bright-field")
     params = {
         "num_bf": num_bf,
         "num_df": num_df,
         "num_samples": count,
         "seed": seed,
         "mode": mode,
+        # in intensity mode the components of the sample already are its least-squares
+        # denoised subspace (measured: denoising it again makes them worse)
+        "denoise_df": bool(denoise_df) and mode == "amplitude",
     }
+    if num_df <= 1:
+        df = uniform_df_masks(geometry, num_df)
+    else:
+        region_pixels(geometry.df, "dark-field")
+        df = np.zeros((num_df, *geometry.shape))
+        df_parts = intensities[:, geometry.df]
+        if params["denoise_df"]:
+            df[:, geometry.df], params["df_rank"] = denoised_components(df_parts, num_df, mode)
+        else:
+            df_parts = in_mode(np.clip(df_parts, 0, None), mode)
+            df[:, geometry.df] = principal_components(df_parts, num_df, "dark-field")
     return assemble_basis(geometry, bf, df, "pca", params, used, mode)
