@@ -39,6 +39,9 @@ BASES = {
     "dp15": ("diffraction_pattern", {"num_bf": 15, "num_df": 1, "seed": 0}, "amplitude"),
     "dp8": ("diffraction_pattern", {"num_bf": 8, "num_df": 1, "seed": 0}, "amplitude"),
     "pca15": ("pca", {"num_bf": 15, "num_df": 1, "num_samples": 320, "seed": 0}, "amplitude"),
+    "dp15+16": ("diffraction_pattern", {"num_bf": 15, "num_df": 16, "seed": 0}, "amplitude"),
+    "suggested40": ("suggested", {"max_values_per_pattern": 40, "seed": 0}, "amplitude"),
+    "suggested20": ("suggested", {"max_values_per_pattern": 20, "seed": 0}, "amplitude"),
     "dp15-intensity": (
         "diffraction_pattern",
         {"num_bf": 15, "num_df": 1, "seed": 0, "mode": "intensity"},
@@ -65,6 +68,10 @@ def _basis(name, datacube, geometry):
     from py4dstem_compressed.bases.registry import build_basis
 
     family, kwargs, _ = BASES[name]
+    if family == "suggested":  # chosen by suggest_basis from the scan itself
+        from py4dstem_compressed import suggest_basis
+
+        return suggest_basis(datacube, geometry, progress_bar=False, **kwargs)
     return build_basis(family, geometry, datacube, **kwargs)
 
 
@@ -186,7 +193,10 @@ def _compress_to_file(args, name, data, directory) -> tuple[str, dict]:
     compressed.save(path, overwrite=True)
     ratios = {
         "compression_ratio": pc.compression_ratio(basis),
+        # the same number of stored values per pattern on a 256x256 px detector
+        "compression_ratio_256": 256 * 256 / (basis.num_masks + 2),
         "stored_compression_ratio": pc.stored_compression_ratio(compressed),
+        "chosen": [basis.kind, basis.num_bf, basis.num_df],
     }
     return str(path), ratios
 

@@ -81,7 +81,9 @@ def test_project_values_matches_naive_reference(weights):
     v = rng.random((3, bf.size)).astype(np.float32)
     c = rng.random((3, masks.shape[0])).astype(np.float32)
     p = rng.random((3, 2)).astype(np.float32)
-    projected, residual = project_values(v, c, op, p, DataStepOptions(weights=w))
+    # regions not energy-matched take the additive step (signed DF: see test_signed_region_step)
+    options = DataStepOptions(weights=w, match_energy=False)
+    projected, residual = project_values(v, c, op, p, options)
     flat = masks.reshape(masks.shape[0], -1)
     edge = ~(bf | df).ravel()
     regions = [bf.ravel(), df.ravel()]
@@ -98,18 +100,15 @@ def test_full_projection_reaches_the_measured_data():
     v = rng.random((4, bf.size)).astype(np.float32)
     c = rng.random((4, masks.shape[0])).astype(np.float32)
     p = rng.random((4, 2)).astype(np.float32)
-    projected, _ = project_values(
-        v, c, op, p, DataStepOptions(weights=ProjectionWeights(perpendicular=1.0))
-    )
+    additive = DataStepOptions(weights=ProjectionWeights(perpendicular=1.0), match_energy=False)
+    projected, _ = project_values(v, c, op, p, additive)
     np.testing.assert_allclose(mask_coefficients(projected, op.masks), c, atol=1e-5)
     orth = projected - mask_coefficients(projected, op.masks) @ op.masks
     norms = np.sqrt((orth**2) @ op.region_maps.T)
     np.testing.assert_allclose(norms, p, rtol=1e-4)
     assert np.all(projected[:, ~(bf | df).ravel()] == 0)
     # and projecting again changes nothing (idempotent)
-    again, residual = project_values(
-        projected, c, op, p, DataStepOptions(weights=ProjectionWeights(perpendicular=1.0))
-    )
+    again, residual = project_values(projected, c, op, p, additive)
     np.testing.assert_allclose(again, projected, atol=1e-5)
     np.testing.assert_allclose(residual, 0, atol=1e-5)
 

@@ -156,13 +156,15 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
     flattened); then masks go, a step of a curve at a time, to the region whose step
     captures the most structure per mask, while a mask captures at least
     ``MIN_GAIN_PER_MASK`` of the structure and ``MIN_MASK_SNR`` times the noise it stores
-    (``noise_per_mask``, in the same units).
+    (``noise_per_mask``, in the same units). What is left of the budget then goes, the same
+    way, to every step that still captures signal (a gain above 0) in BF and, if it got a
+    significant mask, in DF.
     """
     kd = min(df)
     if min(bf) + kd > masks:
         return None
 
-    def steps(curves, kb, kd):
+    def steps(curves, kb, kd, significant=True):
         found = [
             ((curve[now] - curve[k]) / (k - now), region, k)
             for region, curve, now in curves
@@ -170,6 +172,8 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
             if k > now and kb + kd + k - now <= masks
         ]
         floor = {r: max(MIN_GAIN_PER_MASK, MIN_MASK_SNR * n) for r, n in noise_per_mask.items()}
+        if not significant:
+            return [step for step in found if step[0] > 0]
         return [step for step in found if step[0] >= floor[step[1]]]
 
     walk = [min(bf)]  # the BF curve's significant steps within the budget
@@ -178,6 +182,16 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
     goal = bf[walk[-1]] + (1 - FLAT_FRACTION) * (bf[walk[0]] - bf[walk[-1]])
     kb = next(k for k in walk if bf[k] <= goal)
     while found := steps((("bf", bf, kb), ("df", df, kd)), kb, kd):
+        _, region, k = max(found)
+        kb, kd = (k, kd) if region == "bf" else (kb, k)
+    # the rest of the budget: every step that still captures signal. A coefficient too noisy
+    # on one pattern is averaged over the overlapping positions of the scan, and the data step
+    # takes any number of masks, so stored values are not left unused while signal is missed
+    # (a region whose first mask was not significant, a DF of shot noise, gets none)
+    regions = (("bf", bf), ("df", df)) if kd > min(df) else (("bf", bf),)
+    while found := steps(
+        tuple((r, c, kb if r == "bf" else kd) for r, c in regions), kb, kd, significant=False
+    ):
         _, region, k = max(found)
         kb, kd = (k, kd) if region == "bf" else (kb, k)
     return kb, kd
@@ -278,8 +292,9 @@ def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
             "capture, as a fraction of the region's structure (what one uniform mask misses); "
             "BF first gets the masks that capture 90% of what its curve captures, then masks "
             "go where they capture the most structure per mask while a mask captures >= 1% "
-            "of it and >= 4x the noise it stores; least uncaptured structure wins, binning "
-            "only if better"
+            "of it and >= 4x the noise it stores, then the rest of the budget to every step "
+            "that still captures signal; least uncaptured structure wins, binning only if "
+            "better"
         ),
     }
 
@@ -315,7 +330,12 @@ def suggest_basis(
        stores (``f / pixels`` per mask: the power SNR of its coefficient >= 4). The DF
        carries the finest object detail of thin specimens: while its angle stays well above
        its noise floor it keeps getting masks (more DF masks); a DF that is nearly all noise
-       keeps its one uniform mask. Unused budget is left unused.
+       keeps its one uniform mask. What is left of the budget then goes the same way to
+       every step that still captures signal (in the DF only if a DF mask was significant):
+       a coefficient too noisy on one pattern is
+       averaged over the scan's overlapping positions by the reconstruction, whose data step
+       takes any number of masks per region. Budget is left unused only where no mask
+       captures signal any more.
     4. The family that leaves the least uncaptured structure (BF + DF) wins; a later family
        in (zernike, diffraction_pattern, pca, binning) must beat an earlier one by 0.02, so
        binning is chosen only if it wins.

@@ -135,13 +135,15 @@ class CompressedPtychographyMixin(
             instead of adding to it; default True. With a complete pixel basis both give
             py4DSTEM's amplitude replacement.
         match_region_energy : {"dark_field", True, False}
-            Which regions covered only by such masks (the single DF mask, DF bins) are
-            rescaled to their measured energy ``sum c^2 + p^2`` (the region's total
-            intensity) instead of to their amplitude coefficients: ``"dark_field"``
-            (default) the DF region, True both, False neither. Acts in amplitude mode on
-            data with perpendicular norms; does not depend on the data. ``"auto"`` (0.1)
-            is read as ``"dark_field"`` with a FutureWarning; any other value raises
-            ``ValueError``.
+            Which regions are rescaled to their measured energy ``sum c^2 + p^2`` (the
+            region's total intensity) instead of being matched to their amplitude
+            coefficients alone: ``"dark_field"`` (default) the DF region, True both, False
+            neither. A region of one uniform mask or bins is rescaled; a region of several
+            signed masks (e.g. ``num_df=16``) is multiplied by ``exp(M^T lam)`` towards its
+            coefficients, then rescaled (see ``region_matching.match_signed_region``). Acts
+            in amplitude mode on data with perpendicular norms; does not depend on the data.
+            ``"auto"`` (0.1) is read as ``"dark_field"`` with a FutureWarning; any other
+            value raises ``ValueError``.
         match_region_shape : bool
             Where a region's energy is not matched (amplitude mode, perpendicular norms
             stored): reshape the prediction on it, ``a -> a**gamma`` with one Newton step

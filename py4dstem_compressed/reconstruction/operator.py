@@ -51,6 +51,13 @@ class CompressedOperator:
         Whether each region (BF, DF) is an energy region with a mask wider than one pixel:
         where the prediction's shape can be matched to the region's measured energy (see
         :func:`project_values`, ``match_shape``).
+    signed_regions : tuple of bool
+        Whether each region (BF, DF) holds masks and is not made only of scalable masks
+        (signed Zernike, diffraction-pattern or PCA masks): such a region is matched to its
+        coefficients and its measured energy together (see
+        :func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`).
+    region_index : tuple of array
+        ``(K_BF,)`` and ``(K_DF,)`` indices of the masks of each region.
     """
 
     masks: Any
@@ -63,6 +70,8 @@ class CompressedOperator:
     scalable_support: Any = None
     energy_regions: Any = None
     shape_regions: tuple[bool, bool] = (False, False)
+    signed_regions: tuple[bool, bool] = (False, False)
+    region_index: tuple[Any, Any] = (None, None)
 
     @classmethod
     def from_detector(
@@ -117,6 +126,8 @@ class CompressedOperator:
         # regions whose shape can change: some mask covers more than one pixel
         sizes = support.sum(axis=1)
         shapeable = energy_regions.T @ (sizes > 1) > 0  # (2,)
+        signed = [bool(row.any()) and not bool(w) for row, w in zip(mask_regions, whole)]
+        region_index = tuple(xp.asarray(np.flatnonzero(row)) for row in mask_regions)
         return cls(
             masks=xp.asarray(rolled),
             region_maps=xp.asarray(regions, dtype=xp.float32),
@@ -128,6 +139,8 @@ class CompressedOperator:
             scalable_support=xp.asarray(support) if index.size else None,
             energy_regions=xp.asarray(energy_regions) if energy_regions.any() else None,
             shape_regions=(bool(shapeable[0]), bool(shapeable[1])),
+            signed_regions=(signed[0], signed[1]),
+            region_index=region_index,
         )
 
     @property

@@ -13,6 +13,13 @@ unchanged; see :mod:`~py4dstem_compressed.reconstruction.py4dstem_internals`):
 3. edge: scale ``v`` on EDGE pixels by ``1 - w_e``;
 4. clip at 0 and keep the predicted phase.
 
+An energy-matched region (the dark field by default, amplitude mode, perpendicular norms
+stored) replaces steps 1-2 there by a step that needs no switch for any number of masks:
+one uniform mask or bins are rescaled to the measured energy ``sum c^2 + p^2``; signed masks
+(several DF masks) multiply the prediction by ``exp(M_R^T lam)`` towards the measured
+coefficients and then rescale it to the measured energy
+(:func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`).
+
 Mixed state (``M`` probe modes, far fields ``(B, M, Sx, Sy)``): the stored data describe
 the incoherent sum over the modes, so ``v`` is the amplitude ``sqrt(sum_m |Psi_m|^2)`` (or
 the intensity ``sum_m |Psi_m|^2``) and step 4 multiplies every mode by the same per-pixel
@@ -43,6 +50,7 @@ from py4dstem_compressed.reconstruction.region_matching import (
     TINY,
     energy_ratio,
     match_participation,
+    match_signed_region,
     per_region,
     shape_switch,
     switched_regions,
@@ -88,6 +96,10 @@ def project_values(
     for ``lambda << 1`` counts per pixel, as in the dark field): matching it would
     starve the dark field that carries the finest object detail. py4DSTEM's own
     amplitude replacement gives the dark field exactly the measured energy too.
+
+    A region holding signed masks (several DF masks: Zernike doughnuts, diffraction
+    patterns, PCA) is energy-matched the same way, its shape following the coefficients:
+    see :func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`.
 
     With ``match_shape`` (amplitude mode, perpendicular norms given) such a region that is
     *not* energy-matched is first reshaped so that, once its coefficients are matched, its
@@ -202,7 +214,35 @@ def project_values(
         mask_scale = 1.0
     # target @ M + (v - predicted @ M) * scale, with one matmul: masks live in one region
     projected = (target - predicted * mask_scale) @ masks + values * scale
+    projected = _match_signed_regions(
+        projected, values, target, coefficients, perpendicular_norms, operator, options
+    )
     return projected, residual
+
+
+def _match_signed_regions(projected, values, target, coefficients, norms, operator, options):
+    """Energy-matched signed regions moved towards their coefficients and energy.
+
+    The region's pixels of ``projected`` are replaced by :func:`match_signed_region` of the
+    prediction ``values`` (the additive coefficient step is not used there). Amplitude mode
+    with perpendicular ``norms`` only; other data are returned unchanged.
+    """
+    if operator.mode != "amplitude" or norms is None:
+        return projected
+    switch = per_region(options.match_energy) & np.asarray(operator.signed_regions)
+    for r in np.flatnonzero(switch):
+        index = operator.region_index[r]
+        energy = (coefficients[:, index] ** 2).sum(axis=1) + norms[:, r] ** 2
+        matched = match_signed_region(
+            values,
+            target[:, index],
+            energy,
+            operator.region_maps[r],
+            operator.masks[index],
+            options.weights.coefficient,
+        )
+        projected = projected + (matched - projected) * operator.region_maps[r]
+    return projected
 
 
 def coefficient_error(residual: Any) -> Any:

@@ -13,9 +13,12 @@ import numpy as np
 from py4dstem_compressed.core.backend import get_array_module
 
 __all__ = [
+    "LOG_STEP_LIMIT",
     "SHAPE_STEP_LIMIT",
+    "SIGNED_REGION_STEPS",
     "energy_ratio",
     "match_participation",
+    "match_signed_region",
     "per_region",
     "shape_switch",
     "switched_regions",
@@ -31,6 +34,11 @@ FEW_SUPPORTS = 4
 
 #: Largest change of the power-law exponent of the shape matching per data step.
 SHAPE_STEP_LIMIT = 0.5
+#: Newton steps of a signed region's log-multipliers per data step (see
+#: :func:`match_signed_region`); the reconstruction's iterations repeat the step.
+SIGNED_REGION_STEPS = 1
+#: Largest change of a log-multiplier per Newton step: a factor e^2 on any pixel.
+LOG_STEP_LIMIT = 2.0
 
 
 def per_region(flag) -> np.ndarray:
@@ -134,3 +142,64 @@ def energy_ratio(values, coefficients, perpendicular_norms, supports, regions, r
     matched = xp.sqrt(wanted / xp.where(ok, current, 1.0))
     matched = 1.0 + weights.coefficient * (matched - 1.0)
     return xp.where(ok, matched, ratio)
+
+
+def match_signed_region(values, coefficients, energy, support, masks, weight=1.0):
+    """Move a region towards the non-negative patterns with its coefficients and energy.
+
+    A region ``R`` holding signed masks (Zernike doughnuts, diffraction-pattern or PCA
+    masks) stores the coefficients ``c_R = M_R a`` and, with the perpendicular norm
+    ``p_R``, the energy ``E_R = ||c_R||^2 + p_R^2 = sum_{k in R} I(k)`` of the measured
+    amplitude ``a >= 0``. The step multiplies the prediction ``v >= 0`` by
+    ``exp(M_R^T lam)``, the form of the I-projection (least relative entropy
+    ``sum u log(u / v) - u + v``) of ``v`` onto patterns with given coefficients: it keeps
+    ``u >= 0``, keeps zeros of the prediction zero (Bragg spots stay spots, no pedestal in an
+    empty dark field) and changes the pattern smoothly where the masks are smooth. ``lam``
+    takes :data:`SIGNED_REGION_STEPS` diagonal Newton steps (curvature ``sum_k u_k
+    M_nk^2``) towards coefficients ``kappa c_R`` in the measured *direction*, ``kappa`` the
+    least-squares common scale; the region is then rescaled to the measured energy, exactly.
+    The energy sets the scale because it is unbiased under shot noise, where amplitude
+    coefficients of sparse counts are biased low (``E[sqrt(N)] < sqrt(E[N])``); the
+    coefficients set the shape. With one uniform mask the multiplier is a constant and
+    the step is the energy rescaling of a single dark-field value; every added mask adds
+    a direction along which the shape follows the data, and no switch depends on the data.
+    A pattern that meets the coefficients and the energy is left unchanged.
+
+    Parameters
+    ----------
+    values : array
+        ``(B, P)`` predicted amplitudes (values outside the region are returned as given).
+    coefficients : array
+        ``(B, K_R)`` coefficients of the region's masks to follow.
+    energy : array
+        ``(B,)`` measured energy ``E_R`` of the region.
+    support : array
+        ``(P,)`` indicator of the region.
+    masks : array
+        ``(K_R, P)`` the region's orthonormal masks.
+    weight : float
+        ``w_c``: the energy rescaling is ``1 + w_c (s - 1)`` of the exact factor ``s``.
+
+    Returns
+    -------
+    array
+        ``(B, P)``: the region replaced, other pixels unchanged.
+    """
+    xp = get_array_module(values)
+    inside = support > 0
+    region = xp.where(inside, xp.maximum(values, 0.0), 0.0)
+    squares = masks * masks
+    wanted_norm = xp.maximum((coefficients * coefficients).sum(axis=1, keepdims=True), TINY)
+    for _ in range(SIGNED_REGION_STEPS):
+        current = region @ masks.T  # (B, K_R)
+        kappa = xp.maximum((current * coefficients).sum(axis=1, keepdims=True) / wanted_norm, 0)
+        curvature = region @ squares.T  # d current / d lam, diagonal
+        ok = curvature > TINY
+        step = xp.where(ok, (kappa * coefficients - current) / xp.where(ok, curvature, 1.0), 0)
+        region = region * xp.exp(xp.clip(step, -LOG_STEP_LIMIT, LOG_STEP_LIMIT) @ masks)
+    current = (region * region).sum(axis=1)
+    ok = (current > TINY) & (energy > 0)
+    scale = xp.sqrt(xp.where(ok, energy, 1.0) / xp.where(ok, current, 1.0))
+    scale = xp.where(ok, 1.0 + weight * (scale - 1.0), 1.0)
+    region = region * scale[:, None].astype(region.dtype)
+    return xp.where(inside, region, values).astype(values.dtype)
