@@ -10,6 +10,7 @@ each case in its own process, scored after 30 and 90 iterations (one run continu
   ``bf_pixels`` (every bright-field pixel as a mask, one uniform dark-field mask);
 * the ladder: ``zernike`` (36 BF masks, azimuthal Zernike DF masks), ``diffraction_pattern``
   and ``pca`` (15 BF masks) with N = 1, 2, 4, 8, 16, 32 dark-field masks;
+* ``--families zernike_bf_dp_df``: Zernike 36 BF masks with N diffraction-pattern DF masks;
 * ``--suggested 40 20``: the bases :func:`py4dstem_compressed.suggest_basis` picks within
   those budgets of stored values per pattern.
 
@@ -34,7 +35,7 @@ import numpy as np
 from harness import Stopwatch, emit, run_case
 
 #: family -> number of bright-field masks of the ladder
-BF_MASKS = {"zernike": 36, "diffraction_pattern": 15, "pca": 15}
+BF_MASKS = {"zernike": 36, "diffraction_pattern": 15, "pca": 15, "zernike_bf_dp_df": 36}
 RESULTS = Path(__file__).parent / "results"
 
 
@@ -79,6 +80,11 @@ def _basis(case: dict, datacube, geometry):
         return pc.binning_basis(geometry, bf_bin=1)
     if name == "df_pixels":
         return pc.zernike_basis(geometry, 36, 1)
+    if name == "zernike_bf_dp_df":  # Zernike 36 BF masks with diffraction-pattern DF masks
+        bf = pc.zernike_basis(geometry, 36, 1).bf_masks
+        df = pc.diffraction_pattern_basis(datacube, geometry, 1, case["num_df"], seed=0).df_masks
+        masks = np.concatenate([bf, df])
+        return pc.Basis(masks, len(bf), len(df), geometry, kind="custom")
     if name == "suggested":
         return pc.suggest_basis(
             datacube, geometry, max_values_per_pattern=case["budget"], seed=0, progress_bar=False
@@ -150,6 +156,8 @@ def _label(row: dict) -> str:
             "bf_pixels": "oracle: BF pixels + 1 DF value",
             "df_pixels": "oracle: Zernike 36 BF + DF pixels",
         }[row["basis"]]
+    if row["basis"] == "zernike_bf_dp_df":
+        return f"Zernike 36 BF + diffraction-pattern {row['num_df']} DF"
     if row["basis"] == "suggested":
         kind, num_bf, num_df = row["chosen"]
         return f"suggested (<= {row['budget']} values): {kind} {num_bf}+{num_df}"
@@ -210,7 +218,11 @@ def main(argv=None) -> int:
         key = {k: case.get(k) for k in ("basis", "num_df", "budget", "iterations", "dose", "kind")}
         if any({k: r.get(k) for k in key} == key for r in rows):
             continue  # measured already: delete the file (or the row) to measure again
-        rows.append(run_case(__file__, case))
+        result = run_case(__file__, case)
+        if "failed" in result:
+            print(f"failed: {case}: {result['failed']}", flush=True)
+            continue
+        rows.append(result)
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_text(json.dumps(rows, indent=1))
         print(json.dumps(rows[-1]), flush=True)
