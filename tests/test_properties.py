@@ -104,7 +104,15 @@ def test_coefficients_are_met_after_the_step(seed, num_bf, num_df, perpendicular
     coefficients = rng.normal(size=(4, masks.shape[0])).astype(np.float32)
     norms = rng.random((4, 2)).astype(np.float32)
     weights = ProjectionWeights(perpendicular=perpendicular_weight)
+    # the additive step (regions not energy-matched) meets the coefficients exactly
+    additive = DataStepOptions(weights=weights, match_energy=False)
+    projected, _ = project_values(predicted, coefficients, op, norms, additive)
+    np.testing.assert_allclose(mask_coefficients(projected, op.masks), coefficients, atol=1e-4)
+    # by default the dark field is energy-matched: its measured energy ||c||^2 + p^2 is met
     projected, _ = project_values(
         predicted, coefficients, op, norms, DataStepOptions(weights=weights)
     )
-    np.testing.assert_allclose(mask_coefficients(projected, op.masks), coefficients, atol=1e-4)
+    df_masks = np.asarray(op.mask_regions)[1] > 0
+    energy = (coefficients[:, df_masks] ** 2).sum(1) + norms[:, 1] ** 2
+    df_energy = (projected**2) @ np.asarray(op.region_maps)[1]
+    np.testing.assert_allclose(df_energy, energy, rtol=1e-4)

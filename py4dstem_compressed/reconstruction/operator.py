@@ -52,8 +52,9 @@ class CompressedOperator:
         where the prediction's shape can be matched to the region's measured energy (see
         :func:`project_values`, ``match_shape``).
     signed_regions : tuple of bool
-        Whether each region (BF, DF) holds masks and is not made only of scalable masks
-        (signed Zernike, diffraction-pattern or PCA masks): such a region is matched to its
+        Whether each region (BF, DF) holds masks, is not made only of scalable masks (signed
+        Zernike, diffraction-pattern or PCA masks) and is not spanned completely by them
+        (then the coefficients are the pattern): such a region is matched to its
         coefficients and its measured energy together (see
         :func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`).
     region_index : tuple of array
@@ -126,7 +127,11 @@ class CompressedOperator:
         # regions whose shape can change: some mask covers more than one pixel
         sizes = support.sum(axis=1)
         shapeable = energy_regions.T @ (sizes > 1) > 0  # (2,)
-        signed = [bool(row.any()) and not bool(w) for row, w in zip(mask_regions, whole)]
+        # a region its masks span completely is its coefficients: no energy left to match
+        signed = [
+            bool(row.any()) and not bool(w) and int(row.sum()) < int(region.sum())
+            for row, w, region in zip(mask_regions, whole, regions)
+        ]
         region_index = tuple(xp.asarray(np.flatnonzero(row)) for row in mask_regions)
         return cls(
             masks=xp.asarray(rolled),
