@@ -20,6 +20,7 @@ __all__ = [
     "match_participation",
     "match_signed_region",
     "per_region",
+    "relaxed_energy_scale",
     "shape_switch",
     "switched_regions",
 ]
@@ -139,9 +140,14 @@ def energy_ratio(values, coefficients, perpendicular_norms, supports, regions, r
     wanted = c2 * (1.0 + share @ regions.T)  # (B, Ks) measured energy on each support
     current = (values**2) @ supports.T
     ok = (current > 0) & ((region_c2 > 0) @ regions.T > 0) & (regions.sum(axis=1) > 0)[None, :]
-    matched = xp.sqrt(wanted / xp.where(ok, current, 1.0))
-    matched = 1.0 + weights.coefficient * (matched - 1.0)
-    return xp.where(ok, matched, ratio)
+    return xp.where(ok, relaxed_energy_scale(wanted, current, ok, weights.coefficient), ratio)
+
+
+def relaxed_energy_scale(wanted, current, ok, weight):
+    """``1 + w_c (sqrt(wanted / current) - 1)`` where ``ok``, else 1: the energy rescaling."""
+    xp = get_array_module(current)
+    exact = xp.sqrt(xp.where(ok, wanted, 1.0) / xp.where(ok, current, 1.0))
+    return xp.where(ok, 1.0 + weight * (exact - 1.0), 1.0)
 
 
 def match_signed_region(values, coefficients, energy, support, masks, weight=1.0):
@@ -198,8 +204,6 @@ def match_signed_region(values, coefficients, energy, support, masks, weight=1.0
         step = xp.where(ok, (kappa * coefficients - current) / xp.where(ok, curvature, 1.0), 0)
         region = region * xp.exp(xp.clip(step, -LOG_STEP_LIMIT, LOG_STEP_LIMIT) @ masks)
     current = (region * region).sum(axis=1)
-    ok = (current > TINY) & (energy > 0)
-    scale = xp.sqrt(xp.where(ok, energy, 1.0) / xp.where(ok, current, 1.0))
-    scale = xp.where(ok, 1.0 + weight * (scale - 1.0), 1.0)
+    scale = relaxed_energy_scale(energy, current, (current > TINY) & (energy > 0), weight)
     region = region * scale[:, None].astype(region.dtype)
     return xp.where(inside, region, values).astype(values.dtype)
