@@ -15,7 +15,11 @@ Case fields: ``kind`` ("2d" or "crystal"), ``dose`` [e/A^2] or null, ``descan`` 
 ``iterations`` (30), ``scale`` (multiply the intensities), ``normalise`` (divide by the
 total), ``blur_shift`` [px] (bilinear shift of the recorded patterns), ``fixed_masks``
 (``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan) and
-``kw`` (extra ``reconstruct`` keywords, e.g. ``{"match_region_energy": false}``).
+``kw`` (extra ``reconstruct`` keywords, e.g. ``{"match_region_energy": false}``) and
+``unshift`` (move every recorded pattern back by its simulated descan, bilinear, as plain
+py4DSTEM's preprocessing does, before the masks are applied; use with ``fixed_masks`` and
+``no_ramp``) and ``noise_seed`` (draw the shot noise again from the noise-free drifting
+patterns with this seed: another realisation of the same experiment).
 """
 
 from __future__ import annotations
@@ -36,9 +40,11 @@ BASES = {
 
 def _recorded(data, case: dict) -> np.ndarray:
     """The patterns as the case's experiment records them."""
-    from py4dstem_compressed.simulation.detector import shift_patterns
+    from py4dstem_compressed.simulation.detector import linear_descan, shift_patterns
 
     patterns = np.asarray(data.datacube.data, dtype=np.float32)
+    if case.get("unshift"):
+        patterns = linear_descan(patterns, -case["descan"])
     if case.get("blur_shift"):
         patterns = shift_patterns(patterns, case["blur_shift"])
     patterns = patterns * np.float32(case.get("scale", 1.0))
@@ -62,13 +68,21 @@ def run(case: dict) -> dict:
     from py4dstem_compressed.bases.registry import build_basis
     from py4dstem_compressed.simulation.datasets import simulate
 
+    redraw = case.get("noise_seed") is not None and case["dose"] is not None
     data = simulate(
         preset=case.get("preset", "small"),
         kind=case["kind"],
-        dose_per_area=case["dose"],
+        dose_per_area=None if redraw else case["dose"],
         descan_px=case["descan"],
         progress_bar=False,
     )
+    if redraw:  # the same noise-free patterns, another Poisson draw
+        from py4dstem_compressed.simulation.detector import shot_noise
+
+        counts, _ = shot_noise(
+            np.asarray(data.datacube.data), case["dose"], data.scan_sampling[0], case["noise_seed"]
+        )
+        data.datacube.data = counts
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
     reconstruct = dict(
         num_iter=case.get("iterations", 30), max_batch_size=64, seed_random=0, progress_bar=False

@@ -8,6 +8,11 @@ each case in its own process, scored after 30 and 90 iterations (one run continu
   ``df_pixels`` (Zernike 36 BF masks, every dark-field pixel measured: the data step
   replaces the dark-field amplitudes by the measured ones, as py4DSTEM does) and
   ``bf_pixels`` (every bright-field pixel as a mask, one uniform dark-field mask);
+  ``df_in_span`` (Zernike 36 BF masks and N diffraction-pattern DF masks; the data step's
+  dark-field amplitudes are the measured ones projected onto the span of the DF masks,
+  clipped at 0 and rescaled to the measured DF energy: a decoding of the stored values
+  alone, ``c`` and ``c^2 + p^2``, that bypasses the data step: if it reconstructs no
+  better than the data step, what the masks miss is missing from the file);
 * the ladder: ``zernike`` (36 BF masks, azimuthal Zernike DF masks), ``diffraction_pattern``
   and ``pca`` (15 BF masks) with N = 1, 2, 4, 8, 16, 32 dark-field masks;
 * ``--families zernike_bf_dp_df``: Zernike 36 BF masks with N diffraction-pattern DF masks;
@@ -68,6 +73,29 @@ def _oracle_class():
     return DarkFieldPixels
 
 
+def _span_oracle_class():
+    """The ``df_in_span`` oracle: DF amplitudes decoded from the stored DF values alone."""
+
+    class DarkFieldInSpan(_oracle_class()):
+        """DF amplitudes: the measured ones projected onto the DF masks' span, clipped at 0,
+        rescaled to the measured DF energy (what ``c`` and ``p`` store)."""
+
+        def attach_patterns(self, patterns: np.ndarray, basis) -> None:
+            """Measured ``(Rx, Ry, Qx, Qy)`` intensities and the basis they were compressed by."""
+            amplitude = np.sqrt(np.maximum(patterns, 0)).reshape(-1, patterns[0, 0].size)
+            masks = basis.df_masks.reshape(basis.num_df, -1).astype(np.float64)
+            projected = np.maximum((amplitude @ masks.T) @ masks, 0)
+            region = basis.geometry.df.ravel()
+            energy = (amplitude[:, region] ** 2).sum(1)
+            kept = (projected[:, region] ** 2).sum(1)
+            scale = np.sqrt(energy / np.maximum(kept, 1e-30))
+            decoded = amplitude.copy()
+            decoded[:, region] = projected[:, region] * scale[:, None]
+            super().attach_patterns((decoded**2).reshape(patterns.shape))
+
+    return DarkFieldInSpan
+
+
 def _basis(case: dict, datacube, geometry):
     """The case's basis (``None`` for the plain run)."""
     import py4dstem_compressed as pc
@@ -80,7 +108,7 @@ def _basis(case: dict, datacube, geometry):
         return pc.binning_basis(geometry, bf_bin=1)
     if name == "df_pixels":
         return pc.zernike_basis(geometry, 36, 1)
-    if name == "zernike_bf_dp_df":  # Zernike 36 BF masks with diffraction-pattern DF masks
+    if name in ("zernike_bf_dp_df", "df_in_span"):  # Zernike 36 BF + diffraction-pattern DF
         bf = pc.zernike_basis(geometry, 36, 1).bf_masks
         df = pc.diffraction_pattern_basis(datacube, geometry, 1, case["num_df"], seed=0).df_masks
         masks = np.concatenate([bf, df])
@@ -120,13 +148,16 @@ def run(case: dict) -> dict:
         ptycho = MultislicePtychography(datacube=data.datacube, **kwargs)
     else:
         compressed = pc.compress(data.datacube, basis, progress_bar=False)
-        cls = (
-            _oracle_class() if case["basis"] == "df_pixels" else pc.CompressedMultislicePtychography
+        cls = {"df_pixels": _oracle_class(), "df_in_span": _span_oracle_class()}.get(
+            case["basis"], pc.CompressedMultislicePtychography
         )
         ptycho = cls(datacube=compressed, **kwargs)
     ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
+    measured = np.asarray(data.datacube.data, dtype=np.float64)
     if case["basis"] == "df_pixels":
-        ptycho.attach_patterns(np.asarray(data.datacube.data, dtype=np.float64))
+        ptycho.attach_patterns(measured)
+    elif case["basis"] == "df_in_span":
+        ptycho.attach_patterns(measured, basis)
     scores, done, watch = {}, 0, Stopwatch()
     for total in case["iterations"]:
         ptycho.reconstruct(
@@ -158,6 +189,8 @@ def _label(row: dict) -> str:
         }[row["basis"]]
     if row["basis"] == "zernike_bf_dp_df":
         return f"Zernike 36 BF + diffraction-pattern {row['num_df']} DF"
+    if row["basis"] == "df_in_span":
+        return f"oracle: Zernike 36 BF + DF pixels in the span of {row['num_df']} DP DF masks"
     if row["basis"] == "suggested":
         kind, num_bf, num_df = row["chosen"]
         return f"suggested (<= {row['budget']} values): {kind} {num_bf}+{num_df}"

@@ -65,6 +65,29 @@ def test_more_dark_field_masks_when_the_dark_field_angle_stays_large():
     assert empty.num_df <= 2
 
 
+def test_zernike_bright_field_with_data_derived_dark_field():
+    """BF masks are Zernike polynomials, DF masks the DF parts of the sampled patterns (or
+    their principal components): they hold the bright spots, where Zernike rings do not."""
+    frames = _dark_field_scan(True)
+    basis = pc.suggest_basis(frames, max_values_per_pattern=40, seed=0)
+    record = basis.parameters["suggestion"]
+    assert record["bf_family"] == "zernike"
+    assert record["df_family"] in ("diffraction_pattern", "pca")
+    assert record["family"] == f"zernike+{record['df_family']}"
+    zernike = pc.zernike_basis(basis.geometry, basis.num_bf, 1)
+    np.testing.assert_allclose(basis.bf_masks, zernike.bf_masks, atol=1e-12)
+    spots = frames[:, basis.geometry.df].sum(0)  # where the DF counts are, summed
+    bright = spots > np.percentile(spots, 90)
+
+    def on_spots(masks):
+        """Mean fraction of a DF mask's energy on the brightest 10% of the DF pixels."""
+        return float((masks[:, basis.geometry.df] ** 2)[:, bright].sum(1).mean())
+
+    rings = pc.zernike_basis(basis.geometry, 1, basis.num_df).df_masks
+    assert on_spots(basis.df_masks) > 2 * on_spots(rings)
+    assert basis.orthonormality_error() < 1e-5
+
+
 def test_same_choice_for_counts_scaled_counts_and_normalised_data(noisy):
     counts = np.asarray(noisy.datacube.data, np.float64)
     variants = {
@@ -113,9 +136,9 @@ def test_describe_says_why(noisy):
     assert f"{basis.num_bf} BF + {basis.num_df} DF masks + 2 perpendicular norms" in text
     assert f"family {record['family']}" in text
     assert "shot noise" in text and "deg" in text
-    for region in ("BF", "DF"):
-        assert f"*{region} {record['family']}" in text  # the chosen family's curves
-    k, angle = record["angle_curves_deg"]["df"][record["family"]][0]
+    for region in ("bf", "df"):  # the chosen family's curves
+        assert f"*{region.upper()} {record[f'{region}_family']}" in text
+    k, angle = record["angle_curves_deg"]["df"][record["df_family"]][0]
     assert f"{k}:{angle:.1f}" in text
     plain = pc.zernike_basis(basis.geometry, 6, 1)
     assert "\n" not in plain.describe()

@@ -59,7 +59,7 @@ def _bin_sizes_for_counts(geometry: DetectorGeometry, region: str, max_count: in
     return sizes
 
 
-def _jobs(geometry, datacube, families, counts, sampled: dict, smoothed: dict) -> list:
+def _jobs(geometry, datacube, families, counts, sampled: dict, smoothed: dict, regions) -> list:
     """``(region, family, basis)`` or ``(region, family, builder, count)`` for each point."""
     from py4dstem_compressed.bases.registry import build_basis
 
@@ -82,14 +82,16 @@ def _jobs(geometry, datacube, families, counts, sampled: dict, smoothed: dict) -
             jobs += [
                 ("bf", "binning", build_basis("binning", geometry, bf_bin=s))
                 for s in _bin_sizes_for_counts(geometry, "bf", counts[-1])
+                if "bf" in regions
             ]
             jobs += [
                 ("df", "binning", build_basis("binning", geometry, bf_bin=1, df_bin=s))
                 for s in _bin_sizes_for_counts(geometry, "df", counts[-1])
+                if "df" in regions
             ]
             continue
         curves = [family, "zernike_m0"] if family == "zernike" else [family]
-        for region in ("bf", "df"):
+        for region in regions:
             for name in curves:
                 if (region, name) in builders:
                     jobs += [(region, name, builders[region, name], k) for k in counts]
@@ -107,6 +109,7 @@ def angle_curves(
     progress_bar: bool = True,
     held_out=None,
     descan="auto",
+    regions=("bf", "df"),
 ) -> AngleCurves:
     """Mean BF and DF angles of a random sample of patterns for growing bases.
 
@@ -141,6 +144,8 @@ def angle_curves(
         angles are not flattered by fitting the sample's own noise.
     descan : "auto", array-like or None
         Passed to the data-derived generators (None for a sample that is not a scan).
+    regions : sequence of {"bf", "df"}
+        The regions whose curves are measured (default both).
 
     Returns
     -------
@@ -160,7 +165,10 @@ def angle_curves(
     # cannot support are left out instead of being built with less smoothing
     sampled = {"seed": seed, "mode": mode, "descan": descan}
     smoothed = {**sampled, "smoothing_px": default_smoothing_px(geometry)}
-    jobs = _jobs(geometry, datacube, families, counts, sampled, smoothed)
+    unknown = set(regions) - {"bf", "df"}
+    if unknown:
+        raise ValueError(f"regions must be 'bf' and/or 'df', got {sorted(unknown)}")
+    jobs = _jobs(geometry, datacube, families, counts, sampled, smoothed, tuple(regions))
     results: dict = {"bf": {}, "df": {}}
     for job in tqdm(jobs, desc="Angle curves", disable=not progress_bar):
         region, family = job[0], job[1]

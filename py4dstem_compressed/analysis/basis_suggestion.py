@@ -1,4 +1,4 @@
-"""Choose a basis from the data: the family and the BF/DF mask counts within a value budget.
+"""Choose a basis from the data: the BF/DF mask counts and the DF family within a value budget.
 
 :func:`suggest_basis` builds data-derived masks on one half of a sample of patterns, measures
 the mean basis angle of the other half for a range of mask counts per region
@@ -19,8 +19,11 @@ from py4dstem_compressed.core.sources import data_array
 
 __all__ = ["shot_noise_fractions", "suggest_basis"]
 
-#: Families considered, in the order ties are broken (binning last: only if it wins)
-FAMILIES = ("zernike", "diffraction_pattern", "pca", "binning")
+#: BF masks: Zernike polynomials (analytic: they carry no noise of the sample)
+BF_FAMILY = "zernike"
+#: DF families considered (data-derived: the DF of a specimen is where its reflections are),
+#: in the order ties are broken
+DF_FAMILIES = ("diffraction_pattern", "pca")
 #: Mask counts measured per region (capped by the budget)
 COUNTS = (1, 2, 3, 4, 6, 8, 10, 12, 15, 21, 28, 36, 45, 55, 66)
 #: Fewest values a suggestion can use: 1 BF + 1 DF mask + the 2 perpendicular norms
@@ -197,14 +200,15 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
     return kb, kd
 
 
-def _region_curves(curves: AngleCurves, family: str, noise: dict, geometry) -> tuple:
-    """The family's BF and DF uncaptured signal [fraction of the structure] and noise per mask.
+def _region_curves(curves: AngleCurves, df_family: str, noise: dict, geometry) -> tuple:
+    """Zernike BF and ``df_family`` DF uncaptured signal [fraction of the structure], and the
+    noise per mask.
 
-    The structure is the signal a uniform mask misses (Zernike's first mask, the same for
-    every family but binning); the DF's one-mask point is that uniform mask for all.
+    The structure is the signal a uniform mask misses (Zernike's first mask); the DF's
+    one-mask point is that uniform mask for every family.
     """
     out, per_mask = [], {}
-    for region in ("bf", "df"):
+    for region, family in (("bf", BF_FAMILY), ("df", df_family)):
         pixels = int(getattr(geometry, region).sum())
         uniform = _signal_curve(
             [1], [getattr(curves, region)["zernike"][1][0]], noise[region], pixels
@@ -220,12 +224,15 @@ def _region_curves(curves: AngleCurves, family: str, noise: dict, geometry) -> t
     return out[0], out[1], per_mask
 
 
+def _label(df_family: str, num_df: int) -> str:
+    """Name of a suggestion: ``"zernike"`` with one (uniform) DF mask, else BF+DF families."""
+    return BF_FAMILY if num_df == 1 else f"{BF_FAMILY}+{df_family}"
+
+
 def _choose(curves: AngleCurves, noise: dict, geometry, masks: int) -> tuple[str, int, int, dict]:
-    """The family and counts leaving the least uncaptured structure (BF + DF fractions)."""
+    """The DF family and counts leaving the least uncaptured structure (BF + DF fractions)."""
     scores, picks = {}, {}
-    for family in FAMILIES:
-        if family not in curves.bf:
-            continue
+    for family in DF_FAMILIES:
         bf, df, noise_per_mask = _region_curves(curves, family, noise, geometry)
         counts = _allocate(bf, df, masks, noise_per_mask) if bf and df else None
         if counts is None:
@@ -234,7 +241,7 @@ def _choose(curves: AngleCurves, noise: dict, geometry, masks: int) -> tuple[str
         scores[family] = bf[counts[0]] + df[counts[1]]
     if not scores:
         raise ValueError(
-            f"no family fits {masks} masks on this detector; raise max_values_per_pattern"
+            f"no basis fits {masks} masks on this detector; raise max_values_per_pattern"
         )
     chosen = next(iter(scores))
     for family, score in scores.items():
@@ -243,31 +250,32 @@ def _choose(curves: AngleCurves, noise: dict, geometry, masks: int) -> tuple[str
     return chosen, *picks[chosen], scores
 
 
-def _binning_widths(geometry, num_bf: int, num_df: int) -> dict:
-    """``bf_bin`` and ``df_bin`` [px] of the binning basis with these counts."""
-    from py4dstem_compressed.analysis.angle_curves import _bin_sizes_for_counts
+def _build(df_family, geometry, sample, num_bf, num_df, seed, mode) -> Basis:
+    """Zernike BF masks with ``num_df`` DF masks of ``df_family`` (one: the uniform mask)."""
+    from py4dstem_compressed.bases.assembly import assemble_basis
     from py4dstem_compressed.bases.registry import build_basis
 
-    widths = {"bf_bin": None, "df_bin": None}
-    for size in _bin_sizes_for_counts(geometry, "bf", num_bf):
-        if build_basis("binning", geometry, bf_bin=size).num_bf == num_bf:
-            widths["bf_bin"] = size
-    if num_df > 1:
-        for size in _bin_sizes_for_counts(geometry, "df", num_df):
-            if build_basis("binning", geometry, bf_bin=1, df_bin=size).num_df == num_df:
-                widths["df_bin"] = size
-    return widths
-
-
-def _build(family, geometry, sample, num_bf, num_df, seed, mode) -> Basis:
-    from py4dstem_compressed.bases.registry import basis_family, build_basis
-
-    if family == "binning":
-        return build_basis("binning", geometry, **_binning_widths(geometry, num_bf, num_df))
-    if not basis_family(family).needs_data:
-        return build_basis(family, geometry, num_bf=num_bf, num_df=num_df)
-    return build_basis(
-        family, geometry, sample, num_bf=num_bf, num_df=num_df, seed=seed, mode=mode, descan=None
+    zernike = build_basis(BF_FAMILY, geometry, num_bf=num_bf, num_df=1)
+    if num_df == 1:
+        return zernike
+    dark = build_basis(
+        df_family, geometry, sample, num_bf=1, num_df=num_df, seed=seed, mode=mode, descan=None
+    )
+    parameters = {
+        "bf_family": BF_FAMILY,
+        "df_family": df_family,
+        "num_bf": num_bf,
+        "num_df": num_df,
+        **{f"df_{k}": v for k, v in dark.parameters.items() if k not in ("num_bf", "num_df")},
+    }
+    return assemble_basis(
+        geometry,
+        zernike.bf_masks,
+        dark.df_masks,
+        "custom",
+        parameters,
+        dark.positions,
+        dark.mode,
     )
 
 
@@ -293,8 +301,8 @@ def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
             "BF first gets the masks that capture 90% of what its curve captures, then masks "
             "go where they capture the most structure per mask while a mask captures >= 1% "
             "of it and >= 4x the noise it stores, then the rest of the budget to every step "
-            "that still captures signal; least uncaptured structure wins, binning only if "
-            "better"
+            "that still captures signal; BF masks are Zernike polynomials, DF masks the "
+            "data-derived family leaving the least uncaptured structure"
         ),
     }
 
@@ -309,7 +317,7 @@ def suggest_basis(
     num_samples: int = NUM_SAMPLES,
     progress_bar: bool = True,
 ) -> Basis:
-    """Choose the basis family and the BF/DF mask counts from the data, within a budget.
+    """Choose the BF/DF mask counts and the DF masks' family from the data, within a budget.
 
     The rule: spend masks where they reduce the uncaptured *signal* most, not the noise.
 
@@ -336,9 +344,15 @@ def suggest_basis(
        averaged over the scan's overlapping positions by the reconstruction, whose data step
        takes any number of masks per region. Budget is left unused only where no mask
        captures signal any more.
-    4. The family that leaves the least uncaptured structure (BF + DF) wins; a later family
-       in (zernike, diffraction_pattern, pca, binning) must beat an earlier one by 0.02, so
-       binning is chosen only if it wins.
+    4. BF masks are Zernike polynomials; the DF masks come from the data-derived family
+       (diffraction patterns, then PCA, which must beat it by 0.02) that leaves the least
+       uncaptured structure (BF + DF). With one DF mask the basis is a Zernike basis. Why
+       not the smallest angles everywhere: data-derived BF masks fit held-out patterns
+       better than Zernike polynomials but carry the sample's noise and one-off detail, and
+       reconstructed worse on every benchmark set and dose; in the dark field, which holds
+       the specimen's reflections, data-derived masks are the ones that carry the
+       information, while more Zernike DF masks lowered the quality (README, "Thin
+       specimens").
 
     Every stored value counts: ``num_bf + num_df + 2`` (perpendicular norms)
     ``<= max_values_per_pattern``.
@@ -386,19 +400,35 @@ def suggest_basis(
     train, test = sample[np.sort(order[::2])], sample[np.sort(order[1::2])]
     counts = [k for k in COUNTS if k < masks] or [1]
     curves = angle_curves(
-        train, geometry, counts, FAMILIES, len(train), mode, seed, progress_bar, test, None
+        train, geometry, counts, (BF_FAMILY,), len(train), mode, seed, progress_bar, test, None
     )
+    dark = angle_curves(
+        train,
+        geometry,
+        counts,
+        DF_FAMILIES,
+        len(train),
+        mode,
+        seed,
+        progress_bar,
+        held_out=test,
+        descan=None,
+        regions=("df",),
+    )
+    curves.df.update(dark.df)
     smoothed = shot_noise_fractions(frames, geometry, mode)
     noise = _held_out_cap(smoothed, curves, geometry)
-    family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)
-    basis = _build(family, geometry, sample, num_bf, num_df, seed, mode)
+    df_family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)
+    basis = _build(df_family, geometry, sample, num_bf, num_df, seed, mode)
     record = _record(
         curves,
         noise,
-        scores,
+        {_label(f, 2): score for f, score in scores.items()},
         budget=int(max_values_per_pattern),
         values=num_bf + num_df + 2,
-        family=family,
+        family=_label(df_family, num_df),
+        bf_family=BF_FAMILY,
+        df_family=df_family if num_df > 1 else BF_FAMILY,
         num_bf=num_bf,
         num_df=num_df,
         patterns={"masks_from": len(train), "held_out": len(test)},

@@ -328,8 +328,9 @@ def describe_suggestion(record: dict) -> list[str]:
         )
     lines.append("  mean held-out angle [deg] against the number of masks (count:angle):")
     for region in ("bf", "df"):
+        chosen = record.get(f"{region}_family", record["family"])  # one family before 0.2
         for family, points in record["angle_curves_deg"][region].items():
-            mark = "*" if family == record["family"] else " "
+            mark = "*" if family == chosen else " "
             values = " ".join(f"{k}:{a:.1f}" for k, a in points)
             lines.append(f"   {mark}{region.upper()} {family:<20}{values}")
     scores = ", ".join(f"{f} {100 * s:.2f}%" for f, s in record["uncaptured_signal"].items())
