@@ -125,7 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sug = sub.add_parser(
         "suggest",
-        help="choose the basis family and BF/DF mask counts from (a sample of) the data",
+        help="choose the BF/DF mask counts (Zernike BF, data-derived DF masks) from (a sample of) "
+        "the data",
         formatter_class=fmt,
     )
     sug.add_argument(

@@ -14,12 +14,14 @@ Case fields: ``kind`` ("2d" or "crystal"), ``dose`` [e/A^2] or null, ``descan`` 
 ``basis`` ("plain", "z36" or "dp15"), optional ``preset`` (default "small"),
 ``iterations`` (30), ``scale`` (multiply the intensities), ``normalise`` (divide by the
 total), ``blur_shift`` [px] (bilinear shift of the recorded patterns), ``fixed_masks``
-(``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan) and
-``kw`` (extra ``reconstruct`` keywords, e.g. ``{"match_region_energy": false}``) and
-``unshift`` (move every recorded pattern back by its simulated descan, bilinear, as plain
-py4DSTEM's preprocessing does, before the masks are applied; use with ``fixed_masks`` and
-``no_ramp``) and ``noise_seed`` (draw the shot noise again from the noise-free drifting
-patterns with this seed: another realisation of the same experiment).
+(``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan), ``kw``
+(extra ``reconstruct`` keywords, e.g. ``{"match_region_energy": false}``), ``unshift``
+(move every recorded pattern back by its simulated descan, bilinear, as plain py4DSTEM's
+preprocessing does, before the masks are applied; use with ``fixed_masks`` and
+``no_ramp``), ``bf_rim_px`` (the BF region extended by this many pixels beyond the
+measured disk radius, so that the DF starts outside the disk's rim) and ``noise_seed``
+(draw the shot noise again from the noise-free drifting patterns with this seed: another
+realisation of the same experiment).
 """
 
 from __future__ import annotations
@@ -96,6 +98,14 @@ def run(case: dict) -> dict:
         ptycho.reconstruct(**reconstruct)
     else:
         geometry = pc.DetectorGeometry.from_datacube(datacube)
+        if case.get("bf_rim_px"):
+            geometry = pc.DetectorGeometry(
+                geometry.shape,
+                geometry.center,
+                geometry.bf_radius + case["bf_rim_px"],
+                geometry.df_radius,
+                geometry.mask,
+            )
         descan = None if case.get("fixed_masks") else "auto"
         family, basis_kwargs = BASES[case["basis"]]
         if family == "diffraction_pattern":

@@ -1,4 +1,4 @@
-"""suggest_basis: the family and BF/DF split chosen from held-out angles within a budget."""
+"""suggest_basis: the BF/DF split and the DF family chosen from held-out angles within a budget."""
 
 import subprocess
 import sys
