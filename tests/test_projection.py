@@ -312,3 +312,25 @@ def test_shape_matching_meets_both_coefficient_and_region_energy():
     everything = np.ones_like(bf)
     pixels = CompressedOperator.from_detector(eye, everything, ~everything, (0, 0))
     assert pixels.energy_regions is not None and pixels.shape_regions == (False, False)
+
+
+def test_operator_in_the_dtype_of_the_values():
+    """The data step multiplies arrays of one dtype (a float64 x float32 product does not run
+    on BLAS): the cast operator holds the same numbers, is cached, and gives the same step."""
+    rng = np.random.default_rng(7)
+    op = _operator(rng, num_bf=6, num_df=2)[0]
+    wide = op.in_dtype(np.float64)
+    assert op.in_dtype(np.float32) is op
+    assert op.in_dtype(np.float64) is wide
+    for name in CompressedOperator.FLOAT_ARRAYS:
+        narrow, cast = getattr(op, name), getattr(wide, name)
+        if narrow is not None:
+            assert cast.dtype == np.float64
+            np.testing.assert_array_equal(cast, narrow.astype(np.float64))
+    values = rng.random((5, op.masks.shape[1]))
+    coefficients = (values @ op.masks.T.astype(np.float64) * 1.1).astype(np.float32)
+    norms = rng.random((5, 2)).astype(np.float32)
+    slow, _ = project_values(values, coefficients, op, norms)
+    fast, _ = project_values(values, coefficients, wide, norms)
+    assert fast.dtype == np.float64
+    np.testing.assert_allclose(fast, slow, rtol=1e-12, atol=1e-12 * np.abs(slow).max())

@@ -253,6 +253,7 @@ class DataStepMixin:
                 overlap = overlap * _over_modes(ramp, overlap)
             far = far_field_amplitudes(xp.fft.fft2(overlap))
             values = measured_from_amplitude(far, self._operator.mode)
-            residual = coefficients - mask_coefficients(values, self._operator.masks)
+            masks = self._operator.in_dtype(values.dtype).masks
+            residual = coefficients - mask_coefficients(values, masks)
             errors.append(self._asnumpy((residual**2).sum(-1) * self._error_scale))
         return np.concatenate(errors) / self._mean_diffraction_intensity

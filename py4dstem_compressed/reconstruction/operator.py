@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -73,6 +73,36 @@ class CompressedOperator:
     shape_regions: tuple[bool, bool] = (False, False)
     signed_regions: tuple[bool, bool] = (False, False)
     region_index: tuple[Any, Any] = (None, None)
+    _by_dtype: dict = field(default_factory=dict, repr=False)
+
+    #: Arrays that enter matrix products with the predicted values
+    FLOAT_ARRAYS = (
+        "masks",
+        "region_maps",
+        "edge_map",
+        "mask_regions",
+        "scalable_support",
+        "energy_regions",
+    )
+
+    def in_dtype(self, dtype: Any) -> CompressedOperator:
+        """This operator with its float arrays in ``dtype`` (cached; ``self`` if they are).
+
+        A matrix product of float64 values with float32 masks does not run on BLAS (NumPy
+        falls back to a loop about 40x slower); the data step therefore multiplies arrays
+        of one dtype.
+        """
+        key = str(dtype)
+        if self.masks.dtype == dtype:
+            return self
+        if key not in self._by_dtype:
+            cast = {
+                name: getattr(self, name).astype(dtype)
+                for name in self.FLOAT_ARRAYS
+                if getattr(self, name) is not None
+            }
+            self._by_dtype[key] = replace(self, **cast, _by_dtype={})
+        return self._by_dtype[key]
 
     @classmethod
     def from_detector(

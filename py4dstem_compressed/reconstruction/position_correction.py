@@ -59,6 +59,7 @@ def coefficient_position_update(
     xp = get_array_module(far_field)
     batch = far_field.shape[0]
     amplitude = far_field_amplitudes(far_field)
+    operator = operator.in_dtype(amplitude.dtype)  # one dtype: BLAS products
     partials = []
     for shifted in (far_field_dx, far_field_dy):
         # half the intensity change (summed over the modes of a mixed state)

@@ -338,6 +338,7 @@ def fourier_projection(
     batch = fourier_overlap.shape[0]
     amplitudes = far_field_amplitudes(fourier_overlap)
     values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
+    operator = operator.in_dtype(values.dtype)
     projected, residual = project_values(
         values, coefficients, operator, perpendicular_norms, options
     )
