@@ -399,23 +399,16 @@ def suggest_basis(
     order = np.random.default_rng(seed).permutation(len(frames))
     train, test = sample[np.sort(order[::2])], sample[np.sort(order[1::2])]
     counts = [k for k in COUNTS if k < masks] or [1]
-    curves = angle_curves(
-        train, geometry, counts, (BF_FAMILY,), len(train), mode, seed, progress_bar, test, None
+    common = dict(
+        num_samples=len(train), mode=mode, seed=seed, progress_bar=progress_bar, held_out=test
     )
-    dark = angle_curves(
-        train,
-        geometry,
-        counts,
-        DF_FAMILIES,
-        len(train),
-        mode,
-        seed,
-        progress_bar,
-        held_out=test,
-        descan=None,
-        regions=("df",),
+    common["descan"] = None  # a sample, not a scan
+    # Zernike curves of both regions (the DF's uniform first mask included), then the
+    # data-derived DF curves; data-derived BF masks are not considered
+    curves = angle_curves(train, geometry, counts, (BF_FAMILY,), **common)
+    curves.df.update(
+        angle_curves(train, geometry, counts, DF_FAMILIES, **common, regions=("df",)).df
     )
-    curves.df.update(dark.df)
     smoothed = shot_noise_fractions(frames, geometry, mode)
     noise = _held_out_cap(smoothed, curves, geometry)
     df_family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)
@@ -423,7 +416,7 @@ def suggest_basis(
     record = _record(
         curves,
         noise,
-        {_label(f, 2): score for f, score in scores.items()},
+        {f"{BF_FAMILY}+{f}": score for f, score in scores.items()},
         budget=int(max_values_per_pattern),
         values=num_bf + num_df + 2,
         family=_label(df_family, num_df),
