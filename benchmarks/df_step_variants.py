@@ -5,7 +5,19 @@ diffraction-pattern DF masks, with the data step's signed-region step
 (:func:`py4dstem_compressed.reconstruction.region_matching.match_signed_region`) replaced by
 a candidate, and prints one JSON line with the scores. Variants (``variant``):
 
-* ``current``: today's step (multiplicative, one Newton step, energy-matched);
+* ``current``: the package's step (multiplicative, one Newton step on the coefficients of the
+  expected amplitude under shot noise, shrunk by their noise, energy-matched);
+* ``no_noise_model``: the same with the coefficients taken as those of the amplitude (0.1);
+* ``steps3``: three Newton steps, no noise model;
+* ``kappa_one`` / ``kappa_fit`` / ``kappa_unbiased``: the target's common scale 1, fitted to
+  ``||c||^2``, or fitted with the coefficients' noise removed from ``||c||^2`` (the package);
+* ``wiener1`` / ``wiener3``: one / three Newton steps with ``kappa_fit`` (rows in
+  ``results/df_step_variants_tiny.json`` noted "interim" predate the ``kappa^2`` factor of the
+  shrinkage, ``max(0, 1 - sigma^2 / r^2)``);
+* ``batch1`` / ``batch3``: the same with ``sigma^2`` and ``r^2`` averaged over the batch (an
+  empirical Wiener factor per mask);
+* ``shape_psi`` (one DF mask): the DF reshaped (power law) so that with its measured energy
+  its expected coefficient ``M psi(u)`` is the measured one, then energy-matched;
 * ``decode``: the DF decoded from the stored values alone: ``max(M^T c, 0)`` rescaled to the
   stored energy ``||c||^2 + p^2`` (the model's DF is discarded);
 * ``proj``: the projection onto ``{M a = c, ||a||^2 = ||c||^2 + p^2}``: in-span part ``M^T c``,
@@ -40,12 +52,14 @@ def _energy_matched(a, energy, region_map):
     return a * np.sqrt(energy / np.maximum(got, TINY))[:, None]
 
 
-def decode(values, target, energy, region_map, masks, weight):
+def decode(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
     """The DF decoded from the stored values alone."""
     return _energy_matched(target @ masks, energy, region_map) + values * (1 - region_map)
 
 
-def proj(values, target, energy, region_map, masks, weight, fit_scale=False):
+def proj(
+    values, target, energy, region_map, masks, weight, counts_per_intensity=None, fit_scale=False
+):
     """Projection onto the set of the measured coefficients and energy."""
     v = values * region_map
     inside = v @ masks.T
@@ -59,6 +73,104 @@ def proj(values, target, energy, region_map, masks, weight, fit_scale=False):
     norm = np.sqrt((perp**2).sum(1))
     a = (kappa[:, None] * target) @ masks + perp * (rest / np.maximum(norm, TINY))[:, None]
     return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
+
+def signed_step(steps=1, kappa_rule="unbiased", shrink="coefficient", model=True):
+    """The package's signed-region step with its choices open.
+
+    ``steps`` Newton steps; ``kappa_rule``: ``"unbiased"`` (the package: the noise's share
+    removed from ``||c||^2``), ``"fit"`` (``<M psi, c> / ||c||^2``) or ``"one"`` (no common
+    scale where a noise model is used); ``shrink``: ``"coefficient"`` (the package:
+    ``max(0, 1 - kappa^2 sigma_n^2 / r_n^2)`` per coefficient) or ``"batch"`` (the same with
+    ``sigma_n^2`` and ``r_n^2`` averaged over the batch: an empirical Wiener factor);
+    ``model=False`` drops the shot-noise model (coefficients of the amplitude itself).
+    """
+    from py4dstem_compressed.reconstruction.region_matching import (
+        LOG_STEP_LIMIT,
+        relaxed_energy_scale,
+    )
+    from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+
+    def step(values, coefficients, energy, support, masks, weight=1.0, counts_per_intensity=None):
+        counts = counts_per_intensity if model else None
+        inside = support > 0
+        region = np.where(inside, np.maximum(values, 0.0), 0.0)
+        squares = masks * masks
+        power = (coefficients * coefficients).sum(axis=1, keepdims=True)
+        for _ in range(steps):
+            expected, slope = expected_amplitude(region, counts)
+            noise = None
+            if counts is not None:
+                noise = np.maximum(region**2 - expected**2, 0.0) @ squares.T
+            current = expected @ masks.T
+            if kappa_rule == "one" and noise is not None:
+                kappa = np.ones_like(power)
+            else:
+                signal = power
+                if kappa_rule == "unbiased" and noise is not None:
+                    signal = power - noise.sum(axis=1, keepdims=True)
+                signal = np.maximum(np.where(signal > 0, signal, power), TINY)
+                kappa = np.maximum((current * coefficients).sum(1, keepdims=True) / signal, 0)
+            residual = kappa * coefficients - current
+            if noise is not None:
+                spread, size = kappa**2 * noise, residual**2
+                if shrink == "batch":
+                    spread, size = spread.mean(0), size.mean(0)
+                residual = residual * np.clip(1.0 - spread / np.maximum(size, TINY), 0.0, 1.0)
+            curvature = (expected * slope) @ squares.T
+            ok = curvature > TINY
+            st = np.where(ok, residual / np.where(ok, curvature, 1.0), 0)
+            region = region * np.exp(np.clip(st, -LOG_STEP_LIMIT, LOG_STEP_LIMIT) @ masks)
+        cur = (region * region).sum(axis=1)
+        scale = relaxed_energy_scale(energy, cur, (cur > TINY) & (energy > 0), weight)
+        region = region * scale[:, None].astype(region.dtype)
+        return np.where(inside, region, values).astype(values.dtype)
+
+    return step
+
+
+def shape_with_noise_model(holder):
+    """Power-law reshaping of a region of scalable masks (one DF mask) so that, once the
+    region carries its measured energy, its *expected* coefficients ``M psi(u)`` are the
+    measured ones: one Newton step per call on the exponent (finite-difference slope)."""
+    from py4dstem_compressed.reconstruction.region_matching import SHAPE_STEP_LIMIT
+    from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+
+    def reshape(values, coefficients, perpendicular_norms, operator, regions):
+        counts = holder.get("counts")
+        support = np.asarray(operator.scalable_support) * (regions.sum(1) > 0)[:, None]
+        masks = np.asarray(operator.masks)[np.asarray(operator.scalable_index)]
+        out = values.copy()
+        for n in np.flatnonzero(support.sum(1) > 0):
+            inside = support[n] > 0
+            v = np.maximum(values[:, inside].astype(np.float64), 0)
+            m = masks[n, inside]
+            region = int(np.argmax(regions[n]))
+            energy = (coefficients**2 * regions[:, region]).sum(1) + perpendicular_norms[
+                :, region
+            ] ** 2
+            c = coefficients[:, n]
+            logs = np.log(np.maximum(v, TINY))
+            mean = np.log(np.maximum(v.sum(1, keepdims=True) / v.shape[1], TINY))
+
+            def predicted(delta, v=v, logs=logs, mean=mean, energy=energy, m=m):
+                w = v * np.exp(delta[:, None] * (logs - mean))
+                w = w * np.sqrt(energy / np.maximum((w**2).sum(1), TINY))[:, None]
+                psi, _ = expected_amplitude(w, counts)
+                return psi @ m
+
+            zero = np.zeros(len(v))
+            f0 = predicted(zero)
+            eps = 1e-3
+            slope = (predicted(zero + eps) - f0) / eps
+            ok = (c > 0) & (f0 > 0) & (np.abs(slope) > 1e-12 * np.abs(f0)) & (energy > 0)
+            delta = np.where(ok, (c - f0) / np.where(ok, slope, 1.0), 0.0)
+            delta = np.clip(delta, -SHAPE_STEP_LIMIT, SHAPE_STEP_LIMIT)
+            w = v * np.exp(delta[:, None] * (logs - mean))
+            out[:, inside] = np.where(v > 0, w, 0).astype(values.dtype)
+        return out
+
+    return reshape
 
 
 def run(case: dict) -> dict:
@@ -75,9 +187,18 @@ def run(case: dict) -> dict:
     from py4dstem_compressed.simulation.datasets import simulate
 
     current = projection.match_signed_region
+    holder = {}
+    if case["variant"] == "shape_psi":
+        from py4dstem_compressed.reconstruction.region_matching import switched_regions
 
-    def multadd(values, target, energy, region_map, masks, weight):
-        m = current(values, target, energy, region_map, masks, weight) * region_map
+        projection.shape_switch = lambda operator, norms, *a: (
+            switched_regions(operator, np.array([False, True])) if norms is not None else None
+        )
+        projection.match_participation = shape_with_noise_model(holder)
+
+    def multadd(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        m = current(values, target, energy, region_map, masks, weight, counts_per_intensity)
+        m = m * region_map
         inside = m @ masks.T
         kappa = np.maximum((inside * target).sum(1) / np.maximum((target**2).sum(1), TINY), 0)
         a = m + (kappa[:, None] * target - inside) @ masks
@@ -85,10 +206,20 @@ def run(case: dict) -> dict:
 
     projection.match_signed_region = {
         "current": current,
+        "no_noise_model": signed_step(model=False),
+        "steps3": signed_step(3, kappa_rule="fit", model=False),
+        "wiener1": signed_step(1, kappa_rule="fit"),
+        "wiener3": signed_step(3, kappa_rule="fit"),
+        "batch1": signed_step(1, kappa_rule="fit", shrink="batch"),
+        "batch3": signed_step(3, kappa_rule="fit", shrink="batch"),
+        "kappa_one": signed_step(kappa_rule="one"),
+        "kappa_fit": signed_step(kappa_rule="fit"),
+        "kappa_unbiased": signed_step(),
         "decode": decode,
         "proj": proj,
-        "projk": lambda *a: proj(*a, fit_scale=True),
+        "projk": lambda *a, **k: proj(*a, fit_scale=True, **k),
         "multadd": multadd,
+        "shape_psi": current,
     }[case["variant"]]
     data = simulate(
         preset=case["preset"],
@@ -106,6 +237,7 @@ def run(case: dict) -> dict:
     compressed = pc.compress(data.datacube, basis, progress_bar=False)
     ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)
     ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
+    holder["counts"] = ptycho._counts_per_intensity
     ptycho.reconstruct(
         num_iter=case.get("iterations", 30), max_batch_size=64, seed_random=0, progress_bar=False
     )

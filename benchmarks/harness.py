@@ -189,4 +189,5 @@ def without_perpendicular_norms(compressed):
         mode=compressed.mode,
         calibration=compressed.calibration,
         descan_shift_px=compressed.descan_shift_px,
+        intensity_per_count=compressed.intensity_per_count,
     )

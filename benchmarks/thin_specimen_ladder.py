@@ -27,6 +27,8 @@ Usage::
     python benchmarks/thin_specimen_ladder.py                       # noise-free ladder
     python benchmarks/thin_specimen_ladder.py --dose 2e4 --iterations 30
     python benchmarks/thin_specimen_ladder.py --families zernike --num-df 1 16 --no-oracles
+    python benchmarks/thin_specimen_ladder.py --dose 2e4 --source-size 0.3 --iterations 30 \
+        --families zernike --num-df 1      # oracles on partially coherent data
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from harness import Stopwatch, emit, run_case
+from harness import Stopwatch, emit, run_case, without_perpendicular_norms
 
 #: family -> number of bright-field masks of the ladder
 BF_MASKS = {"zernike": 36, "diffraction_pattern": 15, "pca": 15, "zernike_bf_dp_df": 36}
@@ -138,8 +140,13 @@ def run(case: dict) -> dict:
     )
     from py4dstem_compressed.simulation.datasets import simulate
 
+    source = {"source_size": case["source_size"]} if case.get("source_size") else {}
     data = simulate(
-        preset=case["preset"], kind=case["kind"], dose_per_area=case["dose"], progress_bar=False
+        preset=case["preset"],
+        kind=case["kind"],
+        dose_per_area=case["dose"],
+        progress_bar=False,
+        **source,
     )
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
     geometry = pc.DetectorGeometry.from_datacube(data.datacube)
@@ -148,6 +155,8 @@ def run(case: dict) -> dict:
         ptycho = MultislicePtychography(datacube=data.datacube, **kwargs)
     else:
         compressed = pc.compress(data.datacube, basis, progress_bar=False)
+        if case.get("drop_norms"):  # oracle: what the perpendicular norms contribute
+            compressed = without_perpendicular_norms(compressed)
         cls = {"df_pixels": _oracle_class(), "df_in_span": _span_oracle_class()}.get(
             case["basis"], pc.CompressedMultislicePtychography
         )
@@ -166,6 +175,7 @@ def run(case: dict) -> dict:
             seed_random=0,
             progress_bar=False,
             reset=None if done == 0 else False,
+            **({} if basis is None else case.get("reconstruct", {})),
         )
         done = total
         score = score_reconstruction(ptycho, data)
@@ -181,6 +191,16 @@ def run(case: dict) -> dict:
 
 
 def _label(row: dict) -> str:
+    options = []
+    if row.get("drop_norms"):
+        options.append("no perpendicular norms")
+    for key, value in (row.get("reconstruct") or {}).items():
+        options.append(f"{key}={value}")
+    suffix = f" ({', '.join(options)})" if options else ""
+    return _basis_label(row) + suffix
+
+
+def _basis_label(row: dict) -> str:
     if row["basis"] in ("plain", "bf_pixels", "df_pixels"):
         return {
             "plain": "uncompressed (plain py4DSTEM)",
@@ -223,10 +243,23 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="small")
     parser.add_argument("--kind", default="2d")
     parser.add_argument("--dose", type=float, default=None, help="e/A^2; default noise-free")
+    parser.add_argument(
+        "--source-size", type=float, default=None, help="effective source sigma [A]; coherent"
+    )
     parser.add_argument("--iterations", type=int, nargs="+", default=[30, 90])
     parser.add_argument("--families", nargs="+", default=list(BF_MASKS))
     parser.add_argument("--num-df", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--no-oracles", action="store_true")
+    parser.add_argument(
+        "--drop-norms", action="store_true", help="compressed runs without perpendicular norms"
+    )
+    parser.add_argument(
+        "--reconstruct-kwargs",
+        type=json.loads,
+        default=None,
+        help="JSON keywords of the compressed runs' reconstruct() (an oracle), e.g. "
+        "'{\"match_region_energy\": false}'",
+    )
     parser.add_argument(
         "--suggested", type=int, nargs="*", default=[], help="budgets of suggest_basis rows"
     )
@@ -236,6 +269,8 @@ def main(argv=None) -> int:
         emit(run(json.loads(args.case)))
         return 0
     base = {"preset": args.preset, "kind": args.kind, "dose": args.dose}
+    if args.source_size:
+        base["source_size"] = args.source_size
     base["iterations"] = sorted(args.iterations)
     cases = [{**base, "basis": "plain"}]
     if not args.no_oracles:
@@ -244,11 +279,21 @@ def main(argv=None) -> int:
         {**base, "basis": family, "num_df": n} for family in args.families for n in args.num_df
     ]
     cases += [{**base, "basis": "suggested", "budget": b} for b in args.suggested]
+    compressed_options = {}
+    if args.drop_norms:
+        compressed_options["drop_norms"] = True
+    if args.reconstruct_kwargs:
+        compressed_options["reconstruct"] = args.reconstruct_kwargs
+    cases = [c if c["basis"] == "plain" else {**c, **compressed_options} for c in cases]
     dose = "inf" if args.dose is None else f"{args.dose:g}"
-    output = Path(args.output or RESULTS / f"thin_specimen_ladder_{args.preset}_{dose}.json")
+    source = f"_source{args.source_size:g}" if args.source_size else ""
+    name = f"thin_specimen_ladder_{args.preset}_{dose}{source}.json"
+    output = Path(args.output or RESULTS / name)
     rows = json.loads(output.read_text()) if output.exists() else []
     for case in cases:
-        key = {k: case.get(k) for k in ("basis", "num_df", "budget", "iterations", "dose", "kind")}
+        names = ("basis", "num_df", "budget", "iterations", "dose", "kind", "source_size")
+        names += ("drop_norms", "reconstruct")
+        key = {k: case.get(k) for k in names}
         if any({k: r.get(k) for k in key} == key for r in rows):
             continue  # measured already: delete the file (or the row) to measure again
         result = run_case(__file__, case)

@@ -62,6 +62,7 @@ def compress_with_libertem(
     use_numba: bool = True,
     progress: bool = False,
     name: str = "compressed_datacube",
+    intensity_per_count: float | None = None,
 ):
     """Compress a LiberTEM dataset onto ``basis`` with a LiberTEM UDF.
 
@@ -96,6 +97,10 @@ def compress_with_libertem(
         Show LiberTEM's progress bar.
     name : str
         Name of the returned EMD node.
+    intensity_per_count : float, optional
+        Intensity of one detected electron in the data's unit (1 for counts). None
+        (default): measured, as ``compress`` does, on the same sampled patterns (read with
+        LiberTEM's ``PickUDF``).
 
     Returns
     -------
@@ -129,6 +134,8 @@ def compress_with_libertem(
         flat = {"total_intensity": arrays["total_intensity"].ravel()}
         flat["center_of_mass"] = arrays["center_of_mass"].reshape(-1, 2)
         warn_off_center(flat, basis, shifts_px.reshape(-1, 2))
+    if intensity_per_count is None:
+        intensity_per_count = _measured_intensity_per_count(ctx, dataset, basis, shifts_px)
     num_negative = int(results["num_negative"].data[0])
     if num_negative:
         warnings.warn(
@@ -143,7 +150,29 @@ def compress_with_libertem(
         calibration=calibration,
         name=name,
         descan_shift_px=shifts_px,
+        intensity_per_count=intensity_per_count,
     )
+
+
+def _measured_intensity_per_count(ctx, dataset, basis, shifts_px: np.ndarray) -> float:
+    """:func:`~py4dstem_compressed.compression.shot_noise.intensity_per_count` on the patterns
+    ``compress`` samples, picked with LiberTEM."""
+    from libertem.udf.raw import PickUDF
+
+    from py4dstem_compressed.compression.shot_noise import (
+        INTERIOR_MARGIN_PX,
+        NOISE_SAMPLES,
+        intensity_per_count,
+    )
+    from py4dstem_compressed.core.sources import sampled_positions
+
+    scan_shape = shifts_px.shape[:2]
+    roi = np.zeros(scan_shape[0] * scan_shape[1], bool)
+    roi[sampled_positions(scan_shape, NOISE_SAMPLES, 0)] = True
+    picked = ctx.run_udf(dataset=dataset, udf=PickUDF(), roi=roi.reshape(scan_shape))
+    frames = np.asarray(picked["intensity"].raw_data, np.float64)
+    margin = INTERIOR_MARGIN_PX + int(np.ceil(np.abs(shifts_px).max(initial=0)))
+    return intensity_per_count(frames, basis.geometry, margin)
 
 
 def _check_inputs(dataset, basis, mode: str) -> tuple[int, int]:

@@ -72,6 +72,8 @@ def assert_same_record(result, reference, data, mode):
         excess = np.abs(got.astype(np.float64) - want) - tolerance
         assert np.all(excess <= 0), f"{key}: off by up to {excess.max():.3g} beyond tolerance"
     np.testing.assert_array_equal(result.descan_shift_px, reference.descan_shift_px)
+    # the shot noise is measured on the same sampled patterns (picked with LiberTEM)
+    assert result.intensity_per_count == pytest.approx(reference.intensity_per_count, rel=1e-9)
     assert result.mode == reference.mode == mode
     assert result.basis is reference.basis
 

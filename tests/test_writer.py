@@ -36,13 +36,16 @@ def assert_same_frames(got, expected, where):
 def test_writer_matches_compress_and_finalizes(datacube, basis, reference, tmp_path):
     path = tmp_path / "live.h5"
     frames = datacube.data.reshape(64, 32, 32)
-    with open_compressed_writer(path, basis, (8, 8), calibration=datacube.calibration) as writer:
+    with open_compressed_writer(
+        path, basis, (8, 8), calibration=datacube.calibration, intensity_per_count=2.5
+    ) as writer:
         writer.write(frames[:5])  # partial rows
         writer.write(frames[5:40], start=5)
         assert writer.num_complete == 40
         writer.write(frames[40:])
     data = pc.read_compressed(path)
     assert data.is_complete and data.num_complete == 64
+    assert data.intensity_per_count == 2.5  # given (the writer cannot measure it), kept
     assert_same_frames(data, reference, np.ones((8, 8), bool))
     assert data.calibration.get_R_pixel_size() == datacube.calibration.get_R_pixel_size()
     with h5py.File(path) as f:  # finalized: chunked and compressed

@@ -27,6 +27,7 @@ from py4dstem_compressed.compression.input_checks import (
     check_signal,
 )
 from py4dstem_compressed.compression.kernels import CompressionKernel
+from py4dstem_compressed.compression.shot_noise import sampled_intensity_per_count
 from py4dstem_compressed.core.backend import check_mode
 from py4dstem_compressed.core.sources import FrameSource, open_source
 from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
@@ -110,6 +111,7 @@ def compress(
     use_numba: bool = True,
     num_threads: int | None = None,
     descan: str | np.ndarray | None = "auto",
+    intensity_per_count: float | None = None,
 ) -> CompressedDataCube:
     """Compress a 4D-STEM dataset onto ``basis``, chunk by chunk.
 
@@ -163,6 +165,14 @@ def compress(
         half a pixel either way changes nothing); an ``(Rx, Ry, 2)`` array
         gives the descan [px] relative to the basis's BF centre (e.g. from a pre-scan);
         ``None`` keeps the masks fixed in the detector frame.
+    intensity_per_count : float, optional
+        Intensity one detected electron adds, in the data's unit (1 for a counting
+        detector's counts). None (default): measured from the shot noise of
+        :data:`~py4dstem_compressed.compression.shot_noise.NOISE_SAMPLES` sampled patterns
+        (:func:`~py4dstem_compressed.compression.shot_noise.intensity_per_count`; a
+        noise-free simulation gives a value far below one pattern's intensity). Stored with
+        the data: the reconstruction's dark-field step models the amplitude coefficients of
+        sparse counts with it. 0: treat the data as noise-free.
 
     Returns
     -------
@@ -197,6 +207,10 @@ def compress(
             check_bf_radius(source, basis)
         batch = chunk_frames(source, max_batch_size, memory_limit)
         shifts_px = descan_shifts(descan, source.data, basis.geometry)
+        gain = intensity_per_count
+        if gain is None:
+            largest_shift = float(np.abs(shifts_px).max(initial=0))
+            gain = sampled_intensity_per_count(source.data, basis.geometry, largest_shift)
         kernel = CompressionKernel(basis, mode, use_numba=use_numba)
         if shifts_px.any():
             make_kernel = functools.partial(CompressionKernel, mode=mode, use_numba=use_numba)
@@ -229,6 +243,7 @@ def compress(
         calibration=source.calibration,
         name=name,
         descan_shift_px=shifts_px,
+        intensity_per_count=gain,
     )
 
 

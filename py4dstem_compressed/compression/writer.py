@@ -67,6 +67,7 @@ def open_compressed_writer(
     compression: str = "blosc-zstd",
     check_center: bool = True,
     name: str = "compressed_datacube",
+    intensity_per_count: float = 0.0,
 ) -> CompressedWriter:
     """Open (or resume) an EMD file that frames are compressed into as they arrive.
 
@@ -96,6 +97,13 @@ def open_compressed_writer(
         Check the first frames' centre of mass against the basis (see ``compress``).
     name : str
         EMD node name.
+    intensity_per_count : float
+        Intensity of one detected electron in the frames' unit (1 for a counting
+        detector's counts), stored with the data for the reconstruction's shot-noise model.
+        The writer sees frames one batch at a time and cannot measure it the way ``compress``
+        does: measure it on a pre-scan
+        (:func:`~py4dstem_compressed.compression.shot_noise.intensity_per_count`) or pass the
+        detector's. 0 (default): treated as noise-free.
 
     Returns
     -------
@@ -124,13 +132,15 @@ def open_compressed_writer(
     else:
         if path.exists():
             _check_not_locked(path)
-        _create(path, basis, scan_shape, mode, calibration, name)
+        _create(path, basis, scan_shape, mode, calibration, name, intensity_per_count)
     return CompressedWriter(
         path, basis, scan_shape, mode, durable, finalize, compression, check_center
     )
 
 
-def _create(path: Path, basis, scan_shape, mode, calibration, name) -> None:
+def _create(
+    path: Path, basis, scan_shape, mode, calibration, name, intensity_per_count
+) -> None:
     k = basis.num_masks
     nan = np.full(scan_shape, np.nan, np.float32)
     placeholder = CompressedDataCube(
@@ -144,6 +154,7 @@ def _create(path: Path, basis, scan_shape, mode, calibration, name) -> None:
         calibration=calibration,
         name=name,
         valid=np.zeros(scan_shape, bool),
+        intensity_per_count=intensity_per_count,
     )
     placeholder.storage = StorageOptions(layout="contiguous")
     save(path, placeholder, overwrite=True)

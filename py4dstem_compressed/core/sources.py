@@ -26,6 +26,7 @@ __all__ = [
     "frame_batch",
     "open_source",
     "sampled_frames",
+    "sampled_positions",
 ]
 
 FILE_SUFFIXES = (".npy", ".h5", ".hdf5", ".emd", ".zarr")
@@ -79,11 +80,16 @@ def sampled_frames(data, num_samples: int, seed: int | None) -> Iterator[np.ndar
 
     Reads one pattern at a time, so sampling a file or dask array stays cheap.
     """
-    rx, ry = data.shape[:2]
-    count = min(num_samples, rx * ry)
-    flat = np.sort(np.random.default_rng(seed).choice(rx * ry, size=count, replace=False))
-    for i in flat:
+    ry = data.shape[1]
+    for i in sampled_positions(data.shape[:2], num_samples, seed):
         yield np.asarray(data[i // ry, i % ry])
+
+
+def sampled_positions(scan_shape, num_samples: int, seed: int | None) -> np.ndarray:
+    """Sorted flat (row-major) indices of up to ``num_samples`` random (seeded) positions."""
+    rx, ry = (int(s) for s in scan_shape)
+    count = min(num_samples, rx * ry)
+    return np.sort(np.random.default_rng(seed).choice(rx * ry, size=count, replace=False))
 
 
 def frame_batch(data, start: int, stop: int) -> np.ndarray:

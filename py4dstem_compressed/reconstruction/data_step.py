@@ -75,7 +75,7 @@ class DataStepMixin:
         fourier_waves = xp.fft.fft2(waves)
         options = self._data_step_options if options is None else options
         modified, error = fourier_projection(
-            fourier_waves, coefficients, self._operator, norms, options
+            fourier_waves, coefficients, self._operator, norms, options, self._counts_per_intensity
         )
         return modified, fourier_waves, ramp, error * self._error_scale
 

@@ -18,7 +18,10 @@ stored) replaces steps 1-2 there by a step that needs no switch for any number o
 one uniform mask or bins are rescaled to the measured energy ``sum c^2 + p^2``; signed masks
 (several DF masks) multiply the prediction by ``exp(M_R^T lam)`` towards the measured
 coefficients and then rescale it to the measured energy
-(:func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`).
+(:func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`); with the
+data's shot noise known (``counts_per_intensity``) the coefficients are modelled as those of
+the expected amplitude of the counts and each coefficient is followed only as far as it
+stands above its noise (:mod:`~py4dstem_compressed.reconstruction.shot_noise_model`).
 
 Mixed state (``M`` probe modes, far fields ``(B, M, Sx, Sy)``): the stored data describe
 the incoherent sum over the modes, so ``v`` is the amplitude ``sqrt(sum_m |Psi_m|^2)`` (or
@@ -76,6 +79,7 @@ def project_values(
     operator: CompressedOperator,
     perpendicular_norms: Any | None = None,
     options: DataStepOptions | None = None,
+    counts_per_intensity: float | None = None,
 ) -> tuple[Any, Any]:
     """Steps 1-3 of the data step on a batch of predicted amplitudes (or intensities).
 
@@ -128,6 +132,11 @@ def project_values(
         and ``match_shape`` need ``scale_nonnegative``, amplitude mode and
         ``perpendicular_norms``; energy-matched regions take no separate perpendicular
         step.
+    counts_per_intensity : float, optional
+        Detected electrons one unit of ``values**2`` stands for (shot noise, see
+        :mod:`~py4dstem_compressed.reconstruction.shot_noise_model`); None: noise-free.
+        Used by the signed-region step, whose coefficients are those of the expected
+        amplitude.
 
     Returns
     -------
@@ -214,19 +223,20 @@ def project_values(
         mask_scale = 1.0
     # target @ M + (v - predicted @ M) * scale, with one matmul: masks live in one region
     projected = (target - predicted * mask_scale) @ masks + values * scale
-    projected = _match_signed_regions(
-        projected, values, target, coefficients, perpendicular_norms, operator, options
-    )
+    measured = (coefficients, perpendicular_norms, counts_per_intensity)
+    projected = _match_signed_regions(projected, values, target, measured, operator, options)
     return projected, residual
 
 
-def _match_signed_regions(projected, values, target, coefficients, norms, operator, options):
+def _match_signed_regions(projected, values, target, measured, operator, options):
     """Energy-matched signed regions moved towards their coefficients and energy.
 
     The region's pixels of ``projected`` are replaced by :func:`match_signed_region` of the
-    prediction ``values`` (the additive coefficient step is not used there). Amplitude mode
-    with perpendicular ``norms`` only; other data are returned unchanged.
+    prediction ``values`` (the additive coefficient step is not used there). ``measured`` is
+    ``(coefficients, perpendicular_norms, counts_per_intensity)``. Amplitude mode with
+    perpendicular norms only; other data are returned unchanged.
     """
+    coefficients, norms, counts_per_intensity = measured
     if operator.mode != "amplitude" or norms is None:
         return projected
     switch = per_region(options.match_energy) & np.asarray(operator.signed_regions)
@@ -240,6 +250,7 @@ def _match_signed_regions(projected, values, target, coefficients, norms, operat
             operator.region_maps[r],
             operator.masks[index],
             options.weights.coefficient,
+            counts_per_intensity=counts_per_intensity,
         )
         projected = projected + (matched - projected) * operator.region_maps[r]
     return projected
@@ -305,6 +316,7 @@ def fourier_projection(
     operator: CompressedOperator,
     perpendicular_norms: Any | None = None,
     options: DataStepOptions | None = None,
+    counts_per_intensity: float | None = None,
 ) -> tuple[Any, Any]:
     """The data step on predicted far fields: modified far fields and the batch error.
 
@@ -323,6 +335,9 @@ def fourier_projection(
     options : DataStepOptions, optional
         Weights and switches (see :func:`project_values`); defaults to
         ``DataStepOptions()``.
+    counts_per_intensity : float, optional
+        Detected electrons per unit of predicted intensity (see :func:`project_values`);
+        None: noise-free.
 
     Returns
     -------
@@ -340,7 +355,7 @@ def fourier_projection(
     values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
     operator = operator.in_dtype(values.dtype)
     projected, residual = project_values(
-        values, coefficients, operator, perpendicular_norms, options
+        values, coefficients, operator, perpendicular_norms, options, counts_per_intensity
     )
     projected = xp.maximum(projected, 0.0)
     if operator.mode == "intensity":

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from py4dstem_compressed.core.backend import get_array_module
+from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
 
 __all__ = [
     "LOG_STEP_LIMIT",
@@ -150,7 +151,35 @@ def relaxed_energy_scale(wanted, current, ok, weight):
     return xp.where(ok, 1.0 + weight * (exact - 1.0), 1.0)
 
 
-def match_signed_region(values, coefficients, energy, support, masks, weight=1.0):
+def _coefficient_noise(region, expected, squares, counts_per_intensity):
+    """``(B, K)`` shot-noise variances ``sigma_n^2`` of the coefficients, or None (noise-free).
+
+    ``sigma_n^2 = sum_k M_nk^2 (v_k^2 - psi_k^2)`` under the model: a pixel's amplitude
+    ``sqrt(g N)`` has the variance ``g (lam - E[sqrt N]^2) = v^2 - psi^2``.
+    """
+    if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
+        return None
+    xp = get_array_module(region)
+    return xp.maximum(region * region - expected * expected, 0.0) @ squares.T
+
+
+def _common_scale(current, coefficients, noise):
+    """``kappa = <M psi(u), c> / ||c||^2`` with the noise's share removed from ``||c||^2``.
+
+    ``E ||c||^2 = ||c_true||^2 + sum_n sigma_n^2``: many masks that measure mostly noise would
+    otherwise pull ``kappa`` (and the region's brightest mask) down. Where the estimate is not
+    positive (no signal above the noise) ``||c||^2`` is used.
+    """
+    xp = get_array_module(current)
+    power = (coefficients * coefficients).sum(axis=1, keepdims=True)
+    signal = power if noise is None else power - noise.sum(axis=1, keepdims=True)
+    signal = xp.maximum(xp.where(signal > 0, signal, power), TINY)
+    return xp.maximum((current * coefficients).sum(axis=1, keepdims=True) / signal, 0)
+
+
+def match_signed_region(
+    values, coefficients, energy, support, masks, weight=1.0, counts_per_intensity=None
+):
     """Move a region towards the non-negative patterns with its coefficients and energy.
 
     A region ``R`` holding signed masks (Zernike doughnuts, diffraction-pattern or PCA
@@ -171,6 +200,15 @@ def match_signed_region(values, coefficients, energy, support, masks, weight=1.0
     a direction along which the shape follows the data, and no switch depends on the data.
     A pattern that meets the coefficients and the energy is left unchanged.
 
+    Under shot noise the coefficients measure the expected amplitude ``psi(v)``, not ``v``
+    (:func:`~py4dstem_compressed.reconstruction.shot_noise_model.expected_amplitude`; in a
+    sparse dark field ``psi(v) ~ v^2``): the step matches ``M_R psi(u)``, with the curvature
+    ``sum_k u_k psi'(u_k) M_nk^2``. Noise-free data (``counts_per_intensity=None``) give
+    ``psi(v) = v``. Each coefficient's residual is shrunk by the shot noise it carries,
+    ``max(0, 1 - kappa^2 sigma_n^2 / r_n^2)`` (``sigma_n^2``: :func:`_coefficient_noise`): a
+    mask that measures only noise moves nothing, so adding masks adds no noise to the step;
+    ``kappa`` is fitted with the noise's share of ``||c||^2`` removed (:func:`_common_scale`).
+
     Parameters
     ----------
     values : array
@@ -185,6 +223,8 @@ def match_signed_region(values, coefficients, energy, support, masks, weight=1.0
         ``(K_R, P)`` the region's orthonormal masks.
     weight : float
         ``w_c``: the energy rescaling is ``1 + w_c (s - 1)`` of the exact factor ``s``.
+    counts_per_intensity : float, optional
+        Counts one unit of ``values**2`` stands for (canonical units); None: noise-free.
 
     Returns
     -------
@@ -195,13 +235,18 @@ def match_signed_region(values, coefficients, energy, support, masks, weight=1.0
     inside = support > 0
     region = xp.where(inside, xp.maximum(values, 0.0), 0.0)
     squares = masks * masks
-    wanted_norm = xp.maximum((coefficients * coefficients).sum(axis=1, keepdims=True), TINY)
     for _ in range(SIGNED_REGION_STEPS):
-        current = region @ masks.T  # (B, K_R)
-        kappa = xp.maximum((current * coefficients).sum(axis=1, keepdims=True) / wanted_norm, 0)
-        curvature = region @ squares.T  # d current / d lam, diagonal
+        expected, slope = expected_amplitude(region, counts_per_intensity)
+        noise = _coefficient_noise(region, expected, squares, counts_per_intensity)
+        current = expected @ masks.T  # (B, K_R)
+        kappa = _common_scale(current, coefficients, noise)
+        curvature = (expected * slope) @ squares.T  # d current / d lam, diagonal
+        residual = kappa * coefficients - current
+        if noise is not None:  # positive-part James-Stein: no step within the noise
+            ratio = (kappa * kappa) * noise / xp.maximum(residual * residual, TINY)
+            residual = residual * xp.clip(1.0 - ratio, 0.0, 1.0)
         ok = curvature > TINY
-        step = xp.where(ok, (kappa * coefficients - current) / xp.where(ok, curvature, 1.0), 0)
+        step = xp.where(ok, residual / xp.where(ok, curvature, 1.0), 0)
         region = region * xp.exp(xp.clip(step, -LOG_STEP_LIMIT, LOG_STEP_LIMIT) @ masks)
     current = (region * region).sum(axis=1)
     scale = relaxed_energy_scale(energy, current, (current > TINY) & (energy > 0), weight)

@@ -40,6 +40,20 @@ FIELDS = {
 }
 
 
+def _checked_intensity_per_count(value) -> float:
+    """``intensity_per_count`` as a finite float >= 0, or a ValueError naming the fix."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not np.isfinite(number) or number < 0:
+        raise ValueError(
+            f"intensity_per_count must be a finite number >= 0 (the intensity of one detected "
+            f"electron in the data's unit; 0 for noise-free data), got {value!r}"
+        )
+    return number
+
+
 class CompressedDataCube(Custom, Data):
     """A 4D-STEM scan compressed onto a :class:`~py4dstem_compressed.Basis`.
 
@@ -80,6 +94,11 @@ class CompressedDataCube(Custom, Data):
         ``(Rx, Ry, 2)`` integer shifts ``(qx, qy)`` [px] by which the masks were moved
         for each pattern (descan-aware compression, see :func:`~py4dstem_compressed.compress`);
         zeros (the default): masks fixed in the detector frame.
+    intensity_per_count : float
+        Intensity one detected electron adds, in the data's unit (1 for counts), measured
+        from the raw frames' shot noise by :func:`~py4dstem_compressed.compress`; the data
+        step models the amplitude coefficients of sparse counts with it. 0 (the default):
+        noise-free or not measured.
     """
 
     def __init__(
@@ -96,6 +115,7 @@ class CompressedDataCube(Custom, Data):
         source_version: str | None = None,
         valid: np.ndarray | None = None,
         descan_shift_px: np.ndarray | None = None,
+        intensity_per_count: float = 0.0,
     ) -> None:
         Custom.__init__(self, name=name)
         if calibration is not None:
@@ -145,6 +165,7 @@ class CompressedDataCube(Custom, Data):
                 raise ValueError("descan_shift_px must hold whole pixels (the masks' shifts)")
             shifts = given.astype(np.int16)
         self._descan_shift_px = FilteredArray(data=shifts, name="descan_shift_px")
+        self.intensity_per_count = _checked_intensity_per_count(intensity_per_count)
         self.basis = basis
         self.mode = mode
         self.package_version = source_version or __version__
@@ -160,6 +181,7 @@ class CompressedDataCube(Custom, Data):
         calibration: Calibration | None = None,
         center_of_mass=None,
         edge_intensity=None,
+        intensity_per_count: float = 0.0,
     ) -> CompressedDataCube:
         """Build from ``(Rx, Ry, K)`` virtual-detector images computed with ``basis``'s masks.
 
@@ -190,6 +212,10 @@ class CompressedDataCube(Custom, Data):
         edge_intensity : array-like, optional
             ``(Rx, Ry)`` intensity in the EDGE region [counts]; None: zero (virtual
             detectors covering the BF and DF regions see no EDGE pixel).
+        intensity_per_count : float
+            Intensity of one detected electron in the images' unit (1 for a counting
+            detector's counts); 0 (default): unknown, the data step treats the data as
+            noise-free.
 
         Returns
         -------
@@ -220,6 +246,7 @@ class CompressedDataCube(Custom, Data):
             basis,
             mode=mode,
             calibration=calibration,
+            intensity_per_count=intensity_per_count,
         )
 
     # ----------------------------------------------------------------- arrays
@@ -325,11 +352,16 @@ class CompressedDataCube(Custom, Data):
         """A short human-readable summary."""
         rx, ry = self.scan_shape
         missing = "" if self.is_complete else f" ({self.num_complete} complete, rest missing)"
+        noise = ""
+        totals = self.total_intensity[np.isfinite(self.total_intensity)]
+        if self.intensity_per_count > 0 and totals.size:
+            counts = float(totals.mean()) / self.intensity_per_count
+            noise = f"; shot noise of ~{counts:.3g} counts per pattern"
         return (
             f"{rx}x{ry} patterns{missing} of {self.detector_shape[0]}x{self.detector_shape[1]} px, "
             f"{self.mode} mode, {self.basis.describe()}; compression ratio "
             f"{self.compression_ratio:.0f} (paper, Eq. 17), {self.stored_compression_ratio:.0f} "
-            f"(all {self.values_per_pattern} stored values per pattern)"
+            f"(all {self.values_per_pattern} stored values per pattern){noise}"
         )
 
     def __repr__(self) -> str:
@@ -374,6 +406,7 @@ class CompressedDataCube(Custom, Data):
             "mode": self.mode,
             "scan_shape": list(self.scan_shape),
             "num_complete": self.num_complete,
+            "intensity_per_count": self.intensity_per_count,
         }
         # files whose masks did not move stay readable by the versions before descan
         version = FORMAT_VERSION if self.descan_shift_px.any() else FIRST_FORMAT_VERSION
@@ -401,6 +434,8 @@ class CompressedDataCube(Custom, Data):
             descan_shift_px=(
                 nodes["_descan_shift_px"].data if "_descan_shift_px" in nodes else None
             ),
+            # files before 0.2 carry no noise estimate: their data step stays the noise-free one
+            intensity_per_count=fields.get("intensity_per_count", 0.0),
         )
         return args
 
