@@ -159,11 +159,7 @@ def _measured_intensity_per_count(ctx, dataset, basis, shifts_px: np.ndarray) ->
     ``compress`` samples, picked with LiberTEM."""
     from libertem.udf.raw import PickUDF
 
-    from py4dstem_compressed.compression.shot_noise import (
-        INTERIOR_MARGIN_PX,
-        NOISE_SAMPLES,
-        intensity_per_count,
-    )
+    from py4dstem_compressed.compression.shot_noise import NOISE_SAMPLES, intensity_per_count
     from py4dstem_compressed.core.sources import sampled_positions
 
     scan_shape = shifts_px.shape[:2]
@@ -171,8 +167,7 @@ def _measured_intensity_per_count(ctx, dataset, basis, shifts_px: np.ndarray) ->
     roi[sampled_positions(scan_shape, NOISE_SAMPLES, 0)] = True
     picked = ctx.run_udf(dataset=dataset, udf=PickUDF(), roi=roi.reshape(scan_shape))
     frames = np.asarray(picked["intensity"].raw_data, np.float64)
-    margin = INTERIOR_MARGIN_PX + int(np.ceil(np.abs(shifts_px).max(initial=0)))
-    return intensity_per_count(frames, basis.geometry, margin)
+    return intensity_per_count(frames, basis.geometry, float(np.abs(shifts_px).max(initial=0)))
 
 
 def _check_inputs(dataset, basis, mode: str) -> tuple[int, int]:

@@ -68,7 +68,7 @@ def white_noise_residual(kernel: np.ndarray) -> float:
 
 
 def intensity_per_count(
-    frames: np.ndarray, geometry: DetectorGeometry, margin_px: int = INTERIOR_MARGIN_PX
+    frames: np.ndarray, geometry: DetectorGeometry, max_shift_px: float = 0.0
 ) -> float:
     """Intensity of one detected electron, measured from the frames' pixel-to-pixel noise.
 
@@ -78,8 +78,9 @@ def intensity_per_count(
         ``(N, Qx, Qy)`` intensities in the data's unit.
     geometry : DetectorGeometry
         Detector regions (BF disk, DF ring).
-    margin_px : int
-        Rim of each region left out [px] (add the largest descan when the disk drifts).
+    max_shift_px : float
+        Largest descan [px] of the frames: widens the rim left out of each region
+        (:data:`INTERIOR_MARGIN_PX` plus this) so the disk's edge stays outside.
 
     Returns
     -------
@@ -93,12 +94,13 @@ def intensity_per_count(
     kernel = local_fit_kernel()
     white = white_noise_residual(kernel)
     residual = frames - convolve(frames, kernel[None], mode="nearest")
+    margin = INTERIOR_MARGIN_PX + int(np.ceil(abs(max_shift_px)))
     estimates = []
     for region in (geometry.bf, geometry.df):
         region = np.asarray(region, bool)
         if geometry.mask is not None:
             region = region & ~np.asarray(geometry.mask, bool)
-        inner = binary_erosion(region, iterations=max(margin_px, 1))
+        inner = binary_erosion(region, iterations=margin)
         intensity = float(frames[:, inner].sum()) if inner.any() else 0.0
         if intensity > 0:
             estimates.append(float((residual[:, inner] ** 2).sum()) / white / intensity)
@@ -128,5 +130,4 @@ def sampled_intensity_per_count(
         ``g`` [data units per count] (see :func:`intensity_per_count`).
     """
     frames = np.stack([f.astype(np.float64) for f in sampled_frames(data, NOISE_SAMPLES, seed)])
-    margin = INTERIOR_MARGIN_PX + int(np.ceil(abs(max_shift_px)))
-    return intensity_per_count(frames, geometry, margin)
+    return intensity_per_count(frames, geometry, max_shift_px)

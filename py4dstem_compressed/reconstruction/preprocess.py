@@ -347,7 +347,7 @@ class CompressedPreprocessMixin:
         unit = unit if np.isfinite(unit) and unit > 0 else 1.0
         self._intensity_unit = unit
         # shot noise: detected electrons per canonical unit of intensity (None: noise-free)
-        gain = float(getattr(data, "intensity_per_count", 0.0))
+        gain = data.intensity_per_count
         self._counts_per_intensity = unit / gain if gain > 0 and data.mode == "amplitude" else None
         to_canonical = 1.0 / np.sqrt(unit) if data.mode == "amplitude" else 1.0 / unit
         coefficients = coefficients * np.float32(to_canonical)

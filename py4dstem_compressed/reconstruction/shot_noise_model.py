@@ -44,6 +44,13 @@ def _table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return log_lam, ratio, slope
 
 
+@functools.cache
+def _steps() -> tuple[np.ndarray, ...]:
+    """``r``, its increments, ``d log r / d log lam`` and its increments on the grid."""
+    _, ratio, slope = _table()
+    return ratio, np.diff(ratio), slope, np.diff(slope)
+
+
 def sqrt_poisson_ratio(lam):
     """``r(lam) = E[sqrt(N)] / sqrt(lam)`` for ``N ~ Poisson(lam)`` (NumPy arrays).
 
@@ -81,9 +88,8 @@ def expected_amplitude(values, counts_per_intensity: float | None):
     dtype = values.dtype
     start, stop, num = LOG_COUNT_GRID
     spacing = (stop - start) / (num - 1)
-    _, ratio, slope = _table()
     # values and increments per grid step (1-D tables: ``take`` is the fast gather)
-    tables = [xp.asarray(a, dtype=dtype) for a in (ratio, np.diff(ratio), slope, np.diff(slope))]
+    tables = [xp.asarray(a, dtype=dtype) for a in _steps()]
     lam = values * values * dtype.type(counts_per_intensity)
     low = dtype.type(np.exp(start))
     # the grid is uniform in log(lam): linear interpolation by direct indexing (np.interp's
