@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
         help="memory for one chunk of frames [MiB], > 0; default: from the free memory",
     )
     comp.add_argument("--float16", action="store_true", help="store coefficients as float16")
+    comp.add_argument(
+        "--intensity-per-count",
+        type=float,
+        default=None,
+        help="intensity of one detected electron in the file's unit (1 for counts); "
+        "default: measured from the patterns' shot noise",
+    )
     comp.add_argument("--overwrite", action="store_true", help="replace an existing output")
     comp.add_argument("--quiet", action="store_true", help="no progress bar")
     comp.set_defaults(command="compress")

@@ -99,6 +99,7 @@ def compress(args) -> int:
         datapath=args.datapath,
         progress_bar=not args.quiet,
         client=False,
+        intensity_per_count=args.intensity_per_count,
     )
     compressed.save(output, overwrite=args.overwrite, float16=args.float16)
     print(f"{output}: {compressed.describe()}")

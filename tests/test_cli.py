@@ -43,6 +43,7 @@ def test_compress_round_trip_and_errors(datacube, tmp_path, capsys):
     geometry = back.basis.geometry
     expected = pc.compress(datacube, pc.zernike_basis(geometry, 10), progress_bar=False)
     assert np.allclose(back.coefficients, expected.coefficients, rtol=1e-5, atol=1e-3)
+    assert back.intensity_per_count == expected.intensity_per_count  # measured the same way
     assert main(["info", str(out)]) == 0
     info = capsys.readouterr().out
     assert "64 of 64 complete" in info and "bytes on disk" in info and "_coefficients" in info
@@ -50,8 +51,9 @@ def test_compress_round_trip_and_errors(datacube, tmp_path, capsys):
     assert main([*args, "--quiet"]) == 2
     assert "--overwrite" in capsys.readouterr().err
     dp = ["--basis", "dp", "--num-bf", "6", "--mode", "intensity", "--seed", "3", "--overwrite"]
-    assert main([*args[:4], *dp, "--quiet"]) == 0
+    assert main([*args[:4], *dp, "--intensity-per-count", "2.5", "--quiet"]) == 0
     assert pc.read_compressed(out).basis.kind == "diffraction_pattern"
+    assert pc.read_compressed(out).intensity_per_count == 2.5
     capsys.readouterr()
     assert (
         main(
