@@ -15,6 +15,7 @@ import numpy as np
 from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
 from py4dstem_compressed.bases.basis import SUGGESTION_KEY, Basis
 from py4dstem_compressed.bases.geometry import DetectorGeometry
+from py4dstem_compressed.compression.shot_noise import white_noise_residual
 from py4dstem_compressed.core.sources import data_array
 
 __all__ = ["shot_noise_fractions", "suggest_basis"]
@@ -102,7 +103,7 @@ def shot_noise_fractions(
     delta = np.zeros((9, 9))
     delta[4, 4] = 1.0
     kernel = gaussian_filter(delta, NOISE_SMOOTHING_PX, mode="constant")
-    white = 1.0 - 2.0 * kernel[4, 4] + float((kernel**2).sum())
+    white = white_noise_residual(kernel)
     out = {}
     for name, region in (("bf", geometry.bf), ("df", geometry.df)):
         fractions = []
