@@ -24,7 +24,11 @@ a candidate, and prints one JSON line with the scores. Variants (``variant``):
   the model's out-of-span shape scaled to carry ``p``, then clipped and energy-matched;
 * ``projk``: ``proj`` with the coefficients' common scale fitted to the model;
 * ``multadd``: today's step, then the in-span part corrected additively to the coefficients
-  (up to their common scale), clipped and energy-matched.
+  (up to their common scale), clipped and energy-matched;
+* ``wadd`` / ``wadd_batch``: ``multadd`` done on the expected amplitude ``psi`` under shot
+  noise, the correction shrunk by its noise per coefficient (``max(0, 1 - kappa^2 sigma^2 /
+  r^2)``) or with ``sigma^2`` and ``r^2`` averaged over the batch, then mapped back through
+  ``psi^-1`` (noise-free: ``multadd``).
 
 Usage::
 
@@ -50,6 +54,29 @@ def _energy_matched(a, energy, region_map):
     a = np.maximum(a, 0) * region_map
     got = (a**2).sum(1)
     return a * np.sqrt(energy / np.maximum(got, TINY))[:, None]
+
+
+def amplitude_of_expected(expected, counts_per_intensity):
+    """The amplitude ``v >= 0`` whose expected measured amplitude ``psi(v)`` is ``expected``.
+
+    The inverse of :func:`~py4dstem_compressed.reconstruction.shot_noise_model.
+    expected_amplitude` (``psi`` is strictly increasing): with ``y = expected sqrt(n)`` and
+    ``phi(lam) = E[sqrt(N)] = y``, ``v = sqrt(lam / n)``; below the table ``phi(lam) = lam``,
+    above it ``sqrt(lam)``. Noise-free data (None): ``v = expected``.
+    """
+    from py4dstem_compressed.reconstruction.shot_noise_model import _table
+
+    if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
+        return expected
+    log_lam_grid, ratio, _ = _table()
+    log_phi = np.log(ratio) + 0.5 * log_lam_grid
+    root = np.sqrt(counts_per_intensity)
+    y = np.maximum(expected, 0).astype(np.float64) * root
+    log_y = np.log(np.maximum(y, 1e-300))
+    log_lam = np.interp(log_y, log_phi, log_lam_grid)
+    log_lam = np.where(log_y < log_phi[0], log_y, log_lam)
+    log_lam = np.where(log_y > log_phi[-1], 2.0 * log_y, log_lam)
+    return np.where(y > 0, np.exp(0.5 * log_lam) / root, 0.0).astype(expected.dtype)
 
 
 def decode(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
@@ -204,7 +231,34 @@ def run(case: dict) -> dict:
         a = m + (kappa[:, None] * target - inside) @ masks
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
+    def wadd(
+        values, target, energy, region_map, masks, weight, counts_per_intensity=None, batch=False
+    ):
+        from py4dstem_compressed.reconstruction.region_matching import (
+            _coefficient_noise,
+            _common_scale,
+        )
+        from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+
+        m = current(values, target, energy, region_map, masks, weight, counts_per_intensity)
+        region = np.maximum(m, 0) * region_map
+        expected, _ = expected_amplitude(region, counts_per_intensity)
+        noise = _coefficient_noise(region, expected, masks * masks, counts_per_intensity)
+        inside = expected @ masks.T
+        kappa = _common_scale(inside, target, noise)
+        residual = kappa * target - inside
+        if noise is not None:
+            spread, size = kappa**2 * noise, residual**2
+            if batch:
+                spread, size = spread.mean(0), size.mean(0)
+            residual = residual * np.clip(1.0 - spread / np.maximum(size, TINY), 0.0, 1.0)
+        corrected = np.maximum(expected + residual @ masks, 0) * region_map
+        a = amplitude_of_expected(corrected.astype(values.dtype), counts_per_intensity)
+        return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
     projection.match_signed_region = {
+        "wadd": wadd,
+        "wadd_batch": lambda *a, **k: wadd(*a, batch=True, **k),
         "current": current,
         "no_noise_model": signed_step(model=False),
         "steps3": signed_step(3, kappa_rule="fit", model=False),

@@ -133,6 +133,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip the mixed-state runs without perpendicular norms",
     )
+    parser.add_argument(
+        "--skip-plain", action="store_true", help="skip the uncompressed runs (measured before)"
+    )
+    parser.add_argument(
+        "--output",
+        default=None,
+        help="JSON file for the rows (default results/ptychography_family_<preset>.json); "
+        "rewritten after every run, so an interrupted benchmark keeps its finished rows",
+    )
     parser.add_argument("--case", help=argparse.SUPPRESS)
     return parser
 
@@ -142,7 +151,8 @@ def _cases(args, kind: str, dose):
     if kind == "2d" and dose is not None:  # thin specimen: also the single-slice model
         models.append("singleslice")
     for model in models:
-        yield model, None, False
+        if not args.skip_plain:
+            yield model, None, False
         for basis in args.bases:
             yield model, basis, False
             if model == "mixed_multislice" and not args.no_norm_oracle:
@@ -155,6 +165,8 @@ def main(argv=None) -> int:
         emit(run_one(json.loads(args.case)))
         return 0
     rows = []
+    RESULTS.mkdir(exist_ok=True)
+    out = Path(args.output) if args.output else RESULTS / f"ptychography_family_{args.preset}.json"
     with tempfile.TemporaryDirectory() as directory:
         for kind in args.kinds:
             for dose_text in args.doses:
@@ -183,9 +195,9 @@ def main(argv=None) -> int:
                     }
                     rows.append(row)
                     print(json.dumps(row), flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"ptychography_family_{args.preset}.json"
-    out.write_text(json.dumps(rows, indent=1) + "\n")
+                    partial = out.with_name(out.name + ".part")
+                    partial.write_text(json.dumps(rows, indent=1) + "\n")
+                    os.replace(partial, out)
     _print_table(rows)
     return 0
 

@@ -41,6 +41,8 @@ from pathlib import Path
 import numpy as np
 from harness import Stopwatch, emit, run_case, without_perpendicular_norms
 
+from py4dstem_compressed.reconstruction.projection import fourier_difference, fourier_projection
+
 #: family -> number of bright-field masks of the ladder
 BF_MASKS = {"zernike": 36, "diffraction_pattern": 15, "pca": 15, "zernike_bf_dp_df": 36}
 RESULTS = Path(__file__).parent / "results"
@@ -62,7 +64,7 @@ def _oracle_class():
             rows = np.concatenate([np.asarray(self._compressed_rows), index], axis=1)
             self._compressed_rows = rows.astype(np.float32)  # extra column: the position
 
-        def _fourier_data_step(self, rows, waves, options=None):
+        def _fourier_data_step(self, rows, waves, options=None, step=fourier_projection):
             modified, fourier_waves, ramp, error = super()._fourier_data_step(rows, waves, options)
             measured = self._df_amplitudes[rows[:, -1].astype(int)]
             measured = measured.reshape(fourier_waves.shape).astype(np.float32)
@@ -70,6 +72,8 @@ def _oracle_class():
             phasor = np.where(amplitude > 0, fourier_waves / np.maximum(amplitude, 1e-30), 1)
             dark = np.asarray(self._operator.region_maps[1]).reshape(fourier_waves.shape[-2:])
             modified = np.where(dark > 0, measured * phasor, modified)
+            if step is fourier_difference:
+                return modified - fourier_waves, fourier_waves, ramp, error
             return modified, fourier_waves, ramp, error
 
     return DarkFieldPixels

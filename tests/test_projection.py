@@ -9,6 +9,7 @@ from py4dstem_compressed.reconstruction.operator import CompressedOperator, mask
 from py4dstem_compressed.reconstruction.options import DataStepOptions, ProjectionWeights
 from py4dstem_compressed.reconstruction.projection import (
     descan_ramp,
+    fourier_difference,
     fourier_projection,
     probe_aperture_step,
     project_values,
@@ -129,6 +130,25 @@ def test_complete_basis_is_plain_amplitude_replacement():
     reference = amplitudes * np.exp(1j * np.angle(fourier))
     np.testing.assert_allclose(modified, reference, rtol=1e-6, atol=1e-7)
     np.testing.assert_allclose(error, np.sum((amplitudes - np.abs(fourier)) ** 2), rtol=1e-5)
+
+
+@pytest.mark.parametrize("modes", [None, 3])
+def test_fourier_difference_is_the_modified_minus_the_predicted_far_field(modes):
+    """The gradient step's shortcut equals fourier_projection - prediction, zeros included."""
+    rng = np.random.default_rng(11)
+    op, masks, _bf, _df = _operator(rng, origin=CENTER)
+    shape = (4,) + (() if modes is None else (modes,)) + SHAPE
+    fourier = (rng.normal(size=shape) + 1j * rng.normal(size=shape)).astype(np.complex64)
+    fourier[..., 0, :3] = 0  # pixels with no predicted intensity (every mode)
+    c = rng.random((4, masks.shape[0])).astype(np.float32)
+    norms = rng.random((4, 2)).astype(np.float32)
+    modified, error = fourier_projection(fourier, c, op, norms)
+    difference, error_too = fourier_difference(fourier, c, op, norms)
+    scale = np.abs(modified).max()
+    np.testing.assert_allclose(difference, modified - fourier, rtol=0, atol=1e-6 * scale)
+    if modes is None:  # the phase-0 convention gives the projected amplitude there
+        assert np.abs(difference[..., 0, :3]).max() > 0
+    assert error_too == error
 
 
 def test_intensity_mode_complete_basis_gives_measured_amplitude():

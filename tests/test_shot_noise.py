@@ -89,6 +89,26 @@ def test_the_tabulated_expectation_of_sqrt_counts_matches_sampling(lam):
     assert abs(draws.mean() - expected) < 5 * standard_error
 
 
+def test_the_fast_expected_amplitude_follows_the_exact_sums_over_every_count_rate():
+    """psi(v) of the batch evaluation (float32, direct indexing) against the exact sums of
+    sqrt(N) (float64, np.interp), from far below one count per pixel to far above, zeros
+    included; its log-slope against a finite difference (between 1 and 2)."""
+    counts_per_intensity = 37.0
+    lam = np.concatenate([[0.0], np.geomspace(1e-30, 1e7, 4000)])  # psi: normal float32
+    values = np.sqrt(lam / counts_per_intensity).astype(np.float32)
+    psi, slope = expected_amplitude(values, counts_per_intensity)
+    exact_lam = values.astype(np.float64) ** 2 * counts_per_intensity
+    exact = values * sqrt_poisson_ratio(exact_lam)
+    assert psi[0] == 0
+    np.testing.assert_allclose(psi, exact, rtol=1e-4, atol=0)
+    step = 1e-3
+    shifted, _ = expected_amplitude(values * np.float32(1 + step), counts_per_intensity)
+    positive = (values > 0) & (psi > 1e-30)
+    finite_difference = np.log(shifted[positive] / psi[positive]) / np.log1p(step)
+    assert np.all((slope >= 1 - 1e-6) & (slope <= 2 + 1e-6))
+    np.testing.assert_allclose(slope[positive], finite_difference, atol=0.03)
+
+
 def test_amplitude_coefficients_of_sparse_counts_are_those_of_the_expected_amplitude():
     """The mean over many Poisson draws of ``M sqrt(N)`` is ``M psi(sqrt(E[N]))``; taking it for
     ``M sqrt(E[N])`` (noise-free model) is off by many standard errors in a sparse field."""

@@ -138,9 +138,7 @@ def open_compressed_writer(
     )
 
 
-def _create(
-    path: Path, basis, scan_shape, mode, calibration, name, intensity_per_count
-) -> None:
+def _create(path: Path, basis, scan_shape, mode, calibration, name, intensity_per_count) -> None:
     k = basis.num_masks
     nan = np.full(scan_shape, np.nan, np.float32)
     placeholder = CompressedDataCube(

@@ -24,6 +24,7 @@ from py4dstem_compressed.reconstruction.position_correction import coefficient_p
 from py4dstem_compressed.reconstruction.projection import (
     descan_ramp,
     far_field_amplitudes,
+    fourier_difference,
     fourier_projection,
     probe_aperture_step,
 )
@@ -61,10 +62,14 @@ class DataStepMixin:
             return None
         return descan_ramp(shifts, tuple(self._operator.shape), self._xp)
 
-    def _fourier_data_step(self, rows, waves, options: DataStepOptions | None = None):
+    def _fourier_data_step(
+        self, rows, waves, options: DataStepOptions | None = None, step=fourier_projection
+    ):
         """Modified far fields, predicted far fields, ramps and error for exit waves.
 
-        ``options`` defaults to :attr:`data_step_options`.
+        ``options`` defaults to :attr:`data_step_options`. ``step`` is
+        :func:`fourier_projection` (modified far fields) or :func:`fourier_difference`
+        (modified minus predicted far fields, what the gradient step needs).
         """
         xp = self._xp
         coefficients, norms, shifts = self._unpack_measurements(rows)
@@ -74,7 +79,7 @@ class DataStepMixin:
             waves = waves * ramp
         fourier_waves = xp.fft.fft2(waves)
         options = self._data_step_options if options is None else options
-        modified, error = fourier_projection(
+        modified, error = step(
             fourier_waves, coefficients, self._operator, norms, options, self._counts_per_intensity
         )
         return modified, fourier_waves, ramp, error * self._error_scale
@@ -90,8 +95,9 @@ class DataStepMixin:
         modes) and the batch coefficient error.
         """
         xp = self._xp
-        modified, fourier_overlap, ramp, error = self._fourier_data_step(amplitudes, overlap)
-        difference = modified - fourier_overlap
+        difference, _, ramp, error = self._fourier_data_step(
+            amplitudes, overlap, step=fourier_difference
+        )
         if fourier_mask is not None:
             difference *= fourier_mask
         exit_waves = xp.fft.ifft2(difference)

@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from py4dstem_compressed.core.backend import get_array_module, measured_from_amplitude
+from py4dstem_compressed.core.batch_threads import map_over_batch
 from py4dstem_compressed.reconstruction.operator import CompressedOperator
 from py4dstem_compressed.reconstruction.options import DataStepOptions
 from py4dstem_compressed.reconstruction.region_matching import (
@@ -63,6 +64,7 @@ __all__ = [
     "coefficient_error",
     "descan_ramp",
     "far_field_amplitudes",
+    "fourier_difference",
     "fourier_projection",
     "probe_aperture_step",
     "project_values",
@@ -252,7 +254,9 @@ def _match_signed_regions(projected, values, target, measured, operator, options
             options.weights.coefficient,
             counts_per_intensity=counts_per_intensity,
         )
-        projected = projected + (matched - projected) * operator.region_maps[r]
+        projected = get_array_module(projected).where(
+            operator.region_maps[r] > 0, matched, projected
+        )
     return projected
 
 
@@ -350,17 +354,9 @@ def fourier_projection(
         coefficients squared.
     """
     xp = get_array_module(fourier_overlap)
-    batch = fourier_overlap.shape[0]
-    amplitudes = far_field_amplitudes(fourier_overlap)
-    values = measured_from_amplitude(amplitudes, operator.mode).reshape(batch, -1)
-    operator = operator.in_dtype(values.dtype)
-    projected, residual = project_values(
-        values, coefficients, operator, perpendicular_norms, options, counts_per_intensity
+    amplitudes, projected, residual = _projected_amplitudes(
+        fourier_overlap, coefficients, operator, perpendicular_norms, options, counts_per_intensity
     )
-    projected = xp.maximum(projected, 0.0)
-    if operator.mode == "intensity":
-        projected = xp.sqrt(projected)
-    projected = projected.reshape(amplitudes.shape)
     nonzero = amplitudes > 0
     if fourier_overlap.ndim == 4:
         # one factor per pixel for every mode; 0 where no mode carries intensity (py4DSTEM
@@ -372,6 +368,66 @@ def fourier_projection(
     phasors = xp.where(nonzero, fourier_overlap / xp.where(nonzero, amplitudes, 1.0), 1.0)
     modified = projected * phasors
     return modified, coefficient_error(residual)
+
+
+def fourier_difference(
+    fourier_overlap: Any,
+    coefficients: Any,
+    operator: CompressedOperator,
+    perpendicular_norms: Any | None = None,
+    options: DataStepOptions | None = None,
+    counts_per_intensity: float | None = None,
+) -> tuple[Any, Any]:
+    """``modified - fourier_overlap`` of :func:`fourier_projection`, and the batch error.
+
+    What the gradient step back-propagates, computed as one real factor per pixel times the
+    prediction, ``Psi (a' / |Psi| - 1)``, without forming the modified far field (two
+    passes over complex arrays fewer). Pixels where the prediction is 0 get ``a'`` (phase
+    0, as :func:`fourier_projection`). Parameters as :func:`fourier_projection`.
+    """
+    xp = get_array_module(fourier_overlap)
+    amplitudes, projected, residual = _projected_amplitudes(
+        fourier_overlap, coefficients, operator, perpendicular_norms, options, counts_per_intensity
+    )
+    nonzero = amplitudes > 0
+    factor = projected / xp.where(nonzero, amplitudes, 1.0)
+    factor -= 1.0
+    if fourier_overlap.ndim == 4:
+        # every mode by the same factor; where no mode carries intensity the modified
+        # field is 0 as in fourier_projection, so the difference is 0 too
+        factor *= nonzero
+        return factor[:, None] * fourier_overlap, coefficient_error(residual)
+    difference = fourier_overlap * factor
+    zero = ~nonzero
+    if bool(zero.any()):
+        difference[zero] = projected[zero]
+    return difference, coefficient_error(residual)
+
+
+def _projected_amplitudes(
+    fourier_overlap, coefficients, operator, perpendicular_norms, options, counts_per_intensity
+):
+    """``(amplitudes, projected amplitudes, coefficient residual)`` of a batch of far fields.
+
+    ``amplitudes`` and the projected amplitudes (clipped at 0) have the shape of the
+    far fields without the modes axis. Patterns are independent: on the CPU the batch is
+    split over the cores (:func:`~py4dstem_compressed.core.batch_threads.map_over_batch`).
+    """
+    operator = operator.in_dtype(fourier_overlap.real.dtype)
+
+    def project(overlap, measured, norms):
+        xp = get_array_module(overlap)
+        amplitudes = far_field_amplitudes(overlap)
+        values = measured_from_amplitude(amplitudes, operator.mode).reshape(len(overlap), -1)
+        projected, residual = project_values(
+            values, measured, operator, norms, options, counts_per_intensity
+        )
+        projected = xp.maximum(projected, 0.0)
+        if operator.mode == "intensity":
+            projected = xp.sqrt(projected)
+        return amplitudes, projected.reshape(amplitudes.shape), residual
+
+    return map_over_batch(project, fourier_overlap, coefficients, perpendicular_norms)
 
 
 def probe_aperture_step(probe: Any, outside_aperture: Any, weight: float) -> Any:

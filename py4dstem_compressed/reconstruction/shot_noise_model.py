@@ -26,8 +26,10 @@ from py4dstem_compressed.core.backend import get_array_module
 
 __all__ = ["LOG_COUNT_GRID", "expected_amplitude", "sqrt_poisson_ratio"]
 
-#: ``log(lam)`` of the tabulated ratio ``r(lam)``: below it ``r = sqrt(lam)``, above it 1
-LOG_COUNT_GRID = (np.log(1e-8), np.log(1e6), 561)
+#: ``log(lam)`` of the tabulated ratio ``r(lam)`` (uniform, 0.0576 per step): below it ``r =
+#: sqrt(lam)`` to float precision (it starts below any float32 ``v^2 n`` that is not 0),
+#: above it its last value (within 1.3e-7 of the exact ratio)
+LOG_COUNT_GRID = (np.log(1e-45), np.log(1e6), 2041)
 
 
 @functools.cache
@@ -37,6 +39,9 @@ def _table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     ratio = np.empty_like(log_lam)
     for i, lam in enumerate(np.exp(log_lam)):
         spread = 12.0 * np.sqrt(lam) + 20.0
+        if lam < 1e-12:  # E[sqrt N] = lam (1 - lam + ...) + O(lam^2): r = sqrt(lam) (1 - lam)
+            ratio[i] = np.sqrt(lam) * (1.0 - lam)
+            continue
         k = np.arange(int(max(lam - spread, 0)), int(lam + spread) + 1, dtype=np.float64)
         pmf = np.exp(k * np.log(lam) - lam - gammaln(k + 1.0))
         ratio[i] = float((pmf * np.sqrt(k)).sum() / np.sqrt(lam))
@@ -46,9 +51,14 @@ def _table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @functools.cache
 def _steps() -> tuple[np.ndarray, ...]:
-    """``r``, its increments, ``d log r / d log lam`` and its increments on the grid."""
-    _, ratio, slope = _table()
-    return ratio, np.diff(ratio), slope, np.diff(slope)
+    """``r``, its increments and ``d log r / d log lam`` per grid interval.
+
+    The slope of an interval is that of ``log r`` across it: piecewise constant, which is
+    all a Newton curvature needs, and one gather fewer than interpolating it.
+    """
+    log_lam, ratio, _ = _table()
+    slope = np.diff(np.log(ratio)) / np.diff(log_lam)
+    return np.append(ratio, ratio[-1]), np.append(np.diff(ratio), 0.0), np.append(slope, 0.0)
 
 
 def sqrt_poisson_ratio(lam):
@@ -88,20 +98,20 @@ def expected_amplitude(values, counts_per_intensity: float | None):
     dtype = values.dtype
     start, stop, num = LOG_COUNT_GRID
     spacing = (stop - start) / (num - 1)
-    # values and increments per grid step (1-D tables: ``take`` is the fast gather)
-    tables = [xp.asarray(a, dtype=dtype) for a in _steps()]
+    # values, increments and slopes per grid interval (1-D tables: ``take`` is the fast gather)
+    ratio, increment, slope_table = (xp.asarray(a, dtype=dtype) for a in _steps())
     lam = values * values * dtype.type(counts_per_intensity)
-    low = dtype.type(np.exp(start))
-    # the grid is uniform in log(lam): linear interpolation by direct indexing (np.interp's
-    # binary search costs ~10x more on a batch of far fields)
-    position = (xp.log(xp.maximum(lam, low)) - dtype.type(start)) * dtype.type(1.0 / spacing)
-    position = xp.clip(position, dtype.type(0), dtype.type(num - 1) - dtype.type(1e-3))
+    # the grid is uniform in log(lam) and starts below every float32 lam but 0: linear
+    # interpolation by direct indexing (np.interp's binary search costs ~10x more on a batch
+    # of far fields); lam = 0 takes the first point, psi = 0 there
+    position = xp.log(xp.maximum(lam, dtype.type(np.exp(start))))
+    position -= dtype.type(start)
+    position *= dtype.type(1.0 / spacing)
+    position = xp.minimum(position, dtype.type(num - 1), out=position)
     index = position.astype(xp.int32)
-    fraction = position - index.astype(dtype)
-    r = xp.take(tables[0], index) + xp.take(tables[1], index) * fraction
-    s = xp.take(tables[2], index) + xp.take(tables[3], index) * fraction
-    # below the grid r = sqrt(lam) exactly: psi = v^2 sqrt(n), slope 2
-    below = lam < low
-    r = xp.where(below, xp.sqrt(lam), r)
-    s = xp.where(below, dtype.type(0.5), s)
+    position -= index.astype(dtype)  # the fraction within the interval
+    r = xp.take(increment, index)
+    r *= position
+    r += xp.take(ratio, index)
+    s = xp.take(slope_table, index)
     return values * r, dtype.type(1) + dtype.type(2) * s

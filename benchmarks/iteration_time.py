@@ -1,0 +1,127 @@
+"""Seconds per iteration of compressed vs. plain multislice ptychography, interleaved.
+
+One process per condition builds plain py4DSTEM ``MultislicePtychography`` and
+``CompressedMultislicePtychography`` on each basis (the same scan, the same keywords),
+runs one warm-up iteration of each, then times ``--repeats`` rounds in which every
+reconstruction continues for ``--iterations`` iterations in turn. The median seconds per
+iteration of each run and its ratio to the plain run's median are reported. Interleaving
+the runs in one process makes the ratio robust to a machine whose speed drifts (other jobs,
+clock scaling), which separate processes measured minutes apart are not: run it on an idle
+machine all the same.
+
+Usage::
+
+    python benchmarks/iteration_time.py                         # small 2D material, both doses
+    python benchmarks/iteration_time.py --kinds 2d crystal --doses 2e4 --bases zernike36 \\
+        dp15 suggested40 --output benchmarks/results/iteration_time_small.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from harness import emit, run_case
+from reconstruction_quality import BASES, _basis, _dataset
+
+
+def run_one(case: dict) -> dict:
+    """Time plain and compressed runs of one condition in this process."""
+    import py4DSTEM
+
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.analysis.evaluation import KNOWN_ROTATION_PREPROCESS_KWARGS
+
+    args = argparse.Namespace(preset=case["preset"])
+    data = _dataset(args, case["kind"], case["dose"], case.get("descan", 0.0))
+    kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
+    geometry = pc.DetectorGeometry.from_datacube(data.datacube)
+    plain = py4DSTEM.process.phase.MultislicePtychography(datacube=data.datacube, **kwargs)
+    runs = {"plain": plain}
+    values = {"plain": None}
+    for name in case["bases"]:
+        basis = _basis(name, data.datacube, geometry)
+        compressed = pc.compress(data.datacube, basis, mode=BASES[name][2], progress_bar=False)
+        runs[name] = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)
+        values[name] = int(compressed.values_per_pattern)
+    for ptycho in runs.values():
+        ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
+        ptycho.reconstruct(num_iter=1, max_batch_size=64, seed_random=0, progress_bar=False)
+    seconds = {name: [] for name in runs}
+    for _ in range(case["repeats"]):
+        for name, ptycho in runs.items():
+            start = time.perf_counter()
+            ptycho.reconstruct(
+                num_iter=case["iterations"],
+                max_batch_size=64,
+                seed_random=0,
+                progress_bar=False,
+                reset=False,
+            )
+            seconds[name].append((time.perf_counter() - start) / case["iterations"])
+    median = {name: float(np.median(times)) for name, times in seconds.items()}
+    rows = [
+        {
+            "run": name,
+            "values_per_pattern": values[name],
+            "seconds_per_iteration": median[name],
+            "relative_to_plain": median[name] / median["plain"],
+            "seconds": seconds[name],
+        }
+        for name in runs
+    ]
+    return {**case, "rows": rows}
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="small")
+    parser.add_argument("--kinds", nargs="+", default=["2d"], choices=["2d", "crystal"])
+    parser.add_argument("--doses", nargs="+", default=["inf", "2e4"])
+    parser.add_argument("--descan", type=float, default=0.0, help="linear descan drift [px]")
+    parser.add_argument(
+        "--bases", nargs="+", default=["zernike36", "dp15", "suggested40"], choices=list(BASES)
+    )
+    parser.add_argument("--repeats", type=int, default=4)
+    parser.add_argument("--iterations", type=int, default=2, help="iterations per timed round")
+    parser.add_argument("--output", default=None, help="JSON file for the results")
+    args = parser.parse_args(argv)
+    results = []
+    for kind in args.kinds:
+        for dose in args.doses:
+            case = {
+                "preset": args.preset,
+                "kind": kind,
+                "dose": None if dose == "inf" else float(dose),
+                "descan": args.descan,
+                "bases": args.bases,
+                "repeats": args.repeats,
+                "iterations": args.iterations,
+            }
+            result = run_case(__file__, case)
+            results.append(result)
+            if "failed" in result:
+                print(f"{kind} dose {dose}: failed: {result['failed']}", flush=True)
+                continue
+            for row in result["rows"]:
+                print(
+                    f"{kind:8s} dose {dose:>5s} {row['run']:12s} "
+                    f"{row['values_per_pattern'] or 'all':>4} values  "
+                    f"{row['seconds_per_iteration']:6.2f} s/it  "
+                    f"{row['relative_to_plain']:.3f}x plain",
+                    flush=True,
+                )
+    if args.output:
+        Path(args.output).write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--case":
+        emit(run_one(json.loads(sys.argv[2])))
+    else:
+        sys.exit(main())
