@@ -28,7 +28,9 @@ a candidate, and prints one JSON line with the scores. Variants (``variant``):
 * ``wadd`` / ``wadd_batch``: ``multadd`` done on the expected amplitude ``psi`` under shot
   noise, the correction shrunk by its noise per coefficient (``max(0, 1 - kappa^2 sigma^2 /
   r^2)``) or with ``sigma^2`` and ``r^2`` averaged over the batch, then mapped back through
-  ``psi^-1`` (noise-free: ``multadd``).
+  ``psi^-1`` (noise-free: ``multadd``);
+* ``wmul``: the same target reached per pixel multiplicatively (``u (psi_target /
+  psi(u))^(1 / slope)``, limited to a factor e^2): zeros stay zeros.
 
 Usage::
 
@@ -256,7 +258,33 @@ def run(case: dict) -> dict:
         a = amplitude_of_expected(corrected.astype(values.dtype), counts_per_intensity)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
+    def wmul(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        from py4dstem_compressed.reconstruction.region_matching import (
+            LOG_STEP_LIMIT,
+            _coefficient_noise,
+            _common_scale,
+        )
+        from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+
+        m = current(values, target, energy, region_map, masks, weight, counts_per_intensity)
+        region = np.maximum(m, 0) * region_map
+        expected, slope = expected_amplitude(region, counts_per_intensity)
+        noise = _coefficient_noise(region, expected, masks * masks, counts_per_intensity)
+        inside = expected @ masks.T
+        kappa = _common_scale(inside, target, noise)
+        residual = kappa * target - inside
+        if noise is not None:
+            ratio = kappa**2 * noise / np.maximum(residual**2, TINY)
+            residual = residual * np.clip(1.0 - ratio, 0.0, 1.0)
+        wanted = expected + residual @ masks
+        positive = expected > TINY
+        log_ratio = np.log(np.maximum(wanted, TINY) / np.where(positive, expected, 1.0)) / slope
+        log_ratio = np.where(positive, np.clip(log_ratio, -LOG_STEP_LIMIT, LOG_STEP_LIMIT), 0)
+        a = region * np.exp(log_ratio)
+        return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
     projection.match_signed_region = {
+        "wmul": wmul,
         "wadd": wadd,
         "wadd_batch": lambda *a, **k: wadd(*a, batch=True, **k),
         "current": current,
