@@ -70,7 +70,7 @@ def amplitude_of_expected(expected, counts_per_intensity):
 
     if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
         return expected
-    log_lam_grid, ratio, _ = _table()
+    log_lam_grid, ratio = _table()
     log_phi = np.log(ratio) + 0.5 * log_lam_grid
     root = np.sqrt(counts_per_intensity)
     y = np.maximum(expected, 0).astype(np.float64) * root

@@ -65,7 +65,7 @@ class DataStepMixin:
     def _fourier_data_step(
         self, rows, waves, options: DataStepOptions | None = None, step=fourier_projection
     ):
-        """Modified far fields, predicted far fields, ramps and error for exit waves.
+        """Stepped far fields, predicted far fields, ramps and error for exit waves.
 
         ``options`` defaults to :attr:`data_step_options`. ``step`` is
         :func:`fourier_projection` (modified far fields) or :func:`fourier_difference`
@@ -79,10 +79,10 @@ class DataStepMixin:
             waves = waves * ramp
         fourier_waves = xp.fft.fft2(waves)
         options = self._data_step_options if options is None else options
-        modified, error = step(
+        stepped, error = step(
             fourier_waves, coefficients, self._operator, norms, options, self._counts_per_intensity
         )
-        return modified, fourier_waves, ramp, error * self._error_scale
+        return stepped, fourier_waves, ramp, error * self._error_scale
 
     def _gradient_descent_fourier_projection(
         self, amplitudes, overlap, fourier_mask, virtual_detector_masks

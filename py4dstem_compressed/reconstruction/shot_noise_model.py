@@ -33,8 +33,8 @@ LOG_COUNT_GRID = (np.log(1e-45), np.log(1e6), 2041)
 
 
 @functools.cache
-def _table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(log lam, r(lam), d log r / d log lam)`` on :data:`LOG_COUNT_GRID` (computed once)."""
+def _table() -> tuple[np.ndarray, np.ndarray]:
+    """``(log lam, r(lam))`` on :data:`LOG_COUNT_GRID` (computed once)."""
     log_lam = np.linspace(*LOG_COUNT_GRID)
     ratio = np.empty_like(log_lam)
     for i, lam in enumerate(np.exp(log_lam)):
@@ -45,8 +45,7 @@ def _table() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         k = np.arange(int(max(lam - spread, 0)), int(lam + spread) + 1, dtype=np.float64)
         pmf = np.exp(k * np.log(lam) - lam - gammaln(k + 1.0))
         ratio[i] = float((pmf * np.sqrt(k)).sum() / np.sqrt(lam))
-    slope = np.gradient(np.log(ratio), log_lam)
-    return log_lam, ratio, slope
+    return log_lam, ratio
 
 
 @functools.cache
@@ -56,7 +55,7 @@ def _steps() -> tuple[np.ndarray, ...]:
     The slope of an interval is that of ``log r`` across it: piecewise constant, which is
     all a Newton curvature needs, and one gather fewer than interpolating it.
     """
-    log_lam, ratio, _ = _table()
+    log_lam, ratio = _table()
     slope = np.diff(np.log(ratio)) / np.diff(log_lam)
     return np.append(ratio, ratio[-1]), np.append(np.diff(ratio), 0.0), np.append(slope, 0.0)
 
@@ -67,7 +66,7 @@ def sqrt_poisson_ratio(lam):
     Tabulated on :data:`LOG_COUNT_GRID` and interpolated in ``log lam``; exact sums, not an
     approximation (relative error < 1e-4 between grid points).
     """
-    log_lam, ratio, _ = _table()
+    log_lam, ratio = _table()
     lam = np.asarray(lam, np.float64)
     small = lam < np.exp(log_lam[0])
     out = np.interp(np.log(np.maximum(lam, np.exp(log_lam[0]))), log_lam, ratio)
