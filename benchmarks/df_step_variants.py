@@ -233,19 +233,19 @@ def run(case: dict) -> dict:
         a = m + (kappa[:, None] * target - inside) @ masks
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
-    def wadd(
-        values, target, energy, region_map, masks, weight, counts_per_intensity=None, batch=False
-    ):
+    def shrunk_residual(values, target, energy, region_map, masks, weight, counts, batch):
+        """Today's step, then its in-span residual on the expected amplitude, shrunk by the
+        coefficients' shot noise (per coefficient, or averaged over the batch)."""
         from py4dstem_compressed.reconstruction.region_matching import (
             _coefficient_noise,
             _common_scale,
         )
         from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
 
-        m = current(values, target, energy, region_map, masks, weight, counts_per_intensity)
+        m = current(values, target, energy, region_map, masks, weight, counts)
         region = np.maximum(m, 0) * region_map
-        expected, _ = expected_amplitude(region, counts_per_intensity)
-        noise = _coefficient_noise(region, expected, masks * masks, counts_per_intensity)
+        expected, slope = expected_amplitude(region, counts)
+        noise = _coefficient_noise(region, expected, masks * masks, counts)
         inside = expected @ masks.T
         kappa = _common_scale(inside, target, noise)
         residual = kappa * target - inside
@@ -254,28 +254,24 @@ def run(case: dict) -> dict:
             if batch:
                 spread, size = spread.mean(0), size.mean(0)
             residual = residual * np.clip(1.0 - spread / np.maximum(size, TINY), 0.0, 1.0)
+        return region, expected, slope, residual
+
+    def wadd(
+        values, target, energy, region_map, masks, weight, counts_per_intensity=None, batch=False
+    ):
+        _, expected, _, residual = shrunk_residual(
+            values, target, energy, region_map, masks, weight, counts_per_intensity, batch
+        )
         corrected = np.maximum(expected + residual @ masks, 0) * region_map
         a = amplitude_of_expected(corrected.astype(values.dtype), counts_per_intensity)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
     def wmul(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
-        from py4dstem_compressed.reconstruction.region_matching import (
-            LOG_STEP_LIMIT,
-            _coefficient_noise,
-            _common_scale,
-        )
-        from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+        from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
 
-        m = current(values, target, energy, region_map, masks, weight, counts_per_intensity)
-        region = np.maximum(m, 0) * region_map
-        expected, slope = expected_amplitude(region, counts_per_intensity)
-        noise = _coefficient_noise(region, expected, masks * masks, counts_per_intensity)
-        inside = expected @ masks.T
-        kappa = _common_scale(inside, target, noise)
-        residual = kappa * target - inside
-        if noise is not None:
-            ratio = kappa**2 * noise / np.maximum(residual**2, TINY)
-            residual = residual * np.clip(1.0 - ratio, 0.0, 1.0)
+        region, expected, slope, residual = shrunk_residual(
+            values, target, energy, region_map, masks, weight, counts_per_intensity, False
+        )
         wanted = expected + residual @ masks
         positive = expected > TINY
         log_ratio = np.log(np.maximum(wanted, TINY) / np.where(positive, expected, 1.0)) / slope
