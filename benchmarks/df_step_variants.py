@@ -23,12 +23,16 @@ a candidate, and prints one JSON line with the scores. Variants (``variant``):
 * ``proj``: the projection onto ``{M a = c, ||a||^2 = ||c||^2 + p^2}``: in-span part ``M^T c``,
   the model's out-of-span shape scaled to carry ``p``, then clipped and energy-matched;
 * ``projk``: ``proj`` with the coefficients' common scale fitted to the model;
-* ``multadd``: today's step, then the in-span part corrected additively to the coefficients
+* ``multadd``: the package's step, then the in-span part corrected additively to the coefficients
   (up to their common scale), clipped and energy-matched;
 * ``wadd`` / ``wadd_batch``: ``multadd`` done on the expected amplitude ``psi`` under shot
   noise, the correction shrunk by its noise per coefficient (``max(0, 1 - kappa^2 sigma^2 /
   r^2)``) or with ``sigma^2`` and ``r^2`` averaged over the batch, then mapped back through
   ``psi^-1`` (noise-free: ``multadd``);
+* ``wadd_one``: ``wadd`` with the coefficients' common scale 1;
+* ``add_only``: ``wadd``'s correction alone, from the energy-matched prediction;
+* ``legacy``: the package's step re-implemented here (``signed_step()``), the base of
+  ``multadd``, ``wadd`` and ``wmul``;
 * ``wmul``: the same target reached per pixel multiplicatively (``u (psi_target /
   psi(u))^(1 / slope)``, limited to a factor e^2): zeros stay zeros.
 
@@ -37,7 +41,10 @@ Usage::
     python benchmarks/df_step_variants.py '{"preset": "tiny", "kind": "2d", "dose": null,
         "variant": "multadd", "num_df": 16}'
 
-Optional fields: ``num_bf`` (Zernike BF masks, 36), ``iterations`` (30), ``descan`` [px].
+Optional fields: ``num_bf`` (Zernike BF masks, 36), ``iterations`` (30), ``descan`` [px],
+``mask_noise`` (``"fresh"``: the DF masks built from an independent shot-noise draw of the
+same scan, an oracle), ``masks`` (``"0.2"``: 0.2's DF masks, denoised on noise components
+beyond the sample's signal rank; see ``df_mask_leverage.py``).
 """
 
 from __future__ import annotations
@@ -202,6 +209,28 @@ def shape_with_noise_model(holder):
     return reshape
 
 
+def fresh_noise(case: dict, data):
+    """Oracle: the same scan with an independent shot-noise draw (the masks are then built
+    from noise that the compressed patterns do not share)."""
+    import py4DSTEM
+
+    from py4dstem_compressed.core.calibration import calibrate
+    from py4dstem_compressed.simulation.datasets import simulate
+
+    clean = simulate(
+        preset=case["preset"],
+        kind=case["kind"],
+        dose_per_area=None,
+        descan_px=case.get("descan", 0.0),
+        progress_bar=False,
+    )
+    electrons = data.parameters["electrons_per_pattern"]
+    counts = np.random.default_rng(12345).poisson(clean.datacube.data * electrons)
+    cube = py4DSTEM.DataCube(data=counts.astype(np.float32))
+    calibrate(cube, data.parameters["scan_step"], data.parameters["angular_sampling"])
+    return cube
+
+
 def run(case: dict) -> dict:
     """Run one case in this process; return the case with its scores."""
     import matplotlib
@@ -225,29 +254,43 @@ def run(case: dict) -> dict:
         )
         projection.match_participation = shape_with_noise_model(holder)
 
+    legacy = signed_step()  # 0.2's step: the multiplicative Newton step alone
+
     def multadd(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
-        m = current(values, target, energy, region_map, masks, weight, counts_per_intensity)
+        m = legacy(values, target, energy, region_map, masks, weight, counts_per_intensity)
         m = m * region_map
         inside = m @ masks.T
         kappa = np.maximum((inside * target).sum(1) / np.maximum((target**2).sum(1), TINY), 0)
         a = m + (kappa[:, None] * target - inside) @ masks
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
-    def shrunk_residual(values, target, energy, region_map, masks, weight, counts, batch):
-        """Today's step, then its in-span residual on the expected amplitude, shrunk by the
-        coefficients' shot noise (per coefficient, or averaged over the batch)."""
+    def shrunk_residual(
+        values,
+        target,
+        energy,
+        region_map,
+        masks,
+        weight,
+        counts,
+        batch,
+        kappa_one=False,
+        first=None,
+    ):
+        """``first`` (default 0.2's step), then its in-span residual on the expected
+        amplitude, shrunk by the coefficients' shot noise (per coefficient, or averaged over
+        the batch)."""
         from py4dstem_compressed.reconstruction.region_matching import (
             _coefficient_noise,
             _common_scale,
         )
         from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
 
-        m = current(values, target, energy, region_map, masks, weight, counts)
+        m = (first or legacy)(values, target, energy, region_map, masks, weight, counts)
         region = np.maximum(m, 0) * region_map
         expected, slope = expected_amplitude(region, counts)
         noise = _coefficient_noise(region, expected, masks * masks, counts)
         inside = expected @ masks.T
-        kappa = _common_scale(inside, target, noise)
+        kappa = 1.0 if kappa_one else _common_scale(inside, target, noise)
         residual = kappa * target - inside
         if noise is not None:
             spread, size = kappa**2 * noise, residual**2
@@ -257,14 +300,48 @@ def run(case: dict) -> dict:
         return region, expected, slope, residual
 
     def wadd(
-        values, target, energy, region_map, masks, weight, counts_per_intensity=None, batch=False
+        values,
+        target,
+        energy,
+        region_map,
+        masks,
+        weight,
+        counts_per_intensity=None,
+        batch=False,
+        kappa_one=False,
+        first=None,
     ):
         _, expected, _, residual = shrunk_residual(
-            values, target, energy, region_map, masks, weight, counts_per_intensity, batch
+            values,
+            target,
+            energy,
+            region_map,
+            masks,
+            weight,
+            counts_per_intensity,
+            batch,
+            kappa_one,
+            first,
         )
         corrected = np.maximum(expected + residual @ masks, 0) * region_map
         a = amplitude_of_expected(corrected.astype(values.dtype), counts_per_intensity)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
+    def energy_only(values, target, energy, region_map, masks, weight, counts=None):
+        return _energy_matched(values * region_map, energy, region_map) + values * (1 - region_map)
+
+    def add_only(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        """The shrunk additive in-span correction alone, from the energy-matched prediction."""
+        return wadd(
+            values,
+            target,
+            energy,
+            region_map,
+            masks,
+            weight,
+            counts_per_intensity,
+            first=energy_only,
+        )
 
     def wmul(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
         from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
@@ -283,7 +360,10 @@ def run(case: dict) -> dict:
         "wmul": wmul,
         "wadd": wadd,
         "wadd_batch": lambda *a, **k: wadd(*a, batch=True, **k),
+        "wadd_one": lambda *a, **k: wadd(*a, kappa_one=True, **k),
+        "add_only": add_only,
         "current": current,
+        "legacy": legacy,
         "no_noise_model": signed_step(model=False),
         "steps3": signed_step(3, kappa_rule="fit", model=False),
         "wiener1": signed_step(1, kappa_rule="fit"),
@@ -309,8 +389,18 @@ def run(case: dict) -> dict:
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
     geometry = pc.DetectorGeometry.from_datacube(data.datacube)
     bf = pc.zernike_basis(geometry, case.get("num_bf", 36), 1).bf_masks
-    df = pc.diffraction_pattern_basis(data.datacube, geometry, 1, case["num_df"], seed=0)
-    masks = np.concatenate([bf, df.df_masks])
+    mask_data = data.datacube
+    if case.get("mask_noise") == "fresh" and case["dose"] is not None:
+        mask_data = fresh_noise(case, data)
+    if case.get("masks") == "0.2":  # 0.2's DF masks: denoised on noise components too
+        from df_mask_leverage import masks_of_0_2
+
+        df_masks = masks_of_0_2(np.asarray(mask_data.data), geometry, case["num_df"])
+    else:
+        df_masks = pc.diffraction_pattern_basis(
+            mask_data, geometry, 1, case["num_df"], seed=0
+        ).df_masks
+    masks = np.concatenate([bf, df_masks])
     basis = pc.Basis(masks, len(bf), case["num_df"], geometry, kind="custom")
     compressed = pc.compress(data.datacube, basis, progress_bar=False)
     ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)

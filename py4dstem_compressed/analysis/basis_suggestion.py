@@ -98,7 +98,7 @@ def shot_noise_fractions(
     """
     from scipy.ndimage import gaussian_filter
 
-    from py4dstem_compressed.bases.data_derived import _smooth_in_region
+    from py4dstem_compressed.bases.sampling import smooth_in_region
 
     delta = np.zeros((9, 9))
     delta[4, 4] = 1.0
@@ -112,7 +112,7 @@ def shot_noise_fractions(
             energy = float((v[region] ** 2).sum())
             if energy <= 0:
                 continue
-            residual = v - _smooth_in_region(v, region, NOISE_SMOOTHING_PX)
+            residual = v - smooth_in_region(v, region, NOISE_SMOOTHING_PX)
             fractions.append(float((residual[region] ** 2).sum()) / white / energy)
         out[name] = float(np.clip(np.mean(fractions), 0, 1)) if fractions else 0.0
     return out

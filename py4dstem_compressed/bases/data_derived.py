@@ -31,6 +31,7 @@ from py4dstem_compressed.bases.sampling import (
     position_stream,
     principal_components,
     read_pattern,
+    smooth_in_region,
 )
 from py4dstem_compressed.core.backend import check_mode
 from py4dstem_compressed.core.sources import data_array
@@ -52,22 +53,6 @@ def default_smoothing_px(geometry: DetectorGeometry) -> float:
     return SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
 
 
-def _smooth_in_region(pattern: np.ndarray, region: np.ndarray, sigma_px: float) -> np.ndarray:
-    """Gaussian smoothing restricted to ``region`` (normalised convolution).
-
-    ``G * (p R) / G * R`` on the region: the region's edge is not darkened by the pixels
-    outside it (the BF disk keeps its sharp rim).
-    """
-    if sigma_px <= 0:
-        return pattern
-    from scipy.ndimage import gaussian_filter
-
-    weight = region.astype(np.float64)
-    smoothed = gaussian_filter(pattern * weight, sigma_px, mode="constant")
-    norm = gaussian_filter(weight, sigma_px, mode="constant")
-    return np.where(region, smoothed / np.maximum(norm, 1e-12), 0.0)
-
-
 def _gram_schmidt_from_stream(
     data,
     region: np.ndarray,
@@ -80,7 +65,7 @@ def _gram_schmidt_from_stream(
 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
     def vector(position):
         pattern = read_pattern(data, position, mode, shifts_px)
-        return _smooth_in_region(pattern, region, smoothing_px)[region]
+        return smooth_in_region(pattern, region, smoothing_px)[region]
 
     return gram_schmidt_of_vectors(region, count, stream, vector, name)
 
@@ -179,14 +164,15 @@ def diffraction_pattern_basis(
         With ``num_df > 1``, build the DF masks from denoised patterns (default): the DF
         intensities of each sampled pattern are projected on the leading Poisson-scaled
         principal components of ``DF_DENOISE_SAMPLES`` random patterns (as many as stand
-        above the noise, found without a parameter, and at least ``num_df``; see
+        above the noise, found without a parameter: ``parameters["df_rank"]``; see
         :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode, without
         smoothing. At a realistic dose one pattern's DF part is mostly shot noise, and
         masks made from it span that noise (the README's benchmark section gives the
-        measured effect). When these components give fewer than ``num_df``
-        independent patterns, more are kept; the number used is
-        ``parameters["df_rank"]`` (None: patterns as recorded). False: smoothed raw DF
-        parts, as the BF masks (the behaviour of 0.1).
+        measured effect). Masks beyond what these patterns give
+        (``parameters["df_denoised"]`` come from them) are smoothed DF parts, as the BF
+        masks: components beyond the signal rank would put the sampled patterns' own noise
+        into the masks that measure them. False: smoothed DF parts only (the behaviour
+        of 0.1).
 
     Returns
     -------
@@ -233,7 +219,10 @@ def diffraction_pattern_basis(
     elif denoise_df:
         region_pixels(geometry.df, "dark-field")
         sample = list(islice(position_stream(scan, seed, None), DF_DENOISE_SAMPLES))
-        df, used_df, params["df_rank"] = denoised_gram_schmidt(
+        trials = [smoothing_px]
+        if automatic and smoothing_px > 0:
+            trials += [smoothing_px / 2, smoothing_px / 4, 0.0]
+        df, used_df, params["df_rank"], params["df_denoised"] = denoised_gram_schmidt(
             data,
             geometry.df,
             num_df,
@@ -241,6 +230,7 @@ def diffraction_pattern_basis(
             lambda: position_stream(scan, seed, positions),
             mode,
             shifts_px,
+            trials,
         )
         used = used + used_df
     else:
@@ -297,15 +287,17 @@ def pca_basis(
     denoise_df : bool
         With ``num_df > 1``, take the DF components of the denoised sample (default): its
         DF intensities projected on their leading Poisson-scaled principal components (as
-        many as stand above the noise, found without a parameter, and at least ``num_df``; see
-        :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode. Components of
+        many as stand above the noise, found without a parameter: ``parameters["df_rank"]``;
+        see :mod:`~py4dstem_compressed.bases.denoise`), then taken to the mode. Components of
         ``sqrt(counts)`` at a realistic dose follow the shot noise (and ``sqrt`` of sparse
-        counts is a biased amplitude). When the denoised sample has rank below
-        ``num_df``, more components are kept; the number used is
-        ``parameters["df_rank"]`` (None: the sample as recorded). False: components of
-        the raw sample (the behaviour of 0.1). Applies in amplitude mode only: in intensity
-        mode the principal components of the sample already are its least-squares
-        denoised subspace (measured: denoising it again makes them worse), and
+        counts is a biased amplitude). Components beyond the signal rank
+        (``parameters["df_denoised"]`` come from the denoised sample) are those of the
+        sample smoothed by the default smoothing of :func:`diffraction_pattern_basis`, with
+        the first ones projected out: the denoised sample's further components would be
+        its shot noise. False: components of the raw sample (the behaviour of 0.1).
+        Applies in amplitude mode only: in intensity mode the principal components of the
+        sample already are its least-squares denoised subspace (measured: denoising it
+        again makes them worse), and
         ``parameters["denoise_df"]`` is False.
 
     Returns
@@ -345,7 +337,17 @@ def pca_basis(
         df = np.zeros((num_df, *geometry.shape))
         df_parts = intensities[:, geometry.df]
         if params["denoise_df"]:
-            df[:, geometry.df], params["df_rank"] = denoised_components(df_parts, num_df, mode)
+            sigma = default_smoothing_px(geometry)
+
+            def smooth(parts):
+                full = np.zeros((len(parts), *geometry.shape))
+                full[:, geometry.df] = parts
+                smoothed = [smooth_in_region(p, geometry.df, sigma) for p in full]
+                return np.stack(smoothed)[:, geometry.df]
+
+            df[:, geometry.df], params["df_rank"], params["df_denoised"] = denoised_components(
+                df_parts, num_df, mode, smooth
+            )
         else:
             df_parts = in_mode(np.clip(df_parts, 0, None), mode)
             df[:, geometry.df] = principal_components(df_parts, num_df, "dark-field")

@@ -13,6 +13,10 @@ Inf. Theory 60, 5040 (2014)): no parameter to tune, and a noise-free sample keep
 (nearly) all its components. The amplitude ``sqrt(I)`` is taken only after denoising:
 ``sqrt`` of a Poisson count is a biased estimate of the amplitude where counts are sparse.
 
+Masks beyond the signal rank are not taken from the remaining components (those are the
+sample's shot noise, and the sampled patterns' own noise would then sit in the masks that
+measure them); they come from smoothed patterns instead.
+
 Everything is scale-free: intensities in counts, gain-scaled counts or normalised give
 the same components (up to float rounding).
 """
@@ -20,15 +24,17 @@ the same components (up to float rounding).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import islice
 
 import numpy as np
 
 from py4dstem_compressed.bases.sampling import (
-    gram_schmidt_of_vectors,
+    GramSchmidt,
     in_mode,
     principal_components,
     read_pattern,
     region_intensities,
+    smooth_in_region,
 )
 
 __all__ = [
@@ -104,19 +110,6 @@ class IntensitySubspace:
         kept = self.components[:rank]
         return np.clip((scaled @ kept.T) @ kept * self.pixel_scale, 0.0, None)
 
-    def ranks_to_try(self, minimum: int = 1) -> list[int]:
-        """Ranks from the signal rank (at least ``minimum``), doubled up to all components.
-
-        A mask family may need more independent patterns than the signal rank gives (more
-        masks than signal components); the caller tries the ranks in order.
-        """
-        total = len(self.components)
-        rank = max(1, min(max(self.signal_rank, minimum), total))
-        ranks = [rank]
-        while ranks[-1] < total:
-            ranks.append(min(2 * ranks[-1], total))
-        return ranks
-
 
 def fit_intensity_subspace(samples: np.ndarray) -> IntensitySubspace:
     """Poisson-scaled principal components of sampled intensities and their signal rank.
@@ -148,55 +141,85 @@ def fit_intensity_subspace(samples: np.ndarray) -> IntensitySubspace:
     return IntensitySubspace(pixel_scale, vt[:nonzero], signal)
 
 
-def denoised_gram_schmidt(
-    data, region, count, sample, stream, mode, shifts_px
-) -> tuple[np.ndarray, list[tuple[int, int]], int | None]:
-    """DF masks: Gram-Schmidt of sampled patterns denoised on a sample's leading components.
+def _extend(gs: GramSchmidt, used: list, count: int, positions, vector) -> None:
+    """Add ``vector(position)`` of new positions to ``gs`` until it holds ``count`` rows."""
+    for position in positions:
+        if len(used) >= count:
+            return
+        if position not in used and gs.add(vector(position)):
+            used.append(position)
 
-    Each pattern of ``stream()`` is replaced by its projection on the leading
-    Poisson-scaled principal components of the intensities at the ``sample`` positions
-    (the signal rank, at least ``count``), then taken to the mode. When they give fewer
-    than ``count`` independent patterns the rank is doubled, up to all components, then
-    the patterns are used as recorded. Returns the masks, the positions
-    used and the rank (None: not denoised).
+
+def denoised_gram_schmidt(
+    data, region, count, sample, stream, mode, shifts_px, smoothings_px
+) -> tuple[np.ndarray, list[tuple[int, int]], int, int]:
+    """DF masks: Gram-Schmidt of patterns denoised on the sample's signal, then of smoothed ones.
+
+    The first masks (as many as the sample has signal components, the Gavish-Donoho rank
+    ``r``, at most ``count``) come from the patterns of ``stream()`` projected on the ``r``
+    leading Poisson-scaled principal components of the intensities at the ``sample``
+    positions, then taken to the mode. The rest continue the same Gram-Schmidt with the
+    patterns smoothed inside the region (``smoothings_px`` tried in order, as the BF
+    masks are built). Components beyond the signal rank are the sample's shot noise:
+    masks made from them carry the noise of the sampled patterns, and those patterns'
+    coefficients then hold their own noise several times over (the README's thin-specimen
+    section gives the measurement), while smoothing averages the noise of one pattern out.
+    Returns the masks, the positions used, ``r`` and how many masks come from the
+    denoised patterns.
     """
     intensities = region_intensities(data, sample, region, shifts_px)
     read = dict(zip(sample, intensities))
     subspace = fit_intensity_subspace(intensities)
+    rank = max(1, subspace.signal_rank)
 
-    def vectors(rank):
-        def vector(position):
-            i = read.get(position)
-            if i is None:
-                i = read_pattern(data, position, "intensity", shifts_px)[region]
-            i = np.clip(i, 0, None) if rank is None else subspace.denoise(i, rank)
-            return in_mode(i, mode)
+    def denoised(position):
+        i = read.get(position)
+        if i is None:
+            i = read_pattern(data, position, "intensity", shifts_px)[region]
+        return in_mode(subspace.denoise(i, rank), mode)
 
-        return vector
+    gs = GramSchmidt(int(region.sum()))
+    used: list[tuple[int, int]] = []
+    tries = max(len(sample), count)
+    _extend(gs, used, min(count, rank), islice(stream(), tries), denoised)
+    from_signal = len(used)
+    for sigma in smoothings_px:
 
-    ranks = [*subspace.ranks_to_try(count), None]
-    for rank in ranks:
-        try:
-            masks, used = gram_schmidt_of_vectors(
-                region, count, stream(), vectors(rank), "dark-field"
-            )
-            return masks, used, rank
-        except ValueError:
-            if rank is None:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+        def smoothed(position, sigma=sigma):
+            pattern = read_pattern(data, position, mode, shifts_px)
+            return smooth_in_region(pattern, region, sigma)[region]
 
-
-def denoised_components(intensities, count, mode) -> tuple[np.ndarray, int | None]:
-    """DF principal components of the denoised sample, with the rank used (None: raw)."""
-    subspace = fit_intensity_subspace(intensities)
-    for rank in [*subspace.ranks_to_try(count), None]:
-        denoised = (
-            np.clip(intensities, 0, None) if rank is None else subspace.denoise(intensities, rank)
+        _extend(gs, used, count, stream(), smoothed)
+    if len(used) < count:
+        raise ValueError(
+            f"only {len(used)} sampled patterns have linearly independent dark-field parts, "
+            f"fewer than the {count} masks asked for; ask for fewer masks or give other "
+            "positions"
         )
-        try:
-            return principal_components(in_mode(denoised, mode), count, "dark-field"), rank
-        except ValueError:
-            if rank is None:
-                raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    masks = np.zeros((count, *region.shape))
+    masks[:, region] = gs.rows
+    return masks, used, rank, from_signal
+
+
+def denoised_components(intensities, count, mode, smooth) -> tuple[np.ndarray, int, int]:
+    """DF principal components of the denoised sample, then of the smoothed sample.
+
+    As many leading components of the sample denoised at its signal rank ``r`` (taken to
+    the mode) as it has signal components (at most ``count``), then the leading
+    components of the sample taken to the mode and smoothed (``smooth``: ``(n, P) ->
+    (n, P)``) with the first ones projected out (why: :func:`denoised_gram_schmidt`).
+    Returns the ``(count, P)`` components, ``r`` and how many come from the denoised sample.
+    """
+    subspace = fit_intensity_subspace(intensities)
+    rank = max(1, subspace.signal_rank)
+    denoised = in_mode(subspace.denoise(intensities, rank), mode)
+    _, s, vt = np.linalg.svd(denoised, full_matrices=False)
+    numerical = int((s > s[0] * RANK_TOLERANCE).sum()) if s.size and s[0] > 0 else 0
+    first = min(count, rank, numerical)
+    lead = principal_components(denoised, first, "dark-field") if first else vt[:0]
+    if first == count:
+        return lead, rank, first
+    rest = smooth(in_mode(np.clip(intensities, 0, None), mode))
+    rest = rest - (rest @ lead.T) @ lead
+    more = principal_components(rest, count - first, "dark-field")
+    return np.vstack([lead, more]), rank, first
