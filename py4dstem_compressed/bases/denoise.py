@@ -30,7 +30,9 @@ import numpy as np
 
 from py4dstem_compressed.bases.sampling import (
     GramSchmidt,
+    extend_gram_schmidt,
     in_mode,
+    masks_of_rows,
     principal_components,
     read_pattern,
     region_intensities,
@@ -141,15 +143,6 @@ def fit_intensity_subspace(samples: np.ndarray) -> IntensitySubspace:
     return IntensitySubspace(pixel_scale, vt[:nonzero], signal)
 
 
-def _extend(gs: GramSchmidt, used: list, count: int, positions, vector) -> None:
-    """Add ``vector(position)`` of new positions to ``gs`` until it holds ``count`` rows."""
-    for position in positions:
-        if len(used) >= count:
-            return
-        if position not in used and gs.add(vector(position)):
-            used.append(position)
-
-
 def denoised_gram_schmidt(
     data, region, count, sample, stream, mode, shifts_px, smoothings_px
 ) -> tuple[np.ndarray, list[tuple[int, int]], int, int]:
@@ -180,8 +173,8 @@ def denoised_gram_schmidt(
 
     gs = GramSchmidt(int(region.sum()))
     used: list[tuple[int, int]] = []
-    tries = max(len(sample), count)
-    _extend(gs, used, min(count, rank), islice(stream(), tries), denoised)
+    positions = islice(stream(), max(len(sample), count))
+    tried = extend_gram_schmidt(gs, used, min(count, rank), positions, denoised)
     from_signal = len(used)
     for sigma in smoothings_px:
 
@@ -189,15 +182,8 @@ def denoised_gram_schmidt(
             pattern = read_pattern(data, position, mode, shifts_px)
             return smooth_in_region(pattern, region, sigma)[region]
 
-        _extend(gs, used, count, stream(), smoothed)
-    if len(used) < count:
-        raise ValueError(
-            f"only {len(used)} sampled patterns have linearly independent dark-field parts, "
-            f"fewer than the {count} masks asked for; ask for fewer masks or give other "
-            "positions"
-        )
-    masks = np.zeros((count, *region.shape))
-    masks[:, region] = gs.rows
+        tried += extend_gram_schmidt(gs, used, count, stream(), smoothed)
+    masks = masks_of_rows(region, gs, used, count, tried, "dark-field")
     return masks, used, rank, from_signal
 
 

@@ -17,8 +17,10 @@ __all__ = [
     "DEPENDENCE_TOLERANCE",
     "GramSchmidt",
     "check_detector",
+    "extend_gram_schmidt",
     "gram_schmidt_of_vectors",
     "in_mode",
+    "masks_of_rows",
     "position_stream",
     "principal_components",
     "read_pattern",
@@ -85,19 +87,25 @@ class GramSchmidt:
         return True
 
 
-def gram_schmidt_of_vectors(
-    region: np.ndarray, count: int, stream, vector, name: str
-) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Masks from the region vectors ``vector(position)`` of the positions of ``stream``."""
-    gs = GramSchmidt(int(region.sum()))
-    accepted: list[tuple[int, int]] = []
+def extend_gram_schmidt(gs: GramSchmidt, accepted: list, count: int, positions, vector) -> int:
+    """Add ``vector(position)`` of new positions to ``gs`` until ``accepted`` holds ``count``.
+
+    Returns how many positions were tried.
+    """
     tried = 0
-    for position in stream:
+    for position in positions:
+        if len(accepted) >= count:
+            break
         tried += 1
-        if gs.add(vector(position)):
+        if position not in accepted and gs.add(vector(position)):
             accepted.append(position)
-            if len(accepted) == count:
-                break
+    return tried
+
+
+def masks_of_rows(
+    region: np.ndarray, gs: GramSchmidt, accepted: list, count: int, tried: int, name: str
+) -> np.ndarray:
+    """``(count, *region.shape)`` masks from the rows of ``gs``, or a clear error if short."""
     if len(accepted) < count:
         raise ValueError(
             f"only {len(accepted)} of the {tried} sampled patterns have linearly independent "
@@ -106,7 +114,17 @@ def gram_schmidt_of_vectors(
         )
     masks = np.zeros((count, *region.shape))
     masks[:, region] = gs.rows
-    return masks, accepted
+    return masks
+
+
+def gram_schmidt_of_vectors(
+    region: np.ndarray, count: int, stream, vector, name: str
+) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Masks from the region vectors ``vector(position)`` of the positions of ``stream``."""
+    gs = GramSchmidt(int(region.sum()))
+    accepted: list[tuple[int, int]] = []
+    tried = extend_gram_schmidt(gs, accepted, count, stream, vector)
+    return masks_of_rows(region, gs, accepted, count, tried, name), accepted
 
 
 def smooth_in_region(pattern: np.ndarray, region: np.ndarray, sigma_px: float) -> np.ndarray:
