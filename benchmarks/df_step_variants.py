@@ -264,28 +264,19 @@ def run(case: dict) -> dict:
         a = m + (kappa[:, None] * target - inside) @ masks
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
-    def shrunk_residual(
-        values,
-        target,
-        energy,
-        region_map,
-        masks,
-        weight,
-        counts,
-        batch,
-        kappa_one=False,
-        first=None,
-    ):
-        """``first`` (default 0.2's step), then its in-span residual on the expected
-        amplitude, shrunk by the coefficients' shot noise (per coefficient, or averaged over
-        the batch)."""
+    def shrunk_residual(step_args, counts, batch=False, kappa_one=False, first=None):
+        """``first`` (default 0.2's step) of ``step_args`` (``values, target, energy,
+        region_map, masks, weight``), then its in-span residual on the expected amplitude,
+        shrunk by the coefficients' shot noise (per coefficient, or averaged over the
+        batch)."""
         from py4dstem_compressed.reconstruction.region_matching import (
             _coefficient_noise,
             _common_scale,
         )
         from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
 
-        m = (first or legacy)(values, target, energy, region_map, masks, weight, counts)
+        _, target, _, region_map, masks, _ = step_args
+        m = (first or legacy)(*step_args, counts)
         region = np.maximum(m, 0) * region_map
         expected, slope = expected_amplitude(region, counts)
         noise = _coefficient_noise(region, expected, masks * masks, counts)
@@ -299,30 +290,10 @@ def run(case: dict) -> dict:
             residual = residual * np.clip(1.0 - spread / np.maximum(size, TINY), 0.0, 1.0)
         return region, expected, slope, residual
 
-    def wadd(
-        values,
-        target,
-        energy,
-        region_map,
-        masks,
-        weight,
-        counts_per_intensity=None,
-        batch=False,
-        kappa_one=False,
-        first=None,
-    ):
-        _, expected, _, residual = shrunk_residual(
-            values,
-            target,
-            energy,
-            region_map,
-            masks,
-            weight,
-            counts_per_intensity,
-            batch,
-            kappa_one,
-            first,
-        )
+    def wadd(*step_args, counts_per_intensity=None, **choices):
+        """``shrunk_residual`` added to the expected amplitude, mapped back through psi^-1."""
+        values, _, energy, region_map, masks, _ = step_args
+        _, expected, _, residual = shrunk_residual(step_args, counts_per_intensity, **choices)
         corrected = np.maximum(expected + residual @ masks, 0) * region_map
         a = amplitude_of_expected(corrected.astype(values.dtype), counts_per_intensity)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
@@ -330,25 +301,11 @@ def run(case: dict) -> dict:
     def energy_only(values, target, energy, region_map, masks, weight, counts=None):
         return _energy_matched(values * region_map, energy, region_map) + values * (1 - region_map)
 
-    def add_only(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
-        """The shrunk additive in-span correction alone, from the energy-matched prediction."""
-        return wadd(
-            values,
-            target,
-            energy,
-            region_map,
-            masks,
-            weight,
-            counts_per_intensity,
-            first=energy_only,
-        )
-
     def wmul(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
         from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
 
-        region, expected, slope, residual = shrunk_residual(
-            values, target, energy, region_map, masks, weight, counts_per_intensity, False
-        )
+        step_args = (values, target, energy, region_map, masks, weight)
+        region, expected, slope, residual = shrunk_residual(step_args, counts_per_intensity)
         wanted = expected + residual @ masks
         positive = expected > TINY
         log_ratio = np.log(np.maximum(wanted, TINY) / np.where(positive, expected, 1.0)) / slope
@@ -361,7 +318,7 @@ def run(case: dict) -> dict:
         "wadd": wadd,
         "wadd_batch": lambda *a, **k: wadd(*a, batch=True, **k),
         "wadd_one": lambda *a, **k: wadd(*a, kappa_one=True, **k),
-        "add_only": add_only,
+        "add_only": lambda *a, **k: wadd(*a, first=energy_only, **k),
         "current": current,
         "legacy": legacy,
         "no_noise_model": signed_step(model=False),

@@ -70,6 +70,13 @@ def _gram_schmidt_from_stream(
     return gram_schmidt_of_vectors(region, count, stream, vector, name)
 
 
+def _smoothing_trials(smoothing_px: float, automatic: bool) -> list[float]:
+    """Smoothings to try in order [px]: the automatic default gives way (halved, down to 0)."""
+    if automatic and smoothing_px > 0:
+        return [smoothing_px, smoothing_px / 2, smoothing_px / 4, 0.0]
+    return [smoothing_px]
+
+
 def _gram_schmidt_with_smoothing(
     data, region, count, stream, mode, name, smoothing_px, automatic, shifts_px=None
 ) -> tuple[np.ndarray, list[tuple[int, int]], float]:
@@ -80,9 +87,7 @@ def _gram_schmidt_with_smoothing(
     0, with a warning) until ``count`` independent patterns are found; a smoothing the
     caller chose is kept and the shortfall raises.
     """
-    trials = [smoothing_px]
-    if automatic and smoothing_px > 0:
-        trials += [smoothing_px / 2, smoothing_px / 4, 0.0]
+    trials = _smoothing_trials(smoothing_px, automatic)
     for attempt, sigma in enumerate(trials):
         try:
             masks, used = _gram_schmidt_from_stream(
@@ -219,9 +224,7 @@ def diffraction_pattern_basis(
     elif denoise_df:
         region_pixels(geometry.df, "dark-field")
         sample = list(islice(position_stream(scan, seed, None), DF_DENOISE_SAMPLES))
-        trials = [smoothing_px]
-        if automatic and smoothing_px > 0:
-            trials += [smoothing_px / 2, smoothing_px / 4, 0.0]
+        trials = _smoothing_trials(smoothing_px, automatic)
         df, used_df, params["df_rank"], params["df_denoised"] = denoised_gram_schmidt(
             data,
             geometry.df,
