@@ -17,7 +17,15 @@ each case in its own process, scored after 30 and 90 iterations (one run continu
   and ``pca`` (15 BF masks) with N = 1, 2, 4, 8, 16, 32 dark-field masks;
 * ``--families zernike_bf_dp_df``: Zernike 36 BF masks with N diffraction-pattern DF masks;
 * ``--suggested 40 20``: the bases :func:`py4dstem_compressed.suggest_basis` picks within
-  those budgets of stored values per pattern.
+  those budgets of stored values per pattern;
+* ``--num-bf K``: K instead of 36 Zernike BF masks in ``df_pixels``, ``zernike``,
+  ``zernike_bf_dp_df`` and ``df_in_span`` (e.g. 15 BF + 23 DF masks: 40 stored values);
+* ``--descan PX``: a linear descan drift of PX detector pixels across the scan, simulated
+  before the shot noise (descan-aware compression, as by default);
+* ``--oracles NAME ...``: which oracles run (default both; ``--no-oracles``: none);
+* ``--num-probes M``: mixed state with M probe modes (py4DSTEM's
+  ``MixedstateMultislicePtychography`` and its compressed twin; the oracles then act on the
+  modes' incoherent sum, every mode scaled by the same factor per pixel).
 
 Results go to ``benchmarks/results/thin_specimen_ladder_<preset>_<dose>.json`` and a
 Markdown table is printed.
@@ -29,6 +37,10 @@ Usage::
     python benchmarks/thin_specimen_ladder.py --families zernike --num-df 1 16 --no-oracles
     python benchmarks/thin_specimen_ladder.py --dose 2e4 --source-size 0.3 --iterations 30 \
         --families zernike --num-df 1      # oracles on partially coherent data
+    python benchmarks/thin_specimen_ladder.py --dose 2e4 --descan 2 --iterations 30 \
+        --families zernike --num-df 1      # oracles on drifting data
+    python benchmarks/thin_specimen_ladder.py --iterations 30 --num-bf 15 --num-df 23 \
+        --families df_in_span zernike_bf_dp_df --oracles df_pixels   # within 40 values
 """
 
 from __future__ import annotations
@@ -46,17 +58,43 @@ from py4dstem_compressed.reconstruction.projection import fourier_difference, fo
 #: family -> number of bright-field masks of the ladder
 BF_MASKS = {"zernike": 36, "diffraction_pattern": 15, "pca": 15, "zernike_bf_dp_df": 36}
 RESULTS = Path(__file__).parent / "results"
+#: families whose BF masks are Zernike polynomials of ``--num-bf`` orders
+ZERNIKE_BF = ("zernike", "zernike_bf_dp_df", "df_in_span")
 
 
-def _oracle_class():
+def _in_disk_frame(patterns: np.ndarray, shifts_px) -> np.ndarray:
+    """Each pattern rolled back by the whole-pixel shift its masks were moved by."""
+    if shifts_px is None or not np.any(shifts_px):
+        return patterns
+    moved = np.empty_like(patterns)
+    for index in np.ndindex(patterns.shape[:2]):
+        dx, dy = (int(s) for s in shifts_px[index])
+        moved[index] = np.roll(patterns[index], (-dx, -dy), axis=(-2, -1))
+    return moved
+
+
+def _compressed_class(mixed: bool):
+    """The compressed multislice class: single mode, or mixed state for ``mixed``."""
+    from py4dstem_compressed.reconstruction import ptychography
+
+    if mixed:
+        return ptychography.CompressedMixedstateMultislicePtychography
+    return ptychography.CompressedMultislicePtychography
+
+
+def _oracle_class(mixed: bool = False):
     """The compressed class with every dark-field pixel measured (the ``df_pixels`` oracle)."""
-    from py4dstem_compressed.reconstruction.ptychography import CompressedMultislicePtychography
 
-    class DarkFieldPixels(CompressedMultislicePtychography):
+    class DarkFieldPixels(_compressed_class(mixed)):
         """BF from the coefficients; DF amplitudes replaced by the measured ones."""
 
-        def attach_patterns(self, patterns: np.ndarray) -> None:
-            """Measured ``(Rx, Ry, Qx, Qy)`` intensities, in the reconstruction's frame."""
+        def attach_patterns(self, patterns: np.ndarray, shifts_px=None) -> None:
+            """Measured ``(Rx, Ry, Qx, Qy)`` intensities, in the reconstruction's frame.
+
+            ``shifts_px``: the ``(Rx, Ry, 2)`` whole-pixel shifts of the masks of
+            descan-aware data (``CompressedDataCube.descan_shift_px``), undone per pattern.
+            """
+            patterns = _in_disk_frame(patterns, shifts_px)
             shift = tuple(-o for o in self._descan_origin_px)
             flat = np.roll(patterns, shift, axis=(-2, -1)).reshape(-1, patterns[0, 0].size)
             self._df_amplitudes = np.sqrt(np.maximum(flat, 0) / self._intensity_unit)
@@ -67,11 +105,18 @@ def _oracle_class():
         def _fourier_data_step(self, rows, waves, options=None, step=fourier_projection):
             modified, fourier_waves, ramp, error = super()._fourier_data_step(rows, waves, options)
             measured = self._df_amplitudes[rows[:, -1].astype(int)]
-            measured = measured.reshape(fourier_waves.shape).astype(np.float32)
-            amplitude = np.abs(fourier_waves)
-            phasor = np.where(amplitude > 0, fourier_waves / np.maximum(amplitude, 1e-30), 1)
+            measured = measured.reshape((len(rows), *fourier_waves.shape[-2:]))
+            measured = measured.astype(np.float32)
             dark = np.asarray(self._operator.region_maps[1]).reshape(fourier_waves.shape[-2:])
-            modified = np.where(dark > 0, measured * phasor, modified)
+            if fourier_waves.ndim == 4:  # modes: every mode by the same factor, the data
+                # describing their incoherent sum (as the compressed data step does)
+                amplitude = np.sqrt((np.abs(fourier_waves) ** 2).sum(1))
+                factor = np.where(amplitude > 0, measured / np.maximum(amplitude, 1e-30), 0)
+                modified = np.where(dark > 0, factor[:, None] * fourier_waves, modified)
+            else:
+                amplitude = np.abs(fourier_waves)
+                phasor = np.where(amplitude > 0, fourier_waves / np.maximum(amplitude, 1e-30), 1)
+                modified = np.where(dark > 0, measured * phasor, modified)
             if step is fourier_difference:
                 return modified - fourier_waves, fourier_waves, ramp, error
             return modified, fourier_waves, ramp, error
@@ -79,15 +124,16 @@ def _oracle_class():
     return DarkFieldPixels
 
 
-def _span_oracle_class():
+def _span_oracle_class(mixed: bool = False):
     """The ``df_in_span`` oracle: DF amplitudes decoded from the stored DF values alone."""
 
-    class DarkFieldInSpan(_oracle_class()):
+    class DarkFieldInSpan(_oracle_class(mixed)):
         """DF amplitudes: the measured ones projected onto the DF masks' span, clipped at 0,
         rescaled to the measured DF energy (what ``c`` and ``p`` store)."""
 
-        def attach_patterns(self, patterns: np.ndarray, basis) -> None:
+        def attach_patterns(self, patterns: np.ndarray, basis, shifts_px=None) -> None:
             """Measured ``(Rx, Ry, Qx, Qy)`` intensities and the basis they were compressed by."""
+            patterns = _in_disk_frame(patterns, shifts_px)
             amplitude = np.sqrt(np.maximum(patterns, 0)).reshape(-1, patterns[0, 0].size)
             masks = basis.df_masks.reshape(basis.num_df, -1).astype(np.float64)
             projected = np.maximum((amplitude @ masks.T) @ masks, 0)
@@ -112,10 +158,11 @@ def _basis(case: dict, datacube, geometry):
         return None
     if name == "bf_pixels":
         return pc.binning_basis(geometry, bf_bin=1)
+    num_bf = case.get("num_bf") or 36
     if name == "df_pixels":
-        return pc.zernike_basis(geometry, 36, 1)
-    if name in ("zernike_bf_dp_df", "df_in_span"):  # Zernike 36 BF + diffraction-pattern DF
-        bf = pc.zernike_basis(geometry, 36, 1).bf_masks
+        return pc.zernike_basis(geometry, num_bf, 1)
+    if name in ("zernike_bf_dp_df", "df_in_span"):  # Zernike BF + diffraction-pattern DF
+        bf = pc.zernike_basis(geometry, num_bf, 1).bf_masks
         df = pc.diffraction_pattern_basis(datacube, geometry, 1, case["num_df"], seed=0).df_masks
         masks = np.concatenate([bf, df])
         return pc.Basis(masks, len(bf), len(df), geometry, kind="custom")
@@ -124,7 +171,7 @@ def _basis(case: dict, datacube, geometry):
             datacube, geometry, max_values_per_pattern=case["budget"], seed=0, progress_bar=False
         )
     family, num_df = name, case["num_df"]
-    kwargs = {"num_bf": BF_MASKS[family], "num_df": num_df}
+    kwargs = {"num_bf": num_bf if family in ZERNIKE_BF else BF_MASKS[family], "num_df": num_df}
     if family != "zernike":
         kwargs["seed"] = 0
     return build_basis(family, geometry, datacube, **kwargs)
@@ -135,7 +182,7 @@ def run(case: dict) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    from py4DSTEM.process.phase import MultislicePtychography
+    from py4DSTEM.process.phase import MixedstateMultislicePtychography, MultislicePtychography
 
     import py4dstem_compressed as pc
     from py4dstem_compressed.analysis.evaluation import (
@@ -144,33 +191,38 @@ def run(case: dict) -> dict:
     )
     from py4dstem_compressed.simulation.datasets import simulate
 
-    source = {"source_size": case["source_size"]} if case.get("source_size") else {}
+    options = {"source_size": case["source_size"]} if case.get("source_size") else {}
+    if case.get("descan"):
+        options["descan_px"] = case["descan"]
     data = simulate(
         preset=case["preset"],
         kind=case["kind"],
         dose_per_area=case["dose"],
         progress_bar=False,
-        **source,
+        **options,
     )
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
+    mixed = bool(case.get("num_probes"))
+    if mixed:
+        kwargs["num_probes"] = case["num_probes"]
     geometry = pc.DetectorGeometry.from_datacube(data.datacube)
     basis = _basis(case, data.datacube, geometry)
     if basis is None:
-        ptycho = MultislicePtychography(datacube=data.datacube, **kwargs)
+        plain = MixedstateMultislicePtychography if mixed else MultislicePtychography
+        ptycho = plain(datacube=data.datacube, **kwargs)
     else:
         compressed = pc.compress(data.datacube, basis, progress_bar=False)
         if case.get("drop_norms"):  # oracle: what the perpendicular norms contribute
             compressed = without_perpendicular_norms(compressed)
-        cls = {"df_pixels": _oracle_class(), "df_in_span": _span_oracle_class()}.get(
-            case["basis"], pc.CompressedMultislicePtychography
-        )
+        oracles = {"df_pixels": _oracle_class, "df_in_span": _span_oracle_class}
+        cls = oracles.get(case["basis"], _compressed_class)(mixed)
         ptycho = cls(datacube=compressed, **kwargs)
     ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
     measured = np.asarray(data.datacube.data, dtype=np.float64)
     if case["basis"] == "df_pixels":
-        ptycho.attach_patterns(measured)
+        ptycho.attach_patterns(measured, compressed.descan_shift_px)
     elif case["basis"] == "df_in_span":
-        ptycho.attach_patterns(measured, basis)
+        ptycho.attach_patterns(measured, basis, compressed.descan_shift_px)
     scores, done, watch = {}, 0, Stopwatch()
     for total in case["iterations"]:
         ptycho.reconstruct(
@@ -205,20 +257,22 @@ def _label(row: dict) -> str:
 
 
 def _basis_label(row: dict) -> str:
+    num_bf = row.get("num_bf") or 36
     if row["basis"] in ("plain", "bf_pixels", "df_pixels"):
         return {
             "plain": "uncompressed (plain py4DSTEM)",
             "bf_pixels": "oracle: BF pixels + 1 DF value",
-            "df_pixels": "oracle: Zernike 36 BF + DF pixels",
+            "df_pixels": f"oracle: Zernike {num_bf} BF + DF pixels",
         }[row["basis"]]
     if row["basis"] == "zernike_bf_dp_df":
-        return f"Zernike 36 BF + diffraction-pattern {row['num_df']} DF"
+        return f"Zernike {num_bf} BF + diffraction-pattern {row['num_df']} DF"
     if row["basis"] == "df_in_span":
-        return f"oracle: Zernike 36 BF + DF pixels in the span of {row['num_df']} DP DF masks"
+        return f"oracle: Zernike {num_bf} BF + DF pixels in the span of {row['num_df']} DP DF masks"
     if row["basis"] == "suggested":
         kind, num_bf, num_df = row["chosen"]
         return f"suggested (<= {row['budget']} values): {kind} {num_bf}+{num_df}"
-    return f"{row['basis']} {BF_MASKS[row['basis']]}+{row['num_df']}"
+    num_bf = num_bf if row["basis"] in ZERNIKE_BF else BF_MASKS[row["basis"]]
+    return f"{row['basis']} {num_bf}+{row['num_df']}"
 
 
 def table(rows: list[dict]) -> str:
@@ -255,6 +309,19 @@ def main(argv=None) -> int:
     parser.add_argument("--num-df", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--no-oracles", action="store_true")
     parser.add_argument(
+        "--oracles",
+        nargs="+",
+        default=["df_pixels", "bf_pixels"],
+        choices=["df_pixels", "bf_pixels"],
+    )
+    parser.add_argument(
+        "--num-bf", type=int, default=36, help="Zernike BF masks of the Zernike-BF oracles"
+    )
+    parser.add_argument("--descan", type=float, default=0.0, help="linear descan drift [px]")
+    parser.add_argument(
+        "--num-probes", type=int, default=None, help="mixed state with this many probe modes"
+    )
+    parser.add_argument(
         "--drop-norms", action="store_true", help="compressed runs without perpendicular norms"
     )
     parser.add_argument(
@@ -275,12 +342,22 @@ def main(argv=None) -> int:
     base = {"preset": args.preset, "kind": args.kind, "dose": args.dose}
     if args.source_size:
         base["source_size"] = args.source_size
+    if args.descan:
+        base["descan"] = args.descan
+    if args.num_probes:
+        base["num_probes"] = args.num_probes
     base["iterations"] = sorted(args.iterations)
+    zernike_bf = {} if args.num_bf == 36 else {"num_bf": args.num_bf}
     cases = [{**base, "basis": "plain"}]
     if not args.no_oracles:
-        cases += [{**base, "basis": "df_pixels"}, {**base, "basis": "bf_pixels"}]
+        cases += [
+            {**base, "basis": name, **(zernike_bf if name == "df_pixels" else {})}
+            for name in args.oracles
+        ]
     cases += [
-        {**base, "basis": family, "num_df": n} for family in args.families for n in args.num_df
+        {**base, "basis": family, "num_df": n, **(zernike_bf if family in ZERNIKE_BF else {})}
+        for family in args.families
+        for n in args.num_df
     ]
     cases += [{**base, "basis": "suggested", "budget": b} for b in args.suggested]
     compressed_options = {}
@@ -291,12 +368,14 @@ def main(argv=None) -> int:
     cases = [c if c["basis"] == "plain" else {**c, **compressed_options} for c in cases]
     dose = "inf" if args.dose is None else f"{args.dose:g}"
     source = f"_source{args.source_size:g}" if args.source_size else ""
+    source += f"_descan{args.descan:g}" if args.descan else ""
+    source += f"_modes{args.num_probes}" if args.num_probes else ""
     name = f"thin_specimen_ladder_{args.preset}_{dose}{source}.json"
     output = Path(args.output or RESULTS / name)
     rows = json.loads(output.read_text()) if output.exists() else []
     for case in cases:
         names = ("basis", "num_df", "budget", "iterations", "dose", "kind", "source_size")
-        names += ("drop_norms", "reconstruct")
+        names += ("drop_norms", "reconstruct", "num_bf", "descan", "num_probes")
         key = {k: case.get(k) for k in names}
         if any({k: r.get(k) for k in key} == key for r in rows):
             continue  # measured already: delete the file (or the row) to measure again
