@@ -60,16 +60,19 @@ BF_MASKS = {"zernike": 36, "diffraction_pattern": 15, "pca": 15, "zernike_bf_dp_
 RESULTS = Path(__file__).parent / "results"
 #: families whose BF masks are Zernike polynomials of ``--num-bf`` orders
 ZERNIKE_BF = ("zernike", "zernike_bf_dp_df", "df_in_span")
+#: the oracles that give back every pixel of one region
+ORACLES = ("df_pixels", "bf_pixels")
 
 
 def _in_disk_frame(patterns: np.ndarray, shifts_px) -> np.ndarray:
     """Each pattern rolled back by the whole-pixel shift its masks were moved by."""
+    from py4dstem_compressed.bases.sampling import read_pattern
+
     if shifts_px is None or not np.any(shifts_px):
         return patterns
     moved = np.empty_like(patterns)
     for index in np.ndindex(patterns.shape[:2]):
-        dx, dy = (int(s) for s in shifts_px[index])
-        moved[index] = np.roll(patterns[index], (-dx, -dy), axis=(-2, -1))
+        moved[index] = read_pattern(patterns, index, "intensity", shifts_px)
     return moved
 
 
@@ -308,12 +311,7 @@ def main(argv=None) -> int:
     parser.add_argument("--families", nargs="+", default=list(BF_MASKS))
     parser.add_argument("--num-df", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--no-oracles", action="store_true")
-    parser.add_argument(
-        "--oracles",
-        nargs="+",
-        default=["df_pixels", "bf_pixels"],
-        choices=["df_pixels", "bf_pixels"],
-    )
+    parser.add_argument("--oracles", nargs="+", default=list(ORACLES), choices=ORACLES)
     parser.add_argument(
         "--num-bf", type=int, default=36, help="Zernike BF masks of the Zernike-BF oracles"
     )
