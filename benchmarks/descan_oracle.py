@@ -60,14 +60,6 @@ def run(case: dict) -> dict:
     import matplotlib
 
     matplotlib.use("Agg")
-    from py4DSTEM.process.phase import MultislicePtychography
-
-    import py4dstem_compressed as pc
-    from py4dstem_compressed.analysis.evaluation import (
-        KNOWN_ROTATION_PREPROCESS_KWARGS,
-        score_reconstruction,
-    )
-    from py4dstem_compressed.bases.registry import build_basis
     from py4dstem_compressed.simulation.datasets import simulate
 
     redraw = case.get("noise_seed") is not None and case["dose"] is not None
@@ -85,12 +77,26 @@ def run(case: dict) -> dict:
             np.asarray(data.datacube.data), case["dose"], data.scan_sampling[0], case["noise_seed"]
         )
         data.datacube.data = counts
+    data.datacube.data = _recorded(data, case)
+    return reconstruct_and_score(case, data)
+
+
+def reconstruct_and_score(case: dict, data) -> dict:
+    """Reconstruct ``data`` (a ``SimulatedDataset``) as ``case`` asks; the case with scores."""
+    from py4DSTEM.process.phase import MultislicePtychography
+
+    import py4dstem_compressed as pc
+    from py4dstem_compressed.analysis.evaluation import (
+        KNOWN_ROTATION_PREPROCESS_KWARGS,
+        score_reconstruction,
+    )
+    from py4dstem_compressed.bases.registry import build_basis
+
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
     reconstruct = dict(
         num_iter=case.get("iterations", 30), max_batch_size=64, seed_random=0, progress_bar=False
     )
     datacube = data.datacube
-    datacube.data = _recorded(data, case)
     watch = Stopwatch()
     if case["basis"] == "plain":
         ptycho = MultislicePtychography(datacube=datacube, **kwargs)
