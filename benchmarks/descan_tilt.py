@@ -47,18 +47,7 @@ def _exit_waves(preset, kind: str) -> np.ndarray:
     abtem = datasets._import_abtem()
     atoms, _, _, scan_start = build_structure(preset, kind)
     grid = datasets._simulation_grid(preset, atoms)
-    potential = abtem.Potential(
-        atoms,
-        gpts=(grid.gpts, grid.gpts),
-        slice_thickness=grid.cell_depth / grid.num_slices,
-        projection="infinite",
-        parametrization="lobato",
-    )
-    probe = abtem.Probe(
-        energy=preset.energy, semiangle_cutoff=preset.semiangle_cutoff, defocus=preset.defocus
-    )
-    end = tuple(s + e for s, e in zip(scan_start, preset.scan_extent))
-    scan = abtem.GridScan(start=scan_start, end=end, gpts=preset.scan_gpts, endpoint=False)
+    potential, probe, scan = datasets._scan_setup(abtem, atoms, preset, grid, scan_start, 0)
     waves = probe.multislice(potential, scan=scan).compute(progress_bar=False)
     array = np.asarray(waves.array, dtype=np.complex64)
     positions = np.asarray(scan.get_positions(), dtype=np.float64).reshape(*array.shape[:2], 2)

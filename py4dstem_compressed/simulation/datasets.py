@@ -150,6 +150,21 @@ def _run_multislice(abtem, atoms, preset, grid: _Grid, scan_start, seed, progres
     beam, zero frequency at ``gpts // 2``; ``n = preset.source_oversampling``, the recorded
     positions are every n-th from the first) and their angular sampling [mrad].
     """
+    potential, probe, scan = _scan_setup(abtem, atoms, preset, grid, scan_start, seed)
+    measurement = probe.scan(
+        potential, scan=scan, detectors=abtem.PixelatedDetector(max_angle=None)
+    )
+    measurement = measurement.compute(progress_bar=progress_bar)
+    patterns = np.asarray(measurement.array, dtype=np.float32)
+    return patterns, float(measurement.angular_sampling[0])
+
+
+def _scan_setup(abtem, atoms, preset, grid: _Grid, scan_start, seed):
+    """abTEM's potential, probe and grid scan of a preset (what :func:`_run_multislice` runs).
+
+    The scan is ``preset.source_oversampling`` times finer than the recorded one; the
+    specimen has frozen phonons if the preset asks (``seed``).
+    """
     specimen = atoms
     if preset.num_frozen_phonons > 0:
         specimen = abtem.FrozenPhonons(
@@ -169,12 +184,7 @@ def _run_multislice(abtem, atoms, preset, grid: _Grid, scan_start, seed, progres
     # a finite source needs positions finer than the recorded scan (see source_oversampling)
     gpts = tuple(g * preset.source_oversampling for g in preset.scan_gpts)
     scan = abtem.GridScan(start=scan_start, end=end, gpts=gpts, endpoint=False)
-    measurement = probe.scan(
-        potential, scan=scan, detectors=abtem.PixelatedDetector(max_angle=None)
-    )
-    measurement = measurement.compute(progress_bar=progress_bar)
-    patterns = np.asarray(measurement.array, dtype=np.float32)
-    return patterns, float(measurement.angular_sampling[0])
+    return potential, probe, scan
 
 
 def _ground_truth(abtem, atoms, preset, grid: _Grid) -> tuple[np.ndarray, float]:
