@@ -35,37 +35,37 @@ from descan_oracle import reconstruct_and_score
 from harness import emit
 
 
-def _exit_waves(preset, kind: str) -> np.ndarray:
-    """abTEM's exit waves ``(R_x, R_y, g, g)`` of the preset's scan (cached as .npy)."""
+def _exit_waves(preset, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """abTEM's exit waves ``(R_x, R_y, g, g)`` of the preset's scan and the probe positions
+    ``(R_x R_y, 2)`` [simulation px] (both cached as .npy)."""
     from py4dstem_compressed.simulation import datasets
     from py4dstem_compressed.simulation.cache import cache_directory
     from py4dstem_compressed.simulation.structures import build_structure
 
     path = Path(cache_directory()) / f"descan_tilt_exit_waves_{preset.name}_{kind}.npy"
-    if path.exists():
-        return np.load(path)
+    positions_path = path.with_suffix(".positions.npy")
+    if path.exists() and positions_path.exists():
+        return np.load(path), np.load(positions_path).reshape(-1, 2)
     abtem = datasets._import_abtem()
     atoms, _, _, scan_start = build_structure(preset, kind)
     grid = datasets._simulation_grid(preset, atoms)
     potential, probe, scan = datasets._scan_setup(abtem, atoms, preset, grid, scan_start, 0)
     waves = probe.multislice(potential, scan=scan).compute(progress_bar=False)
     array = np.asarray(waves.array, dtype=np.complex64)
-    positions = np.asarray(scan.get_positions(), dtype=np.float64).reshape(*array.shape[:2], 2)
-    np.save(path.with_suffix(".positions.npy"), positions / np.asarray(waves.sampling))
+    positions = np.asarray(scan.get_positions(), dtype=np.float64).reshape(-1, 2)
+    probe_px = positions / np.asarray(waves.sampling)
     path.parent.mkdir(parents=True, exist_ok=True)
+    np.save(positions_path, probe_px)
     np.save(path, array)
-    return array
+    return array, probe_px
 
 
 def _patterns(case: dict, preset) -> np.ndarray:
     """Noise-free far-field intensities ``(R_x, R_y, g, g)`` of the case's drift."""
-    from py4dstem_compressed.simulation.cache import cache_directory
     from py4dstem_compressed.simulation.detector import linear_descan
 
-    waves = _exit_waves(preset, case["kind"])
+    waves, probe_px = _exit_waves(preset, case["kind"])
     if case["drift"] == "wave":
-        name = f"descan_tilt_exit_waves_{preset.name}_{case['kind']}.positions.npy"
-        probe_px = np.load(Path(cache_directory()) / name).reshape(-1, 2)
         size = waves.shape[-1]
         flat = waves.reshape(-1, size, size)
         steps = max(len(flat) - 1, 1)
