@@ -36,6 +36,24 @@ a candidate, and prints one JSON line with the scores. Variants (``variant``):
 * ``wmul``: the same target reached per pixel multiplicatively (``u (psi_target /
   psi(u))^(1 / slope)``, limited to a factor e^2): zeros stay zeros.
 
+Variants of 0.4's search for a step that decodes noise-free data (built on the step of 0.3,
+which ``current`` was when they were measured; on today's package ``current`` is the step
+they led to, ``region_matching.match_signed_region``):
+
+* ``proj_after``: ``current``, then ``proj`` of its result;
+* ``blend``: ``current`` and ``proj`` mixed by the model's signal fraction ``||psi(u)||^2 /
+  ||u||^2``;
+* ``proj_psi``: ``proj`` on the expected amplitude (coefficients shrunk by their noise, the
+  out-of-span part carrying ``p^2`` less the model's noise energy), mapped back per pixel;
+* ``blend_uniform``: ``current``, then ``proj`` of it mixed in with ``w = r(lam)^2``, the
+  signal fraction of the region's energy were its ``lam`` counts per pixel spread evenly;
+* ``blend_uniform2``: the same with the even spread's noise energy removed from the
+  out-of-span part's (:func:`make_blend` with ``power=0``);
+* ``blend_cos`` / ``blend_cos8``: ``blend_uniform2`` with the weight also times ``cos^2`` /
+  ``cos^8`` of the angle between the model's and the measured coefficients;
+* ``relax25`` / ``relax50`` / ``relax75``: ``blend_uniform2`` with the weight times 0.25,
+  0.5, 0.75.
+
 Usage::
 
     python benchmarks/df_step_variants.py '{"preset": "tiny", "kind": "2d", "dose": null,
@@ -94,9 +112,18 @@ def decode(values, target, energy, region_map, masks, weight, counts_per_intensi
 
 
 def proj(
-    values, target, energy, region_map, masks, weight, counts_per_intensity=None, fit_scale=False
+    values,
+    target,
+    energy,
+    region_map,
+    masks,
+    weight,
+    counts_per_intensity=None,
+    fit_scale=False,
+    noise_energy=None,
 ):
-    """Projection onto the set of the measured coefficients and energy."""
+    """Projection onto the set of the measured coefficients and energy (``noise_energy``:
+    ``(B,)`` expected shot-noise energy outside the masks, removed from ``p^2``)."""
     v = values * region_map
     inside = v @ masks.T
     cc = (target**2).sum(1)
@@ -105,10 +132,48 @@ def proj(
         kappa = (inside * target).sum(1) / np.maximum(cc, TINY)
         kappa = np.clip(kappa, 0, np.sqrt(energy / np.maximum(cc, TINY)))
     perp = v - inside @ masks
-    rest = np.sqrt(np.maximum(energy - kappa**2 * cc, 0))
+    rest2 = energy - kappa**2 * cc
+    if noise_energy is not None:
+        rest2 = rest2 - noise_energy
+    rest = np.sqrt(np.maximum(rest2, 0))
     norm = np.sqrt((perp**2).sum(1))
     a = (kappa[:, None] * target) @ masks + perp * (rest / np.maximum(norm, TINY))[:, None]
     return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
+
+def make_blend(current, power=2, relaxation=1.0):
+    """``current`` (the package's signed-region step), then ``proj`` of its result with the
+    weight ``relaxation * w * cos^power``: ``w = r(lam)^2`` the signal fraction of the
+    region's energy were its counts spread evenly (1 noise-free), ``cos`` the angle between
+    the model's expected coefficients ``M psi(v)`` and the measured ones; the even spread's
+    noise energy ``(1 - w) E (1 - K / P)`` is removed from the perpendicular energy the
+    projection gives the out-of-span part."""
+    from py4dstem_compressed.reconstruction.shot_noise_model import (
+        expected_amplitude,
+        sqrt_poisson_ratio,
+    )
+
+    def blend(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        args = (values, target, energy, region_map, masks, weight)
+        m = current(*args, counts_per_intensity=counts_per_intensity)
+        pixels = region_map.sum()
+        if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
+            w = np.ones(len(values))
+        else:
+            lam = np.asarray(energy, np.float64) * counts_per_intensity / pixels
+            w = sqrt_poisson_ratio(lam) ** 2
+        psi, _ = expected_amplitude(np.maximum(values, 0) * region_map, counts_per_intensity)
+        inside = psi @ masks.T
+        cos = (inside * target).sum(1) / np.sqrt(
+            np.maximum((inside**2).sum(1) * (target**2).sum(1), TINY)
+        )
+        trust = relaxation * w * np.maximum(cos, 0) ** power
+        noise = (1 - w) * energy * (1 - masks.shape[0] / pixels)
+        p = proj(m, *args[1:], noise_energy=noise)
+        a = (1 - trust[:, None]) * m + trust[:, None] * p
+        return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
+    return blend
 
 
 def signed_step(steps=1, kappa_rule="unbiased", shrink="coefficient", model=True):
@@ -313,7 +378,75 @@ def run(case: dict) -> dict:
         a = region * np.exp(log_ratio)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
+    def blend(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        """``proj`` and the package's step weighted by the region's signal fraction
+        ``||psi(u)||^2 / ||u||^2`` under the shot-noise model (noise-free: ``proj``)."""
+        from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+
+        args = (values, target, energy, region_map, masks, weight)
+        m = current(*args, counts_per_intensity=counts_per_intensity)
+        p = proj(*args)
+        u = np.maximum(values, 0) * region_map
+        psi, _ = expected_amplitude(u, counts_per_intensity)
+        w = ((psi**2).sum(1) / np.maximum((u**2).sum(1), TINY))[:, None]
+        a = (1 - w) * m + w * p
+        return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
+    def proj_psi(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        """``proj`` on the expected amplitude ``psi(u)``: in-span part moved to the
+        coefficients by their residual shrunk by its shot noise, out-of-span part scaled to
+        carry the measured perpendicular energy less its expected noise; back to amplitudes
+        per pixel multiplicatively (``u (psi_t / psi)^(1 / slope)``, a factor of at most
+        e^2), then energy-matched. Noise-free: ``proj`` (where the prediction is not 0)."""
+        from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
+        from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
+
+        u = np.maximum(values, 0) * region_map
+        psi, slope = expected_amplitude(u, counts_per_intensity)
+        var = np.maximum(u * u - psi * psi, 0)
+        sig2 = var @ (masks * masks).T
+        m = psi @ masks.T
+        r = target - m
+        r = r * np.clip(1 - sig2 / np.maximum(r * r, TINY), 0, 1)
+        q = psi - m @ masks
+        p2 = energy - (target**2).sum(1)
+        n_out = var.sum(1) - sig2.sum(1)
+        qs = np.sqrt(np.maximum(p2 - n_out, 0)) / np.maximum(np.sqrt((q * q).sum(1)), TINY)
+        psi_t = np.maximum((m + r) @ masks + q * qs[:, None], 0)
+        positive = psi > TINY
+        log_ratio = np.log(np.maximum(psi_t, TINY) / np.where(positive, psi, 1.0)) / slope
+        log_ratio = np.where(positive, np.clip(log_ratio, -LOG_STEP_LIMIT, LOG_STEP_LIMIT), 0)
+        a = u * np.exp(log_ratio)
+        return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
+    def blend_uniform(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
+        """The package's step, then ``proj`` of it weighted by ``w = r(lam)^2``: the signal
+        fraction ``E[sqrt N]^2 / lam`` of the region's energy were its ``lam`` counts per pixel
+        (measured energy x counts per intensity / pixels) spread evenly, a lower bound for any
+        spread; noise-free data: 1."""
+        from py4dstem_compressed.reconstruction.shot_noise_model import sqrt_poisson_ratio
+
+        args = (values, target, energy, region_map, masks, weight)
+        m = current(*args, counts_per_intensity=counts_per_intensity)
+        p = proj(m, *args[1:])
+        if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
+            w = np.ones((len(values), 1))
+        else:
+            lam = np.asarray(energy, np.float64) * counts_per_intensity / region_map.sum()
+            w = (sqrt_poisson_ratio(lam) ** 2)[:, None]
+        a = (1 - w) * m + w * p
+        return _energy_matched(a, energy, region_map) + values * (1 - region_map)
+
     projection.match_signed_region = {
+        "blend_cos": make_blend(current, 2),
+        "blend_cos8": make_blend(current, 8),
+        "relax25": make_blend(current, 0, 0.25),
+        "relax50": make_blend(current, 0, 0.5),
+        "relax75": make_blend(current, 0, 0.75),
+        "blend_uniform2": make_blend(current, 0),
+        "blend_uniform": blend_uniform,
+        "proj_psi": proj_psi,
+        "blend": blend,
         "wmul": wmul,
         "wadd": wadd,
         "wadd_batch": lambda *a, **k: wadd(*a, batch=True, **k),
@@ -334,6 +467,7 @@ def run(case: dict) -> dict:
         "proj": proj,
         "projk": lambda *a, **k: proj(*a, fit_scale=True, **k),
         "multadd": multadd,
+        "proj_after": lambda *a, **k: proj(legacy(*a, **k), *a[1:], **k),
         "shape_psi": current,
     }[case["variant"]]
     data = simulate(

@@ -140,7 +140,9 @@ class CompressedPtychographyMixin(
             coefficients alone: ``"dark_field"`` (default) the DF region, True both, False
             neither. A region of one uniform mask or bins is rescaled; a region of several
             signed masks (e.g. ``num_df=16``) is multiplied by ``exp(M^T lam)`` towards its
-            coefficients, then rescaled (see ``region_matching.match_signed_region``). Acts
+            coefficients, projected onto the stored coefficients and perpendicular norm as
+            far as the shot noise allows (fully on noise-free data), then rescaled (see
+            ``region_matching.match_signed_region``). Acts
             in amplitude mode on data with perpendicular norms; does not depend on the data.
             ``"auto"`` (0.1) is read as ``"dark_field"`` with a FutureWarning; any other
             value raises ``ValueError``.

@@ -17,7 +17,9 @@ An energy-matched region (the dark field by default, amplitude mode, perpendicul
 stored) replaces steps 1-2 there by a step that needs no switch for any number of masks:
 one uniform mask or bins are rescaled to the measured energy ``sum c^2 + p^2``; signed masks
 (several DF masks) multiply the prediction by ``exp(M_R^T lam)`` towards the measured
-coefficients and then rescale it to the measured energy
+coefficients, project the result onto the stored coefficients and perpendicular norm with
+the weight the shot noise allows (1 for noise-free data, ~counts per pixel for a sparse dark
+field) and rescale it to the measured energy
 (:func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`); with the
 data's shot noise known (``counts_per_intensity``) the coefficients are modelled as those of
 the expected amplitude of the counts and each coefficient is followed only as far as it
@@ -104,8 +106,9 @@ def project_values(
     amplitude replacement gives the dark field exactly the measured energy too.
 
     A region holding signed masks (several DF masks: Zernike doughnuts, diffraction
-    patterns, PCA) is energy-matched the same way, its shape following the coefficients:
-    see :func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`.
+    patterns, PCA) is energy-matched the same way, its shape following the coefficients
+    (noise-free: meeting them and the perpendicular norm exactly): see
+    :func:`~py4dstem_compressed.reconstruction.region_matching.match_signed_region`.
 
     With ``match_shape`` (amplitude mode, perpendicular norms given) such a region that is
     *not* energy-matched is first reshaped so that, once its coefficients are matched, its

@@ -18,9 +18,11 @@ __all__ = [
     "SHAPE_STEP_LIMIT",
     "SIGNED_REGION_STEPS",
     "energy_ratio",
+    "evenly_spread_signal_fraction",
     "match_participation",
     "match_signed_region",
     "per_region",
+    "project_onto_data",
     "relaxed_energy_scale",
     "shape_switch",
     "switched_regions",
@@ -177,6 +179,61 @@ def _common_scale(current, coefficients, noise):
     return xp.maximum((current * coefficients).sum(axis=1, keepdims=True) / signal, 0)
 
 
+def evenly_spread_signal_fraction(energy, pixels, counts_per_intensity, dtype):
+    """``(B,)`` signal fraction of a region's energy were its counts spread evenly over it.
+
+    A region of ``pixels`` pixels that holds the energy ``E`` (canonical units) records
+    ``lam = E n / pixels`` counts per pixel on average (``n``: counts per unit intensity).
+    Of the energy ``E`` of its amplitude, the part the shot noise leaves in the expected
+    amplitude is ``psi^2 / v^2 = r(lam)^2`` for an even spread (``r`` as in
+    :mod:`~py4dstem_compressed.reconstruction.shot_noise_model`; ``~lam`` for sparse counts,
+    ``~1 - 1 / (4 lam)`` for many). ``r(lam)^2`` is convex where counts are sparse, so a
+    spread that concentrates the counts keeps more signal: this is a lower bound of the
+    signal fraction for the measured energy. Noise-free data (None, inf): 1.
+    """
+    xp = get_array_module(energy)
+    if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
+        return xp.ones(energy.shape, dtype=dtype)
+    even = xp.sqrt(xp.maximum(energy, 0.0) / max(float(pixels), 1.0)).astype(dtype)
+    psi, _ = expected_amplitude(even, counts_per_intensity)
+    ratio = xp.where(even > 0, psi / xp.where(even > 0, even, 1.0), 0.0)
+    return (ratio * ratio).astype(dtype)
+
+
+def project_onto_data(region, coefficients, energy, masks, counts_per_intensity=None):
+    """The projection of ``region`` onto the patterns with the measured coefficients and
+    energy, clipped at 0.
+
+    Noise-free, ``{a : M a = c, ||a||^2 = E}`` with orthonormal masks: the in-span part
+    becomes ``M^T c``, the part orthogonal to the masks keeps its shape and is scaled to the
+    norm ``p = sqrt(E - ||c||^2)`` the data store for it (Eq. 11 met exactly): the Euclidean
+    projection. Under shot noise the coefficients measure the expected amplitude
+    (``c ~ M psi(u)``, :func:`_coefficient_noise`): the in-span part moves by the residual
+    ``c - M psi(u)``, each coefficient's shrunk by its noise (``max(0, 1 - sigma_n^2 /
+    r_n^2)``), and the orthogonal part carries the rest of the measured energy. A pattern
+    that meets the data (noise-free: ``M u = c``; with noise: ``M psi(u) = c``) and the
+    energy is returned unchanged. Negative values (the in-span part of a sparse pattern
+    rings) are clipped; the caller rescales the energy.
+    """
+    xp = get_array_module(region)
+    inside = region @ masks.T
+    residual = coefficients - inside
+    if counts_per_intensity is not None and np.isfinite(counts_per_intensity):
+        expected, _ = expected_amplitude(region, counts_per_intensity)
+        noise = _coefficient_noise(region, expected, masks * masks, counts_per_intensity)
+        residual = coefficients - expected @ masks.T
+        residual = residual * xp.clip(1.0 - noise / xp.maximum(residual * residual, TINY), 0, 1)
+    wanted = inside + residual
+    rest = xp.sqrt(xp.maximum(energy - (wanted * wanted).sum(axis=1), 0.0))
+    # ||u - M^T M u||^2 = ||u||^2 - ||M u||^2 (orthonormal masks on the region)
+    norm = xp.sqrt(xp.maximum((region * region).sum(axis=1) - (inside * inside).sum(axis=1), 0))
+    scale = xp.where(norm > TINY, rest / xp.maximum(norm, TINY), 0.0)[:, None]
+    scale = scale.astype(region.dtype)
+    # wanted M + (u - inside M) scale, with one matrix product
+    projected = region * scale + (wanted - inside * scale) @ masks
+    return xp.maximum(projected, 0.0)
+
+
 def match_signed_region(
     values, coefficients, energy, support, masks, weight=1.0, counts_per_intensity=None
 ):
@@ -185,29 +242,43 @@ def match_signed_region(
     A region ``R`` holding signed masks (Zernike doughnuts, diffraction-pattern or PCA
     masks) stores the coefficients ``c_R = M_R a`` and, with the perpendicular norm
     ``p_R``, the energy ``E_R = ||c_R||^2 + p_R^2 = sum_{k in R} I(k)`` of the measured
-    amplitude ``a >= 0``. The step multiplies the prediction ``v >= 0`` by
-    ``exp(M_R^T lam)``, the form of the I-projection (least relative entropy
-    ``sum u log(u / v) - u + v``) of ``v`` onto patterns with given coefficients: it keeps
-    ``u >= 0``, keeps zeros of the prediction zero (Bragg spots stay spots, no pedestal in an
-    empty dark field) and changes the pattern smoothly where the masks are smooth. ``lam``
-    takes :data:`SIGNED_REGION_STEPS` diagonal Newton steps (curvature ``sum_k u_k
-    M_nk^2``) towards coefficients ``kappa c_R`` in the measured *direction*, ``kappa`` the
-    least-squares common scale; the region is then rescaled to the measured energy, exactly.
-    The energy sets the scale because it is unbiased under shot noise, where amplitude
-    coefficients of sparse counts are biased low (``E[sqrt(N)] < sqrt(E[N])``); the
-    coefficients set the shape. With one uniform mask the multiplier is a constant and
-    the step is the energy rescaling of a single dark-field value; every added mask adds
-    a direction along which the shape follows the data, and no switch depends on the data.
-    A pattern that meets the coefficients and the energy is left unchanged.
+    amplitude ``a >= 0``. Two estimates of the region are combined:
 
-    Under shot noise the coefficients measure the expected amplitude ``psi(v)``, not ``v``
-    (:func:`~py4dstem_compressed.reconstruction.shot_noise_model.expected_amplitude`; in a
-    sparse dark field ``psi(v) ~ v^2``): the step matches ``M_R psi(u)``, with the curvature
-    ``sum_k u_k psi'(u_k) M_nk^2``. Noise-free data (``counts_per_intensity=None``) give
-    ``psi(v) = v``. Each coefficient's residual is shrunk by the shot noise it carries,
-    ``max(0, 1 - kappa^2 sigma_n^2 / r_n^2)`` (``sigma_n^2``: :func:`_coefficient_noise`): a
-    mask that measures only noise moves nothing, so adding masks adds no noise to the step;
-    ``kappa`` is fitted with the noise's share of ``||c||^2`` removed (:func:`_common_scale`).
+    * **the multiplicative step** (what shot noise allows): the prediction ``v >= 0`` is
+      multiplied by ``exp(M_R^T lam)``, the form of the I-projection (least relative entropy
+      ``sum u log(u / v) - u + v``) of ``v`` onto patterns with given coefficients: it keeps
+      ``u >= 0``, keeps zeros of the prediction zero (Bragg spots stay spots, no pedestal in
+      an empty dark field) and changes the pattern smoothly where the masks are smooth.
+      ``lam`` takes :data:`SIGNED_REGION_STEPS` diagonal Newton steps (curvature ``sum_k
+      u_k M_nk^2``) towards coefficients ``kappa c_R`` in the measured *direction*,
+      ``kappa`` the least-squares common scale; the region is then rescaled to the measured
+      energy, exactly. The energy sets the scale because it is unbiased under shot noise,
+      where amplitude coefficients of sparse counts are biased low (``E[sqrt(N)] <
+      sqrt(E[N])``); the coefficients set the shape. Under shot noise the coefficients
+      measure the expected amplitude ``psi(v)``, not ``v``
+      (:func:`~py4dstem_compressed.reconstruction.shot_noise_model.expected_amplitude`; in a
+      sparse dark field ``psi(v) ~ v^2``): the step matches ``M_R psi(u)``, with the
+      curvature ``sum_k u_k psi'(u_k) M_nk^2``, and each coefficient's residual is shrunk by
+      the shot noise it carries, ``max(0, 1 - kappa^2 sigma_n^2 / r_n^2)``
+      (:func:`_coefficient_noise`): a mask that measures only noise moves nothing; ``kappa``
+      is fitted with the noise's share of ``||c||^2`` removed (:func:`_common_scale`).
+    * **the projection onto the data** (what noise-free data allow,
+      :func:`project_onto_data` of the multiplicative step's result): its in-span part is
+      the stored coefficients themselves, its orthogonal part is scaled to the stored
+      perpendicular norm less the shot noise's expected share of it. Noise-free, every
+      stored value is met exactly; the multiplicative
+      step alone meets the coefficients only along its ``exp`` family, one Newton step per
+      iteration, and keeps the model's out-of-span dark field, which on the noise-free
+      `small` MoS2 set left 0.919 band-passed NCC where the projection gives 0.974 (README,
+      "Thin specimens").
+
+    They are combined as ``(1 - w) multiplicative + w projected``, then rescaled to the
+    measured energy, with ``w`` the signal fraction of the region's energy were its counts
+    spread evenly (:func:`evenly_spread_signal_fraction`, a lower bound from the measured
+    energy and the counts per intensity alone): 1 for noise-free data, ``~lam`` for a
+    sparse dark field of ``lam << 1`` counts per pixel, where the stored coefficients are
+    mostly shot noise and the projection would follow it. No switch depends on the data;
+    a pattern that meets the coefficients and the energy is left unchanged by both.
 
     Parameters
     ----------
@@ -248,7 +319,23 @@ def match_signed_region(
         ok = curvature > TINY
         step = xp.where(ok, residual / xp.where(ok, curvature, 1.0), 0)
         region = region * xp.exp(xp.clip(step, -LOG_STEP_LIMIT, LOG_STEP_LIMIT) @ masks)
-    current = (region * region).sum(axis=1)
-    scale = relaxed_energy_scale(energy, current, (current > TINY) & (energy > 0), weight)
-    region = region * scale[:, None].astype(region.dtype)
+    # both estimates at the measured energy, then the relaxed energy step of ``w_c``
+    before = (region * region).sum(axis=1)
+    ok = (before > TINY) & (energy > 0)
+    exact = relaxed_energy_scale(energy, before, ok, 1.0)
+    relaxed = relaxed_energy_scale(energy, before, ok, weight) / exact
+    region = region * exact[:, None].astype(region.dtype)
+    pixels = float(inside.sum())
+    trust = evenly_spread_signal_fraction(energy, pixels, counts_per_intensity, region.dtype)
+    projected = project_onto_data(region, coefficients, energy, masks, counts_per_intensity)
+    projected = _energy_rescaled(projected, energy)
+    region = _energy_rescaled(region + trust[:, None] * (projected - region), energy)
+    region = region * relaxed[:, None].astype(region.dtype)
     return xp.where(inside, region, values).astype(values.dtype)
+
+
+def _energy_rescaled(region, energy):
+    """``region`` rescaled to ``energy`` per pattern (unchanged where either is 0)."""
+    current = (region * region).sum(axis=1)
+    scale = relaxed_energy_scale(energy, current, (current > TINY) & (energy > 0), 1.0)
+    return region * scale[:, None].astype(region.dtype)
