@@ -165,6 +165,13 @@ def _coefficient_noise(region, expected, squares, counts_per_intensity):
     return xp.maximum(region * region - expected * expected, 0.0) @ squares.T
 
 
+def _shrunk(residual, variance):
+    """Positive-part James-Stein: ``r max(0, 1 - sigma^2 / r^2)``, no step within the noise."""
+    xp = get_array_module(residual)
+    ratio = variance / xp.maximum(residual * residual, TINY)
+    return residual * xp.clip(1.0 - ratio, 0.0, 1.0)
+
+
 def _common_scale(current, coefficients, noise):
     """``kappa = <M psi(u), c> / ||c||^2`` with the noise's share removed from ``||c||^2``.
 
@@ -217,12 +224,12 @@ def project_onto_data(region, coefficients, energy, masks, counts_per_intensity=
     """
     xp = get_array_module(region)
     inside = region @ masks.T
-    residual = coefficients - inside
-    if counts_per_intensity is not None and np.isfinite(counts_per_intensity):
-        expected, _ = expected_amplitude(region, counts_per_intensity)
+    expected, _ = expected_amplitude(region, counts_per_intensity)
+    if expected is region:  # noise-free: the coefficients of the amplitude itself
+        residual = coefficients - inside
+    else:
         noise = _coefficient_noise(region, expected, masks * masks, counts_per_intensity)
-        residual = coefficients - expected @ masks.T
-        residual = residual * xp.clip(1.0 - noise / xp.maximum(residual * residual, TINY), 0, 1)
+        residual = _shrunk(coefficients - expected @ masks.T, noise)
     wanted = inside + residual
     rest = xp.sqrt(xp.maximum(energy - (wanted * wanted).sum(axis=1), 0.0))
     # ||u - M^T M u||^2 = ||u||^2 - ||M u||^2 (orthonormal masks on the region)
@@ -313,9 +320,8 @@ def match_signed_region(
         kappa = _common_scale(current, coefficients, noise)
         curvature = (expected * slope) @ squares.T  # d current / d lam, diagonal
         residual = kappa * coefficients - current
-        if noise is not None:  # positive-part James-Stein: no step within the noise
-            ratio = (kappa * kappa) * noise / xp.maximum(residual * residual, TINY)
-            residual = residual * xp.clip(1.0 - ratio, 0.0, 1.0)
+        if noise is not None:
+            residual = _shrunk(residual, (kappa * kappa) * noise)
         ok = curvature > TINY
         step = xp.where(ok, residual / xp.where(ok, curvature, 1.0), 0)
         region = region * xp.exp(xp.clip(step, -LOG_STEP_LIMIT, LOG_STEP_LIMIT) @ masks)
