@@ -106,6 +106,17 @@ def amplitude_of_expected(expected, counts_per_intensity):
     return np.where(y > 0, np.exp(0.5 * log_lam) / root, 0.0).astype(expected.dtype)
 
 
+def _reached_multiplicatively(u, expected, slope, wanted):
+    """``u (wanted / psi(u))^(1 / slope)`` per pixel, a factor of at most e^2 either way;
+    pixels whose expected amplitude is 0 stay as they are."""
+    from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
+
+    positive = expected > TINY
+    log_ratio = np.log(np.maximum(wanted, TINY) / np.where(positive, expected, 1.0)) / slope
+    log_ratio = np.where(positive, np.clip(log_ratio, -LOG_STEP_LIMIT, LOG_STEP_LIMIT), 0)
+    return u * np.exp(log_ratio)
+
+
 def decode(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
     """The DF decoded from the stored values alone."""
     return _energy_matched(target @ masks, energy, region_map) + values * (1 - region_map)
@@ -367,15 +378,9 @@ def run(case: dict) -> dict:
         return _energy_matched(values * region_map, energy, region_map) + values * (1 - region_map)
 
     def wmul(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
-        from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
-
         step_args = (values, target, energy, region_map, masks, weight)
         region, expected, slope, residual = shrunk_residual(step_args, counts_per_intensity)
-        wanted = expected + residual @ masks
-        positive = expected > TINY
-        log_ratio = np.log(np.maximum(wanted, TINY) / np.where(positive, expected, 1.0)) / slope
-        log_ratio = np.where(positive, np.clip(log_ratio, -LOG_STEP_LIMIT, LOG_STEP_LIMIT), 0)
-        a = region * np.exp(log_ratio)
+        a = _reached_multiplicatively(region, expected, slope, expected + residual @ masks)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
     def blend(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
@@ -398,7 +403,6 @@ def run(case: dict) -> dict:
         carry the measured perpendicular energy less its expected noise; back to amplitudes
         per pixel multiplicatively (``u (psi_t / psi)^(1 / slope)``, a factor of at most
         e^2), then energy-matched. Noise-free: ``proj`` (where the prediction is not 0)."""
-        from py4dstem_compressed.reconstruction.region_matching import LOG_STEP_LIMIT
         from py4dstem_compressed.reconstruction.shot_noise_model import expected_amplitude
 
         u = np.maximum(values, 0) * region_map
@@ -413,10 +417,7 @@ def run(case: dict) -> dict:
         n_out = var.sum(1) - sig2.sum(1)
         qs = np.sqrt(np.maximum(p2 - n_out, 0)) / np.maximum(np.sqrt((q * q).sum(1)), TINY)
         psi_t = np.maximum((m + r) @ masks + q * qs[:, None], 0)
-        positive = psi > TINY
-        log_ratio = np.log(np.maximum(psi_t, TINY) / np.where(positive, psi, 1.0)) / slope
-        log_ratio = np.where(positive, np.clip(log_ratio, -LOG_STEP_LIMIT, LOG_STEP_LIMIT), 0)
-        a = u * np.exp(log_ratio)
+        a = _reached_multiplicatively(u, psi, slope, psi_t)
         return _energy_matched(a, energy, region_map) + values * (1 - region_map)
 
     def blend_uniform(values, target, energy, region_map, masks, weight, counts_per_intensity=None):
