@@ -107,6 +107,12 @@ def test_the_fast_expected_amplitude_follows_the_exact_sums_over_every_count_rat
     finite_difference = np.log(shifted[positive] / psi[positive]) / np.log1p(step)
     assert np.all((slope >= 1 - 1e-6) & (slope <= 2 + 1e-6))
     np.testing.assert_allclose(slope[positive], finite_difference, atol=0.03)
+    # without the slope: the same psi bit for bit (float32 and float64), no slope
+    for dtype in (np.float32, np.float64):
+        v = values.astype(dtype)
+        alone, none = expected_amplitude(v, counts_per_intensity, with_slope=False)
+        assert none is None and alone.dtype == dtype
+        np.testing.assert_array_equal(alone, expected_amplitude(v, counts_per_intensity)[0])
 
 
 def test_amplitude_coefficients_of_sparse_counts_are_those_of_the_expected_amplitude():

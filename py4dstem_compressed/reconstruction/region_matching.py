@@ -202,7 +202,7 @@ def evenly_spread_signal_fraction(energy, pixels, counts_per_intensity, dtype):
     if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
         return xp.ones(energy.shape, dtype=dtype)
     even = xp.sqrt(xp.maximum(energy, 0.0) / max(float(pixels), 1.0)).astype(dtype)
-    psi, _ = expected_amplitude(even, counts_per_intensity)
+    psi, _ = expected_amplitude(even, counts_per_intensity, with_slope=False)
     ratio = xp.where(even > 0, psi / xp.where(even > 0, even, 1.0), 0.0)
     return (ratio * ratio).astype(dtype)
 
@@ -224,7 +224,7 @@ def project_onto_data(region, coefficients, energy, masks, counts_per_intensity=
     """
     xp = get_array_module(region)
     inside = region @ masks.T
-    expected, _ = expected_amplitude(region, counts_per_intensity)
+    expected, _ = expected_amplitude(region, counts_per_intensity, with_slope=False)
     if expected is region:  # noise-free: the coefficients of the amplitude itself
         residual = coefficients - inside
     else:

@@ -73,7 +73,7 @@ def sqrt_poisson_ratio(lam):
     return np.where(small, np.sqrt(np.maximum(lam, 0.0)), out)
 
 
-def expected_amplitude(values, counts_per_intensity: float | None):
+def expected_amplitude(values, counts_per_intensity: float | None, with_slope: bool = True):
     """``psi(v)`` and ``d log psi / d log v`` for predicted amplitudes ``v >= 0``.
 
     Parameters
@@ -83,13 +83,16 @@ def expected_amplitude(values, counts_per_intensity: float | None):
     counts_per_intensity : float or None
         Counts one unit of ``v^2`` stands for; None or inf: noise-free data
         (``psi(v) = v``).
+    with_slope : bool
+        Also return the slope (False: one gather fewer, the slope is None).
 
     Returns
     -------
     psi : array
         Expected measured amplitudes, the dtype of ``values``.
-    slope : array or float
-        ``d log psi / d log v`` (between 1 and 2; 1.0 for noise-free data).
+    slope : array, float or None
+        ``d log psi / d log v`` (between 1 and 2; 1.0 for noise-free data; None without
+        ``with_slope``).
     """
     if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
         return values, 1.0
@@ -97,8 +100,12 @@ def expected_amplitude(values, counts_per_intensity: float | None):
     dtype = values.dtype
     start, stop, num = LOG_COUNT_GRID
     spacing = (stop - start) / (num - 1)
-    # values, increments and slopes per grid interval (1-D tables: ``take`` is the fast gather)
-    ratio, increment, slope_table = (xp.asarray(a, dtype=dtype) for a in _steps())
+    # per grid interval: value and increment of r in one complex table (one gather for
+    # both), and the slope (1-D tables: ``take`` is the fast gather)
+    ratio, increment, slope_table = _steps()
+    pairs = xp.asarray(
+        ratio[: len(increment)] + 1j * increment, dtype=np.result_type(dtype, np.complex64)
+    )
     lam = values * values * dtype.type(counts_per_intensity)
     # the grid is uniform in log(lam) and starts below every float32 lam but 0: linear
     # interpolation by direct indexing (np.interp's binary search costs ~10x more on a batch
@@ -109,8 +116,10 @@ def expected_amplitude(values, counts_per_intensity: float | None):
     position = xp.minimum(position, dtype.type(num - 1), out=position)
     index = position.astype(xp.int32)
     position -= index.astype(dtype)  # the fraction within the interval
-    r = xp.take(increment, index)
-    r *= position
-    r += xp.take(ratio, index)
-    s = xp.take(slope_table, index)
+    pair = xp.take(pairs, index)
+    r = pair.imag * position
+    r += pair.real
+    if not with_slope:
+        return values * r, None
+    s = xp.take(xp.asarray(slope_table, dtype=dtype), index)
     return values * r, dtype.type(1) + dtype.type(2) * s
