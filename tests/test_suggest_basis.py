@@ -194,3 +194,47 @@ def test_command_line_suggest(noisy, tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert pc.read_compressed(compressed).basis.parameters["suggestion"]["budget"] == 16
+
+
+def _drifting_scan(drift_px_per_row: int) -> np.ndarray:
+    """``(9, 8, 32, 32)`` noise-free patterns: a BF disk and six DF spots whose strengths
+    change over the scan; the whole pattern moves by ``drift_px_per_row`` whole pixels
+    per scan row (a linear descan, centred on the middle row)."""
+    rng = np.random.default_rng(1)
+    q = np.indices((32, 32)) - 15.5
+    r = np.hypot(*q)
+    angles = np.arange(6) * np.pi / 3
+    spots = [
+        np.exp(-((q[0] - 10 * np.cos(a)) ** 2 + (q[1] - 10 * np.sin(a)) ** 2) / 2) for a in angles
+    ]
+    scan = np.empty((9, 8, 32, 32))
+    for ix in range(9):
+        for iy in range(8):
+            pattern = 400.0 * (r < 6) + sum(w * s for w, s in zip(rng.uniform(5, 50, 6), spots))
+            scan[ix, iy] = np.roll(pattern, (ix - 4) * drift_px_per_row, axis=0)
+    return scan
+
+
+def test_masks_of_a_drifting_scan_are_built_in_the_frame_of_the_disk():
+    """Compression moves the masks with a drifting disk (``compress(descan="auto")``), so the
+    suggestion builds them (and measures its angles) on patterns moved back by their descan:
+    the same basis as from the same scan without drift. A pre-scan sample of the drifting
+    patterns (no scan positions) is taken as it is, and its DF masks are smeared."""
+    steady = _drifting_scan(0)
+    geometry = pc.DetectorGeometry.from_datacube(steady)
+    drifting = _drifting_scan(1)
+    kwargs = dict(geometry=geometry, max_values_per_pattern=12, seed=0, progress_bar=False)
+    from_steady = pc.suggest_basis(steady, **kwargs)
+    from_drifting = pc.suggest_basis(drifting, **kwargs)
+    record = from_drifting.parameters["suggestion"]
+    assert record["descan_px_max"] == 4
+    assert from_steady.parameters["suggestion"]["descan_px_max"] == 0
+    assert "frame of the disk" in from_drifting.describe()
+    assert (from_drifting.num_bf, from_drifting.num_df) == (from_steady.num_bf, from_steady.num_df)
+    np.testing.assert_allclose(from_drifting.masks, from_steady.masks, atol=1e-12)
+    # as a sample without positions the drift stays in the patterns: larger DF angles
+    sample = pc.suggest_basis(drifting.reshape(-1, 32, 32), **kwargs).parameters["suggestion"]
+    family = record["df_family"]
+    aligned = dict(record["angle_curves_deg"]["df"][family])
+    smeared = dict(sample["angle_curves_deg"]["df"][family])
+    assert all(smeared[k] > aligned[k] + 1.0 for k in aligned if k > 1)

@@ -14,6 +14,7 @@ import numpy as np
 
 from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
 from py4dstem_compressed.bases.basis import SUGGESTION_KEY, Basis
+from py4dstem_compressed.bases.descan import descan_shifts
 from py4dstem_compressed.bases.geometry import DetectorGeometry
 from py4dstem_compressed.compression.shot_noise import white_noise_residual
 from py4dstem_compressed.core.sources import data_array
@@ -69,6 +70,26 @@ def _sample(datacube, num_samples: int, seed) -> tuple[np.ndarray, np.ndarray | 
             "the sampled patterns contain NaN or inf; mask or replace those pixels first"
         )
     return frames, positions
+
+
+def _in_disk_frame(frames, positions, datacube, geometry) -> tuple[np.ndarray, int]:
+    """Patterns of a scan moved back by their whole-pixel descan, and the largest shift [px].
+
+    Compression follows a drifting disk by moving the masks with it (``compress(descan=
+    "auto")``), so masks are built, and the angles measured, in the frame of the disk, as
+    the data-derived bases do (``descan="auto"``): a DF mask built from patterns that
+    drifted would be smeared by the drift. A pre-scan sample (no scan positions) is taken
+    as it is.
+    """
+    if positions is None:
+        return frames, 0
+    shifts = descan_shifts("auto", data_array(datacube), geometry)[tuple(positions.T)]
+    if not shifts.any():
+        return frames, 0
+    moved = np.stack(
+        [np.roll(f, (-int(s[0]), -int(s[1])), axis=(0, 1)) for f, s in zip(frames, shifts)]
+    )
+    return moved, int(np.abs(shifts).max())
 
 
 def shot_noise_fractions(
@@ -322,6 +343,10 @@ def suggest_basis(
 
     The rule: spend masks where they reduce the uncaptured *signal* most, not the noise.
 
+    0. The patterns of a scan are moved back by their whole-pixel descan (the plane
+       :func:`~py4dstem_compressed.bases.descan.fit_descan` fits over the scan), into the
+       frame of the disk where descan-aware compression applies the masks, as the
+       data-derived bases do; a pre-scan sample is taken as it is.
     1. A sample of up to ``num_samples`` patterns is split in two random halves: data-derived
        masks (diffraction patterns, PCA) are built from one, and the mean basis angle of each
        region is measured on the other (held out), for mask counts from 1 up to the budget.
@@ -394,8 +419,9 @@ def suggest_basis(
             f"perpendicular norms), got {max_values_per_pattern}"
         )
     frames, positions = _sample(datacube, num_samples, seed)
+    geometry = geometry or DetectorGeometry.from_datacube(frames[:, None], seed=seed)
+    frames, descan_px = _in_disk_frame(frames, positions, datacube, geometry)
     sample = frames[:, None]  # (N, 1, Qx, Qy): a scan of one column
-    geometry = geometry or DetectorGeometry.from_datacube(sample, seed=seed)
     masks = int(max_values_per_pattern) - 2
     order = np.random.default_rng(seed).permutation(len(frames))
     train, test = sample[np.sort(order[::2])], sample[np.sort(order[1::2])]
@@ -403,7 +429,7 @@ def suggest_basis(
     common = dict(
         num_samples=len(train), mode=mode, seed=seed, progress_bar=progress_bar, held_out=test
     )
-    common["descan"] = None  # a sample, not a scan
+    common["descan"] = None  # the sample is in the frame of the disk already
     # Zernike curves of both regions (the DF's uniform first mask included), then the
     # data-derived DF curves; data-derived BF masks are not considered
     curves = angle_curves(train, geometry, counts, (BF_FAMILY,), **common)
@@ -429,6 +455,7 @@ def suggest_basis(
         seed=seed,
         mode=mode,
         smoothing_noise_fraction={r: round(f, 5) for r, f in smoothed.items()},
+        descan_px_max=descan_px,
     )
     used = basis.positions
     if positions is not None and used is not None:

@@ -326,6 +326,12 @@ def describe_suggestion(record: dict) -> list[str]:
             f"  (smoothing estimate BF {100 * smoothed['bf']:.1f}%, DF {100 * smoothed['df']:.1f}%,"
             " at most what the held-out angles leave room for)"
         )
+    descan = record.get("descan_px_max")
+    if descan:
+        lines.append(
+            f"  patterns moved back by their whole-pixel descan (up to {descan} px) into the "
+            "frame of the disk, where compression applies the masks"
+        )
     lines.append("  mean held-out angle [deg] against the number of masks (count:angle):")
     for region in ("bf", "df"):
         chosen = record.get(f"{region}_family", record["family"])  # one family before 0.2
