@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from py4dstem_compressed.analysis.metrics import basis_angles
+from py4dstem_compressed.analysis.metrics import basis_angles, uncaptured_variation
 from py4dstem_compressed.bases.geometry import DetectorGeometry
 from py4dstem_compressed.core.sources import data_array, sampled_frames
 
@@ -27,6 +27,10 @@ class AngleCurves:
 
     bf: dict = field(default_factory=dict)
     df: dict = field(default_factory=dict)
+    #: with ``variation=True``: ``region -> family -> (counts, uncaptured variation)`` and
+    #: ``region -> {"variation", "energy"}`` under ``"totals"``
+    #: (:func:`~py4dstem_compressed.analysis.metrics.uncaptured_variation`)
+    variation: dict = field(default_factory=dict)
 
     def show(self, **kwargs):
         """Plot the curves (the paper's Appendix A figure)."""
@@ -110,6 +114,7 @@ def angle_curves(
     held_out=None,
     descan="auto",
     regions=("bf", "df"),
+    variation: bool = False,
 ) -> AngleCurves:
     """Mean BF and DF angles of a random sample of patterns for growing bases.
 
@@ -146,6 +151,10 @@ def angle_curves(
         Passed to the data-derived generators (None for a sample that is not a scan).
     regions : sequence of {"bf", "df"}
         The regions whose curves are measured (default both).
+    variation : bool
+        Also measure what the masks miss of the signal that varies across the sampled
+        patterns (:func:`~py4dstem_compressed.analysis.metrics.uncaptured_variation`), into
+        ``curves.variation``.
 
     Returns
     -------
@@ -170,6 +179,8 @@ def angle_curves(
         raise ValueError(f"regions must be 'bf' and/or 'df', got {sorted(unknown)}")
     jobs = _jobs(geometry, datacube, families, counts, sampled, smoothed, tuple(regions))
     results: dict = {"bf": {}, "df": {}}
+    missed: dict = {"bf": {}, "df": {}}
+    frames = sample.reshape(-1, *sample.shape[-2:])
     for job in tqdm(jobs, desc="Angle curves", disable=not progress_bar):
         region, family = job[0], job[1]
         try:
@@ -180,10 +191,25 @@ def angle_curves(
         k = basis.num_bf if region == "bf" else basis.num_df
         mean = angles.mean_bf if region == "bf" else angles.mean_df
         results[region].setdefault(family, []).append((k, mean))
+        if variation:
+            measured = uncaptured_variation(frames, basis, mode)
+            missed[region].setdefault(family, []).append((k, measured[region]["uncaptured"]))
+            missed.setdefault("totals", {})[region] = {
+                key: measured[region][key] for key in ("variation", "energy")
+            }
     curves = AngleCurves()
     for region in ("bf", "df"):
         for family, pairs in results[region].items():
             pairs.sort()
             ks, means = zip(*pairs)
             getattr(curves, region)[family] = (np.array(ks), np.array(means))
+    if variation:
+        curves.variation = {
+            region: {
+                family: tuple(np.array(column) for column in zip(*sorted(pairs)))
+                for family, pairs in missed[region].items()
+            }
+            for region in ("bf", "df")
+        }
+        curves.variation["totals"] = missed.get("totals", {})
     return curves

@@ -1,11 +1,12 @@
 """Choose a basis from the data: the BF/DF mask counts and the DF family within a value budget.
 
 :func:`suggest_basis` builds data-derived masks on one half of a sample of patterns, measures
-the mean basis angle of the other half for a range of mask counts per region
-(:func:`~py4dstem_compressed.analysis.angle_curves.angle_curves` with ``held_out=``), estimates
-how much of each region's energy is shot noise, and spends the budget where masks capture
-the most signal. The record of the choice is stored in ``basis.parameters["suggestion"]``
-and printed by ``basis.describe()``.
+on the other half, for a range of mask counts per region, the mean basis angle and what the
+masks miss of the signal that varies across the scan
+(:func:`~py4dstem_compressed.analysis.angle_curves.angle_curves` with ``held_out=`` and
+``variation=True``), estimates how much of each region's energy is shot noise, and spends
+the budget where masks capture the most signal. The record of the choice is stored in
+``basis.parameters["suggestion"]`` and printed by ``basis.describe()``.
 """
 
 from __future__ import annotations
@@ -34,13 +35,17 @@ MIN_VALUES = 4
 MIN_PATTERNS = 16
 #: Patterns read from a scan (a pre-scan sample is used whole up to this size)
 NUM_SAMPLES = 256
-#: BF gets at least the masks that capture this fraction of the signal its curve can capture
-FLAT_FRACTION = 0.9
-#: No more masks once one captures less than this fraction of its region's structure
+#: BF starts with the Zernike polynomials of radial order <= this: piston, the two tilts (the
+#: disk's centre of mass, the phase gradient DPC images) and the three second moments
+#: (defocus, astigmatism: its curvature), the low-order signal of the object's long
+#: wavelengths that carries little of the pattern's energy
+BF_START_ORDER = 2
+#: No more masks once one captures less than this fraction of the scan-varying signal
 MIN_GAIN_PER_MASK = 0.01
 #: ... or less than this many times the shot noise it stores (power SNR of its coefficient)
 MIN_MASK_SNR = 4.0
-#: A family must leave this much less uncaptured structure to beat one listed before it
+#: A family must leave this much less uncaptured signal (fraction of the scan-varying signal)
+#: to beat one listed before it
 TIE_MARGIN = 0.02
 #: Smoothing [px] separating pixel-to-pixel shot noise from the pattern's structure
 NOISE_SMOOTHING_PX = 1.0
@@ -160,34 +165,60 @@ def _held_out_cap(noise: dict, curves: AngleCurves, geometry) -> dict:
     return capped
 
 
-def _signal_curve(ks, angles, noise: float, region_pixels: int) -> dict:
-    """``k -> `` uncaptured signal, as a fraction of the region's energy.
+def _bf_start(counts) -> int:
+    """The fewest BF masks: Zernike radial orders up to :data:`BF_START_ORDER`, or what fits."""
+    complete = (BF_START_ORDER + 1) * (BF_START_ORDER + 2) // 2
+    fitting = [k for k in counts if k <= complete]
+    return max(fitting) if fitting else min(counts)
 
-    ``sin^2`` of the held-out angle is the uncaptured energy; white noise leaves all but
-    ``k / region_pixels`` of its share uncaptured, the rest is signal the masks missed.
+
+def _signal_curves(curves: AngleCurves, df_family: str, noise: dict, geometry) -> tuple:
+    """Uncaptured scan-varying signal of the Zernike BF and ``df_family`` DF masks, per count,
+    and the shot noise each mask stores, in units of the patterns' mean energy.
+
+    What ``k`` masks miss of a held-out pattern's variation about the mean pattern
+    (``curves.variation``) holds its shot noise, all but ``k / pixels`` of it: the noise
+    energy is the region's noise fraction times its mean energy, at most what the curve
+    leaves uncaptured at any count (noise of held-out patterns is independent of masks built
+    from others). The rest is signal the masks miss. The DF's one-mask point is the uniform
+    mask for every family.
     """
-    return {
-        int(k): max(float(np.sin(a) ** 2) - noise * (1 - k / region_pixels), 0.0)
-        for k, a in zip(ks, angles)
-    }
+    out, per_mask = [], {}
+    for region, family in (("bf", BF_FAMILY), ("df", df_family)):
+        pixels = int(getattr(geometry, region).sum())
+        points = dict(
+            zip(*(np.asarray(a).tolist() for a in curves.variation[region].get(family, ((), ()))))
+        )
+        if region == "df":
+            zernike = curves.variation["df"]["zernike"]
+            points.setdefault(1, float(zernike[1][list(zernike[0]).index(1)]))
+        points = {int(k): float(v) for k, v in points.items()}
+        energy = noise[region] * curves.variation["totals"][region]["energy"]
+        bounds = [v / (1 - k / pixels) for k, v in points.items() if k < pixels]
+        energy = min([energy, *bounds])
+        out.append({k: max(v - energy * (1 - k / pixels), 0.0) for k, v in points.items()})
+        per_mask[region] = energy / pixels
+    return out[0], out[1], per_mask
 
 
 def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int, int] | None:
     """BF and DF counts (keys of the curves) for at most ``masks`` masks, or None.
 
-    ``bf`` and ``df`` map counts to the uncaptured signal as a fraction of the region's
-    *structure* (the signal one uniform mask misses). BF first gets the fewest masks that
-    capture ``FLAT_FRACTION`` of what its curve captures within the budget (its curve has
-    flattened); then masks go, a step of a curve at a time, to the region whose step
-    captures the most structure per mask, while a mask captures at least
-    ``MIN_GAIN_PER_MASK`` of the structure and ``MIN_MASK_SNR`` times the noise it stores
-    (``noise_per_mask``, in the same units). What is left of the budget then goes, the same
-    way, to every step that still captures signal (a gain above 0) in BF and, if it got a
-    significant mask, in DF.
+    ``bf`` and ``df`` map counts to the uncaptured scan-varying signal, in the same units
+    for both regions (the coefficient loss sums both). BF starts with the Zernike orders up
+    to :data:`BF_START_ORDER` (:func:`_bf_start`) and DF with its uniform mask; then masks
+    go, a step of a curve at a time, to the region whose step captures the most signal per
+    mask, while a mask captures at least ``MIN_GAIN_PER_MASK`` of the signal both regions'
+    first masks miss and ``MIN_MASK_SNR`` times the noise it stores (``noise_per_mask``).
+    What is left of the budget then goes, the same way, to every step that still captures
+    signal (a gain above 0) in BF and, if it got a significant mask, in DF.
     """
     kd = min(df)
-    if min(bf) + kd > masks:
+    kb = _bf_start([k for k in bf if k + kd <= masks] or [min(bf)])
+    if kb + kd > masks:
         return None
+    total = bf[min(bf)] + df[kd]
+    floor = {r: max(MIN_GAIN_PER_MASK * total, MIN_MASK_SNR * n) for r, n in noise_per_mask.items()}
 
     def steps(curves, kb, kd, significant=True):
         found = [
@@ -196,16 +227,10 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
             for k in curve
             if k > now and kb + kd + k - now <= masks
         ]
-        floor = {r: max(MIN_GAIN_PER_MASK, MIN_MASK_SNR * n) for r, n in noise_per_mask.items()}
         if not significant:
             return [step for step in found if step[0] > 0]
-        return [step for step in found if step[0] >= floor[step[1]]]
+        return [step for step in found if step[0] >= floor[step[1]] and step[0] > 0]
 
-    walk = [min(bf)]  # the BF curve's significant steps within the budget
-    while found := steps((("bf", bf, walk[-1]),), walk[-1], kd):
-        walk.append(max(found)[2])
-    goal = bf[walk[-1]] + (1 - FLAT_FRACTION) * (bf[walk[0]] - bf[walk[-1]])
-    kb = next(k for k in walk if bf[k] <= goal)
     while found := steps((("bf", bf, kb), ("df", df, kd)), kb, kd):
         _, region, k = max(found)
         kb, kd = (k, kd) if region == "bf" else (kb, k)
@@ -222,45 +247,25 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
     return kb, kd
 
 
-def _region_curves(curves: AngleCurves, df_family: str, noise: dict, geometry) -> tuple:
-    """Zernike BF and ``df_family`` DF uncaptured signal [fraction of the structure], and the
-    noise per mask.
-
-    The structure is the signal a uniform mask misses (Zernike's first mask); the DF's
-    one-mask point is that uniform mask for every family.
-    """
-    out, per_mask = [], {}
-    for region, family in (("bf", BF_FAMILY), ("df", df_family)):
-        pixels = int(getattr(geometry, region).sum())
-        uniform = _signal_curve(
-            [1], [getattr(curves, region)["zernike"][1][0]], noise[region], pixels
-        )[1]
-        ks, angles = getattr(curves, region).get(family, ((), ()))
-        points = dict(zip((int(k) for k in ks), angles))
-        if region == "df":
-            points.setdefault(1, curves.df["zernike"][1][0])
-        signal = _signal_curve(list(points), list(points.values()), noise[region], pixels)
-        scale = 1.0 / uniform if uniform > 0 else 0.0
-        out.append({k: v * scale for k, v in signal.items()})
-        per_mask[region] = noise[region] / pixels * scale
-    return out[0], out[1], per_mask
-
-
 def _label(df_family: str, num_df: int) -> str:
     """Name of a suggestion: ``"zernike"`` with one (uniform) DF mask, else BF+DF families."""
     return BF_FAMILY if num_df == 1 else f"{BF_FAMILY}+{df_family}"
 
 
 def _choose(curves: AngleCurves, noise: dict, geometry, masks: int) -> tuple[str, int, int, dict]:
-    """The DF family and counts leaving the least uncaptured structure (BF + DF fractions)."""
+    """The DF family and counts leaving the least uncaptured signal (BF + DF), as a fraction
+    of what both regions' first masks miss."""
     scores, picks = {}, {}
     for family in DF_FAMILIES:
-        bf, df, noise_per_mask = _region_curves(curves, family, noise, geometry)
+        if family not in curves.variation["df"]:
+            continue
+        bf, df, noise_per_mask = _signal_curves(curves, family, noise, geometry)
         counts = _allocate(bf, df, masks, noise_per_mask) if bf and df else None
         if counts is None:
             continue
+        total = bf[min(bf)] + df[min(df)]
         picks[family] = counts
-        scores[family] = bf[counts[0]] + df[counts[1]]
+        scores[family] = (bf[counts[0]] + df[counts[1]]) / total if total > 0 else 0.0
     if not scores:
         raise ValueError(
             f"no basis fits {masks} masks on this detector; raise max_values_per_pattern"
@@ -302,13 +307,25 @@ def _build(df_family, geometry, sample, num_bf, num_df, seed, mode) -> Basis:
 
 
 def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
-    """The JSON-serialisable record of a suggestion (angles in degrees)."""
+    """The JSON-serialisable record of a suggestion (angles in degrees, the uncaptured
+    scan-varying signal as a fraction of the patterns' mean energy)."""
     as_deg = {
         region: {
             family: [[int(k), round(float(np.degrees(a)), 3)] for k, a in zip(*curve)]
             for family, curve in getattr(curves, region).items()
         }
         for region in ("bf", "df")
+    }
+    missed = {
+        region: {
+            family: [[int(k), round(float(v), 7)] for k, v in zip(*curve)]
+            for family, curve in curves.variation[region].items()
+        }
+        for region in ("bf", "df")
+    }
+    totals = {
+        region: {key: round(float(v), 7) for key, v in values.items()}
+        for region, values in curves.variation["totals"].items()
     }
     floor = {r: round(float(np.degrees(np.arcsin(np.sqrt(f)))), 3) for r, f in noise.items()}
     return {
@@ -317,14 +334,17 @@ def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
         "noise_floor_deg": floor,
         "uncaptured_signal": {f: round(float(s), 5) for f, s in scores.items()},
         "angle_curves_deg": as_deg,
+        "uncaptured_variation": missed,
+        "variation_totals": totals,
         "rule": (
-            "held-out mean angles; uncaptured signal = sin^2(angle) - noise the masks cannot "
-            "capture, as a fraction of the region's structure (what one uniform mask misses); "
-            "BF first gets the masks that capture 90% of what its curve captures, then masks "
-            "go where they capture the most structure per mask while a mask captures >= 1% "
-            "of it and >= 4x the noise it stores, then the rest of the budget to every step "
-            "that still captures signal; BF masks are Zernike polynomials, DF masks the "
-            "data-derived family leaving the least uncaptured structure"
+            f"BF starts with the Zernike orders <= {BF_START_ORDER}, DF with its uniform mask; "
+            "then masks go, a step at a time, to the region where they capture the most of "
+            "the held-out patterns' scan-varying signal (the variation about the mean "
+            "pattern, less the shot noise the masks cannot capture; both regions in the same "
+            "units) while a mask captures >= 1% of it and >= 4x the noise it stores, then the "
+            "rest of the budget to every step that still captures signal; BF masks are "
+            "Zernike polynomials, DF masks the data-derived family leaving the least "
+            "uncaptured signal"
         ),
     }
 
@@ -348,31 +368,40 @@ def suggest_basis(
        frame of the disk where descan-aware compression applies the masks, as the
        data-derived bases do; a pre-scan sample is taken as it is.
     1. A sample of up to ``num_samples`` patterns is split in two random halves: data-derived
-       masks (diffraction patterns, PCA) are built from one, and the mean basis angle of each
-       region is measured on the other (held out), for mask counts from 1 up to the budget.
-       Without holding out, data-derived masks would fit the sample's own noise.
+       masks (diffraction patterns, PCA) are built from one, and measured on the other (held
+       out), for mask counts from 1 up to the budget: the mean basis angle of each region,
+       and what the masks miss of the *scan-varying signal*, each pattern minus the held-out
+       patterns' mean (:func:`~py4dstem_compressed.analysis.metrics.uncaptured_variation`).
+       The mean pattern (the probe's disk, the specimen's average diffraction) is what the
+       reconstruction's model predicts from every position at once; what changes from
+       position to position is the object's information. Both regions are measured in the
+       same units (the patterns' mean energy), those of the coefficient loss that sums them:
+       a thin specimen's dark field holds a few percent of the energy but as much of the
+       varying signal as its bright field. Without holding out, data-derived masks would fit
+       the sample's own noise.
     2. The shot-noise fraction ``f`` of each region's energy is estimated, unit-free, from the
-       difference between each pattern and a smoothed copy (:func:`shot_noise_fractions`).
-       ``sin^2`` of a region's angle is its uncaptured energy; minus the noise the masks
-       cannot capture, ``f (1 - k / pixels)``, it is the uncaptured signal. The noise floor
-       of the angle is ``arcsin(sqrt(f))``. Signals are compared as fractions of the region's
-       *structure*: the signal one uniform mask (the region's total) misses.
-    3. BF gets at least enough masks for its curve to flatten (90% of the structure its curve
-       captures within the budget, counting only significant steps). The remaining masks go,
-       a step of a curve at a time, to the region where they capture the most structure per
-       mask, while a mask captures at least 1% of it and at least 4 times the shot noise it
-       stores (``f / pixels`` per mask: the power SNR of its coefficient >= 4). The DF
-       carries the finest object detail of thin specimens: while its angle stays well above
-       its noise floor it keeps getting masks (more DF masks); a DF that is nearly all noise
-       keeps its one uniform mask. What is left of the budget then goes the same way to
-       every step that still captures signal (in the DF only if a DF mask was significant):
-       a coefficient too noisy on one pattern is
-       averaged over the scan's overlapping positions by the reconstruction, whose data step
-       takes any number of masks per region. Budget is left unused only where no mask
+       difference between each pattern and a smoothed copy (:func:`shot_noise_fractions`),
+       at most what the held-out angles leave room for. The noise energy ``f E_R`` (at most
+       what the masks miss at any count) is all but ``k / pixels`` uncaptured by ``k``
+       masks; the rest of what they miss is uncaptured signal. The noise floor of the angle
+       is ``arcsin(sqrt(f))``.
+    3. BF starts with the Zernike polynomials of radial order <= 2 (piston, the tilts that
+       carry the disk's centre of mass, the second moments that carry its curvature: the
+       object's long wavelengths, a large part of the image in little of the energy), DF
+       with its uniform mask. The remaining masks go, a step of
+       a curve at a time, to the region where they capture the most signal per mask, while
+       a mask captures at least 1% of the signal both regions' first masks miss and at least
+       4 times the shot noise it stores (``f E_R / pixels`` per mask: the power SNR of its
+       coefficient >= 4). A DF that is nearly all noise keeps its one uniform mask. What is
+       left of the budget then goes the same way to every step that still captures signal
+       (in the DF only if a DF mask was significant): a coefficient too noisy on one pattern
+       is averaged over the scan's overlapping positions by the reconstruction, whose data
+       step takes any number of masks per region. Budget is left unused only where no mask
        captures signal any more.
     4. BF masks are Zernike polynomials; the DF masks come from the data-derived family
-       (diffraction patterns, then PCA, which must beat it by 0.02) that leaves the least
-       uncaptured structure (BF + DF). With one DF mask the basis is a Zernike basis. Why
+       (diffraction patterns, then PCA, which must beat it by 0.02 of the signal both
+       regions' first masks miss) that leaves the least uncaptured signal (BF + DF). With
+       one DF mask the basis is a Zernike basis. Why
        not the smallest angles everywhere: data-derived BF masks fit held-out patterns
        better than Zernike polynomials but carry the sample's noise and one-off detail, and
        reconstructed worse on every benchmark set and dose; in the dark field, which holds
@@ -427,15 +456,20 @@ def suggest_basis(
     train, test = sample[np.sort(order[::2])], sample[np.sort(order[1::2])]
     counts = [k for k in COUNTS if k < masks] or [1]
     common = dict(
-        num_samples=len(train), mode=mode, seed=seed, progress_bar=progress_bar, held_out=test
+        num_samples=len(train),
+        mode=mode,
+        seed=seed,
+        progress_bar=progress_bar,
+        held_out=test,
+        variation=True,
     )
     common["descan"] = None  # the sample is in the frame of the disk already
     # Zernike curves of both regions (the DF's uniform first mask included), then the
     # data-derived DF curves; data-derived BF masks are not considered
     curves = angle_curves(train, geometry, counts, (BF_FAMILY,), **common)
-    curves.df.update(
-        angle_curves(train, geometry, counts, DF_FAMILIES, **common, regions=("df",)).df
-    )
+    dark = angle_curves(train, geometry, counts, DF_FAMILIES, **common, regions=("df",))
+    curves.df.update(dark.df)
+    curves.variation["df"].update(dark.variation["df"])
     smoothed = shot_noise_fractions(frames, geometry, mode)
     noise = _held_out_cap(smoothed, curves, geometry)
     df_family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)

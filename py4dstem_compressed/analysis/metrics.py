@@ -17,6 +17,7 @@ __all__ = [
     "BasisAngles",
     "basis_angles",
     "stored_compression_ratio",
+    "uncaptured_variation",
 ]
 
 
@@ -178,6 +179,55 @@ def basis_angles(
         out[start:stop] = _angles(captured, norms_sq - captured)
     out = out.reshape(rx, ry, 2)
     return BasisAngles(out[..., 0], out[..., 1])
+
+
+def uncaptured_variation(frames: np.ndarray, basis: Basis, mode: str = "amplitude") -> dict:
+    """What a basis's masks miss of the signal that varies across the patterns, per region.
+
+    Each pattern ``v`` (``sqrt(I)`` in amplitude mode) minus the patterns' mean ``vbar`` is
+    the part that changes over the scan: the object's signal (the mean pattern, the probe's
+    disk and the specimen's average diffraction, is what a reconstruction's model predicts
+    from every position at once). Returned: the mean over patterns of ``||(u - P_R u)_R||^2``
+    with ``u = v - vbar``, per region, and the region's mean energy ``||v_R||^2`` and
+    variation ``||u_R||^2``, all in units of the patterns' mean total energy (unit-free: a
+    pattern scaled by any factor gives the same numbers).
+
+    Parameters
+    ----------
+    frames : numpy.ndarray
+        ``(N, Qx, Qy)`` intensities (any unit), ``N >= 2``.
+    basis : Basis
+        The masks (projected with the Gram matrix of the stored masks, as
+        :func:`basis_angles`).
+    mode : {"amplitude", "intensity"}
+        Variation of ``sqrt(I)`` or ``I``.
+
+    Returns
+    -------
+    dict
+        ``{"bf": {"uncaptured", "variation", "energy"}, "df": {...}}`` floats.
+    """
+    v = np.asarray(frames, dtype=np.float64).reshape(len(frames), -1)
+    if mode == "amplitude":
+        v = np.sqrt(np.clip(v, 0, None))
+    unit = float((v * v).sum(axis=1).mean())
+    v = v / np.sqrt(unit) if unit > 0 else v
+    u = v - v.mean(axis=0)
+    masks = basis.masks_flat.astype(np.float64)
+    out = {}
+    for region, part in (
+        ("bf", slice(0, basis.num_bf)),
+        ("df", slice(basis.num_bf, basis.num_masks)),
+    ):
+        inside = getattr(basis.geometry, region).ravel()
+        captured = ((u @ masks[part].T) @ _inverse_cholesky(masks[part]).T) ** 2
+        variation = (u[:, inside] ** 2).sum(axis=1)
+        out[region] = {
+            "uncaptured": float(np.maximum(variation - captured.sum(axis=1), 0.0).mean()),
+            "variation": float(variation.mean()),
+            "energy": float((v[:, inside] ** 2).sum(axis=1).mean()),
+        }
+    return out
 
 
 def _inverse_cholesky(masks: np.ndarray) -> np.ndarray:

@@ -339,7 +339,25 @@ def describe_suggestion(record: dict) -> list[str]:
             mark = "*" if family == chosen else " "
             values = " ".join(f"{k}:{a:.1f}" for k, a in points)
             lines.append(f"   {mark}{region.upper()} {family:<20}{values}")
+    missed = record.get("uncaptured_variation")  # 0.5 and later
+    if missed is not None:
+        totals = record["variation_totals"]
+        lines.append(
+            "  scan-varying signal (pattern minus the mean pattern), % of the mean pattern's "
+            "energy: "
+            + ", ".join(f"{r.upper()} {100 * totals[r]['variation']:.3f}" for r in ("bf", "df"))
+        )
+        lines.append("  what the masks miss of it, held out, % (count:miss):")
+        for region in ("bf", "df"):
+            chosen = record.get(f"{region}_family", record["family"])
+            for family, points in missed[region].items():
+                mark = "*" if family == chosen else " "
+                values = " ".join(f"{k}:{100 * v:.3f}" for k, v in points)
+                lines.append(f"   {mark}{region.upper()} {family:<20}{values}")
+        unit = "% of the scan-varying signal both regions' first masks miss"
+    else:
+        unit = "% of each region's structure"
     scores = ", ".join(f"{f} {100 * s:.2f}%" for f, s in record["uncaptured_signal"].items())
-    lines.append(f"  uncaptured signal (BF + DF, % of each region's structure): {scores}")
+    lines.append(f"  uncaptured signal (BF + DF, {unit}): {scores}")
     lines.append(f"  rule: {record['rule']}")
     return lines
