@@ -80,3 +80,57 @@ def test_basis_angles_print_degrees_and_keep_radian_arrays(datacube, geometry):
                 np.degrees(summary[f"{region}_{stat}_rad"]), rel=1e-12
             )
     assert summary["bf_max_rad"] == pytest.approx(np.nanmax(angles.bf), rel=1e-12)
+
+
+def test_uncaptured_variation_against_a_naive_reference(datacube, geometry, rng):
+    """What masks miss of the patterns' variation about their mean, per region, against
+    explicit least squares (float64), in units of the mean pattern energy; a variation in
+    the span is missed by nothing, identical patterns vary by nothing, and the unit of the
+    intensities does not matter."""
+    from py4dstem_compressed.analysis.metrics import uncaptured_variation
+
+    basis = pc.zernike_basis(geometry, 10, 1)
+    frames = datacube.data.reshape(-1, 32, 32)[:20].astype(np.float64)
+    measured = uncaptured_variation(frames, basis)
+    v = np.sqrt(frames.reshape(20, -1))
+    v /= np.sqrt((v * v).sum(1).mean())
+    u = v - v.mean(0)
+    for region, masks in (("bf", basis.bf_masks), ("df", basis.df_masks)):
+        inside = getattr(geometry, region).ravel()
+        m = masks.reshape(len(masks), -1).astype(np.float64)
+        fit = np.linalg.lstsq(m.T, u.T, rcond=None)[0].T @ m
+        missed = ((u - fit)[:, inside] ** 2).sum(1).mean()
+        assert measured[region]["uncaptured"] == pytest.approx(missed, rel=1e-6)
+        assert measured[region]["variation"] == pytest.approx((u[:, inside] ** 2).sum(1).mean())
+        assert measured[region]["energy"] == pytest.approx((v[:, inside] ** 2).sum(1).mean())
+    scaled = uncaptured_variation(frames * 7.3, basis)
+    for region in ("bf", "df"):
+        for key, value in measured[region].items():
+            assert scaled[region][key] == pytest.approx(value, rel=1e-9)
+    # amplitudes that vary only within the span of the masks (BF masks and the DF's uniform)
+    m = basis.masks.astype(np.float64)
+    weights = np.array([3.0, 0.5, -0.4, 0.2, 0, 0, 0, 0, 0, 0, 2.0])
+    amplitudes = [np.tensordot(weights + 0.05 * rng.normal(size=11), m, axes=1) for _ in range(6)]
+    spanned = uncaptured_variation(np.stack(amplitudes) ** 2, basis)
+    assert spanned["bf"]["uncaptured"] < 1e-9 * spanned["bf"]["variation"]
+    assert spanned["bf"]["variation"] > 0
+    same = uncaptured_variation(np.stack([frames[0]] * 4), basis)
+    assert same["bf"]["variation"] == pytest.approx(0, abs=1e-20)
+
+
+def test_angle_curves_with_the_uncaptured_variation(datacube, geometry):
+    curves = pc.angle_curves(
+        datacube,
+        geometry,
+        num_masks=(1, 4, 10),
+        families=("zernike", "pca"),
+        num_samples=16,
+        progress_bar=False,
+        variation=True,
+    )
+    ks, missed = curves.variation["bf"]["zernike"]
+    assert list(ks) == list(curves.bf["zernike"][0])
+    assert np.all(np.diff(missed) <= 1e-12) and missed[-1] < missed[0]
+    for region in ("bf", "df"):
+        assert missed[0] <= curves.variation["totals"]["bf"]["variation"] + 1e-12
+        assert set(curves.variation["totals"][region]) == {"variation", "energy"}
