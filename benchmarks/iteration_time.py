@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 from harness import emit, run_case
-from reconstruction_quality import BASES, _basis, _dataset
+from reconstruction_quality import _basis, _dataset, _entry
 
 
 def run_one(case: dict) -> dict:
@@ -46,7 +46,7 @@ def run_one(case: dict) -> dict:
     values = {"plain": None}
     for name in case["bases"]:
         basis = _basis(name, data.datacube, geometry)
-        compressed = pc.compress(data.datacube, basis, mode=BASES[name][2], progress_bar=False)
+        compressed = pc.compress(data.datacube, basis, mode=_entry(name)[2], progress_bar=False)
         runs[name] = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)
         values[name] = int(compressed.values_per_pattern)
     for ptycho in runs.values():
@@ -98,12 +98,17 @@ def main(argv=None) -> int:
     parser.add_argument("--doses", nargs="+", default=["inf", "2e4"])
     parser.add_argument("--descan", type=float, default=0.0, help="linear descan drift [px]")
     parser.add_argument(
-        "--bases", nargs="+", default=["zernike36", "dp15", "suggested40"], choices=list(BASES)
+        "--bases",
+        nargs="+",
+        default=["zernike36", "dp15", "suggested40"],
+        help="names of reconstruction_quality.BASES, or zK+pcaN / zK+dpN",
     )
     parser.add_argument("--repeats", type=int, default=4)
     parser.add_argument("--iterations", type=int, default=2, help="iterations per timed round")
     parser.add_argument("--output", default=None, help="JSON file for the results")
     args = parser.parse_args(argv)
+    for name in args.bases:  # an unknown name stops here, before any simulation
+        _entry(name)
     results = []
     for kind in args.kinds:
         for dose in args.doses:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -63,11 +64,40 @@ def _dataset(args, kind: str, dose: float | None, descan_px: float):
     )
 
 
+#: ``zK+pcaN`` / ``zK+dpN``: K Zernike BF masks and N DF masks of a data-derived family, built
+#: as :func:`~py4dstem_compressed.suggest_basis` builds its choice (a split it did not choose)
+SPLIT_NAME = re.compile(r"^z(\d+)\+(pca|dp)(\d+)$")
+SPLIT_FAMILIES = {"pca": "pca", "dp": "diffraction_pattern"}
+
+
+def _entry(name: str) -> tuple[str, dict, str]:
+    """``(family, keyword arguments, compression mode)`` of the basis called ``name``."""
+    split = SPLIT_NAME.match(name)
+    if split:
+        num_bf, family, num_df = split.groups()
+        kwargs = {"num_bf": int(num_bf), "df_family": SPLIT_FAMILIES[family], "num_df": int(num_df)}
+        return "split", kwargs, "amplitude"
+    if name not in BASES:
+        raise SystemExit(f"unknown basis {name!r}: one of {sorted(BASES)} or zK+pcaN / zK+dpN")
+    return BASES[name]
+
+
+def _split_basis(datacube, geometry, num_bf: int, df_family: str, num_df: int):
+    """Zernike BF + data-derived DF masks from the sample ``suggest_basis`` would draw."""
+    from py4dstem_compressed.analysis import basis_suggestion as suggestion
+
+    frames, positions = suggestion._sample(datacube, suggestion.NUM_SAMPLES, 0)
+    frames, _ = suggestion._in_disk_frame(frames, positions, datacube, geometry)
+    return suggestion._build(df_family, geometry, frames[:, None], num_bf, num_df, 0, "amplitude")
+
+
 def _basis(name, datacube, geometry):
-    """The basis called ``name`` in :data:`BASES`, built through the family registry."""
+    """The basis called ``name`` (see :func:`_entry`), built through the family registry."""
     from py4dstem_compressed.bases.registry import build_basis
 
-    family, kwargs, _ = BASES[name]
+    family, kwargs, _ = _entry(name)
+    if family == "split":
+        return _split_basis(datacube, geometry, **kwargs)
     if family == "suggested":  # chosen by suggest_basis from the scan itself
         from py4dstem_compressed import suggest_basis
 
@@ -186,7 +216,7 @@ def _compress_to_file(args, name, data, directory) -> tuple[str, dict]:
 
     geometry = pc.DetectorGeometry.from_datacube(data.datacube)
     basis = _basis(name, data.datacube, geometry)
-    mode = BASES[name][2]
+    mode = _entry(name)[2]
     descan = None if args.fixed_masks else "auto"
     compressed = pc.compress(data.datacube, basis, mode=mode, progress_bar=False, descan=descan)
     path = Path(directory) / f"{name}.h5"
@@ -216,7 +246,12 @@ def main(argv=None) -> int:
         default=[0.0],
         help="linear descan drift over the scan [px], simulated before shot noise",
     )
-    parser.add_argument("--bases", nargs="+", default=[b for b in BASES if b != "dp15-intensity"])
+    parser.add_argument(
+        "--bases",
+        nargs="+",
+        default=[b for b in BASES if b != "dp15-intensity"],
+        help="names of BASES, or zK+pcaN / zK+dpN (K Zernike BF + N data-derived DF masks)",
+    )
     parser.add_argument("--output", default="reconstruction_quality.json")
     parser.add_argument(
         "--compressed-kwargs",

@@ -74,3 +74,31 @@ def test_stopwatch_laps_and_best_rate():
     calls = []
     rate = harness.best_rate(lambda: calls.append(1), num_items=10, repeats=3)
     assert len(calls) == 4 and rate > 0  # one warm-up call, then the repeats
+
+
+def test_split_basis_names_build_zernike_bf_and_data_derived_df(datacube, geometry):
+    """``zK+pcaN`` / ``zK+dpN`` in the reconstruction benchmark: a split suggest_basis builds."""
+    import importlib.util
+
+    import pytest
+
+    spec = importlib.util.spec_from_file_location(
+        "reconstruction_quality", BENCHMARKS / "reconstruction_quality.py"
+    )
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    family, kwargs, mode = benchmark._entry("z6+dp4")
+    assert (family, mode) == ("split", "amplitude")
+    assert kwargs == {"num_bf": 6, "df_family": "diffraction_pattern", "num_df": 4}
+    with pytest.raises(SystemExit, match="zK\\+pcaN"):
+        benchmark._entry("z6+pcaX")
+    for name, df_family in (("z6+dp4", "diffraction_pattern"), ("z3+pca2", "pca")):
+        basis = benchmark._basis(name, datacube, geometry)
+        expected = benchmark._entry(name)[1]
+        assert (basis.num_bf, basis.num_df) == (expected["num_bf"], expected["num_df"])
+        assert basis.parameters["bf_family"] == "zernike"
+        assert basis.parameters["df_family"] == df_family
+        flat = basis.masks.reshape(basis.num_masks, -1)
+        gram = flat @ flat.T
+        # orthonormal to the masks' own precision (float32: a few eps of the unit norm)
+        assert np.abs(gram - np.eye(basis.num_masks)).max() < 64 * np.finfo(flat.dtype).eps
