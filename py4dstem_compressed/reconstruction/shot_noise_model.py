@@ -101,7 +101,8 @@ def expected_amplitude(values, counts_per_intensity: float | None, with_slope: b
     start, stop, num = LOG_COUNT_GRID
     spacing = (stop - start) / (num - 1)
     # per grid interval: value and increment of r in one complex table (one gather for
-    # both), and the slope (1-D tables: ``take`` is the fast gather)
+    # both), and the slope; gathered by indexing (NumPy 1.26: 0.8 ms for 0.5 M int32 indices,
+    # where ``take`` converts them to intp first and needs 4 ms)
     ratio, increment, slope_table = _steps()
     pairs = xp.asarray(
         ratio[: len(increment)] + 1j * increment, dtype=np.result_type(dtype, np.complex64)
@@ -116,10 +117,10 @@ def expected_amplitude(values, counts_per_intensity: float | None, with_slope: b
     position = xp.minimum(position, dtype.type(num - 1), out=position)
     index = position.astype(xp.int32)
     position -= index.astype(dtype)  # the fraction within the interval
-    pair = xp.take(pairs, index)
+    pair = pairs[index]
     r = pair.imag * position
     r += pair.real
     if not with_slope:
         return values * r, None
-    s = xp.take(xp.asarray(slope_table, dtype=dtype), index)
+    s = xp.asarray(slope_table, dtype=dtype)[index]
     return values * r, dtype.type(1) + dtype.type(2) * s
