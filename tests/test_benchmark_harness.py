@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
@@ -78,15 +79,8 @@ def test_stopwatch_laps_and_best_rate():
 
 def test_split_basis_names_build_zernike_bf_and_data_derived_df(datacube, geometry):
     """``zK+pcaN`` / ``zK+dpN`` in the reconstruction benchmark: a split suggest_basis builds."""
-    import importlib.util
+    import reconstruction_quality as benchmark  # beside harness, on the path set above
 
-    import pytest
-
-    spec = importlib.util.spec_from_file_location(
-        "reconstruction_quality", BENCHMARKS / "reconstruction_quality.py"
-    )
-    benchmark = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(benchmark)
     family, kwargs, mode = benchmark._entry("z6+dp4")
     assert (family, mode) == ("split", "amplitude")
     assert kwargs == {"num_bf": 6, "df_family": "diffraction_pattern", "num_df": 4}
