@@ -16,9 +16,11 @@ from pathlib import Path
 import pytest
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.compression.frame_statistics import (
-    _enable_user_cache,
-    _numba_cache_directory,
+from py4dstem_compressed.core.numba_cache import (
+    enable_user_cache as _enable_user_cache,
+)
+from py4dstem_compressed.core.numba_cache import (
+    numba_cache_directory as _numba_cache_directory,
 )
 
 PACKAGE = Path(pc.__file__).resolve().parent

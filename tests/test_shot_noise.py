@@ -89,10 +89,23 @@ def test_the_tabulated_expectation_of_sqrt_counts_matches_sampling(lam):
     assert abs(draws.mean() - expected) < 5 * standard_error
 
 
-def test_the_fast_expected_amplitude_follows_the_exact_sums_over_every_count_rate():
-    """psi(v) of the batch evaluation (float32, direct indexing) against the exact sums of
-    sqrt(N) (float64, np.interp), from far below one count per pixel to far above, zeros
-    included; its log-slope against a finite difference (between 1 and 2)."""
+@pytest.fixture(params=["numba", "numpy"])
+def lookup_path(request, monkeypatch):
+    """The expected amplitude's fused numba pass, or its NumPy form (CuPy's, and where numba
+    is missing)."""
+    from py4dstem_compressed.reconstruction import shot_noise_kernel
+
+    if request.param == "numba" and not shot_noise_kernel.AVAILABLE:
+        pytest.skip("numba is not installed")
+    if request.param == "numpy":
+        monkeypatch.setattr(shot_noise_kernel, "AVAILABLE", False)
+    return request.param
+
+
+def test_the_fast_expected_amplitude_follows_the_exact_sums_over_every_count_rate(lookup_path):
+    """psi(v) of the batch evaluation (float32, a table indexed by the bits of lam) against
+    the exact sums of sqrt(N) (float64, np.interp), from far below one count per pixel to far
+    above, zeros included; its log-slope against a finite difference (between 1 and 2)."""
     counts_per_intensity = 37.0
     lam = np.concatenate([[0.0], np.geomspace(1e-30, 1e7, 4000)])  # psi: normal float32
     values = np.sqrt(lam / counts_per_intensity).astype(np.float32)
@@ -113,6 +126,35 @@ def test_the_fast_expected_amplitude_follows_the_exact_sums_over_every_count_rat
         alone, none = expected_amplitude(v, counts_per_intensity, with_slope=False)
         assert none is None and alone.dtype == dtype
         np.testing.assert_array_equal(alone, expected_amplitude(v, counts_per_intensity)[0])
+
+
+def test_the_fused_pass_and_the_numpy_form_agree(monkeypatch):
+    """The numba pass and the NumPy form (CuPy's) read the same table with the same
+    arithmetic: equal to float rounding on a batch of far fields of every count rate, in
+    float32 and float64, for non-contiguous input, with NaN propagated and lam beyond the
+    table's range taking its ends."""
+    from py4dstem_compressed.reconstruction import shot_noise_kernel
+
+    if not shot_noise_kernel.AVAILABLE:
+        pytest.skip("numba is not installed")
+    rng = np.random.default_rng(11)
+    far_fields = (rng.random((6, 40, 40)) ** 6 * 3.0).astype(np.float32)
+    far_fields[0, :3, :3] = [[0.0, 1e-30, 1e-22], [1e3, 1e6, np.inf], [np.nan, 2.0, 5e-3]]
+    counts = 4.2e5
+    for values in (far_fields, far_fields.astype(np.float64), far_fields[:, ::2, 1::3]):
+        fused, fused_slope = expected_amplitude(values, counts)
+        with monkeypatch.context() as patch:
+            patch.setattr(shot_noise_kernel, "AVAILABLE", False)
+            plain, plain_slope = expected_amplitude(values, counts)
+        assert fused.dtype == plain.dtype == values.dtype and fused.shape == values.shape
+        rounding = 8 * np.finfo(values.dtype).eps
+        np.testing.assert_allclose(fused, plain, rtol=rounding, atol=0)
+        np.testing.assert_array_equal(fused_slope, plain_slope)
+        if values.shape == far_fields.shape:
+            assert np.isnan(fused[0, 2, 0]) and np.isnan(plain[0, 2, 0])
+    # beyond the table: zeros stay 0, huge counts give psi -> v
+    psi, slope = expected_amplitude(np.array([0.0, 1e3], np.float32), counts)
+    assert psi[0] == 0 and abs(psi[1] / 1e3 - 1) < 1e-6 and slope[1] == 1
 
 
 def test_amplitude_coefficients_of_sparse_counts_are_those_of_the_expected_amplitude():

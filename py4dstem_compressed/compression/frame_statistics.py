@@ -9,20 +9,13 @@ otherwise NumPy does it in a few vectorised passes (same results to float32 roun
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import numpy as np
+
+from py4dstem_compressed.core.numba_cache import enable_user_cache, numba
 
 __all__ = ["NUM_STATS", "RESIDUAL_BLOCK", "frame_statistics"]
 
 RESIDUAL_BLOCK = 32
-
-try:  # optional accelerator
-    import numba
-except ImportError:  # pragma: no cover - exercised where numba is missing
-    numba = None
-
 
 # Columns of the full-frame statistics
 (
@@ -77,73 +70,6 @@ def _stats_python(frames, amplitude, crop, bf_weights, edge_weights, out):
     return cropped
 
 
-def _numba_cache_directory() -> Path:
-    """Directory of the compiled-kernel cache, outside the installed package.
-
-    numba's own ``cache=True`` writes next to the source file, i.e. into the
-    installed package's ``__pycache__``; a later ``pip install -e`` leaves that
-    folder behind as an empty namespace package that shadows the editable install.
-
-    Returns
-    -------
-    pathlib.Path
-        ``$NUMBA_CACHE_DIR`` (numba's setting) if set, else
-        ``$XDG_CACHE_HOME/py4dstem-compressed/numba``, else
-        ``~/.cache/py4dstem-compressed/numba``.
-    """
-    configured = getattr(getattr(numba, "config", None), "CACHE_DIR", "")
-    if configured:
-        return Path(configured).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
-    return base / "py4dstem-compressed" / "numba"
-
-
-def _enable_user_cache(dispatcher) -> bool:
-    """Cache a numba dispatcher's compiled code in :func:`_numba_cache_directory`.
-
-    Only this dispatcher is affected (no global numba setting changes). Where
-    numba's caching internals differ or the directory is not writable, the
-    kernel is compiled on first use in every process instead (about 5 s).
-
-    Returns
-    -------
-    bool
-        Whether caching is on.
-    """
-    try:
-        from numba.core.caching import (
-            CompileResultCacheImpl,
-            FunctionCache,
-            _CacheLocator,
-            _SourceFileBackedLocatorMixin,
-        )
-    except ImportError:  # pragma: no cover - other numba versions
-        return False
-
-    class _UserCacheLocator(_SourceFileBackedLocatorMixin, _CacheLocator):
-        def __init__(self, py_func, py_file):
-            self._py_file = py_file
-            self._lineno = py_func.__code__.co_firstlineno
-            subpath = self.get_suitable_cache_subpath(py_file)
-            self._cache_path = str(_numba_cache_directory() / subpath)
-
-        def get_cache_path(self):
-            return self._cache_path
-
-    class _UserCacheImpl(CompileResultCacheImpl):
-        _locator_classes = (_UserCacheLocator,)
-
-    class _UserFunctionCache(FunctionCache):
-        _impl_class = _UserCacheImpl
-
-    try:
-        dispatcher._cache = _UserFunctionCache(dispatcher.py_func)
-    except (RuntimeError, OSError):  # no writable cache directory
-        return False
-    return True
-
-
 if numba is not None:
     _FLAGS = {"reassoc", "contract", "nsz", "arcp"}  # no nnan/ninf: NaN must propagate
 
@@ -160,7 +86,7 @@ if numba is not None:
             part_extra += np.sqrt(v) if amplitude else v * v
         return part_sum, part_extra
 
-    # cache=False: numba would write into the package; _enable_user_cache below
+    # cache=False: numba would write into the package; enable_user_cache below
     @numba.njit(nogil=True, cache=False, fastmath=_FLAGS)
     def _frame_pass(
         frames, qy, amplitude, r0, r1, c0, c1, bf_w, edge_w, has_edge, crop, out
@@ -248,7 +174,7 @@ if numba is not None:
             out[n, 10] = not_bf_sum
             out[n, 11] = not_bf_extra
 
-    _enable_user_cache(_frame_pass)
+    enable_user_cache(_frame_pass)
 
 
 def frame_statistics(

@@ -18,13 +18,23 @@ sum I`` is unbiased at any count rate and is matched as it is.
 from __future__ import annotations
 
 import functools
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import gammaln
 
 from py4dstem_compressed.core.backend import get_array_module
+from py4dstem_compressed.reconstruction import shot_noise_kernel as kernel
 
-__all__ = ["LOG_COUNT_GRID", "expected_amplitude", "sqrt_poisson_ratio"]
+__all__ = [
+    "LOG_COUNT_GRID",
+    "TABLE_MANTISSA_BITS",
+    "TABLE_RANGE",
+    "BitTable",
+    "bit_table",
+    "expected_amplitude",
+    "sqrt_poisson_ratio",
+]
 
 #: ``log(lam)`` of the tabulated ratio ``r(lam)`` (uniform, 0.0576 per step): below it ``r =
 #: sqrt(lam)`` to float precision (it starts below any float32 ``v^2 n`` that is not 0),
@@ -48,16 +58,65 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
     return log_lam, ratio
 
 
-@functools.cache
-def _steps() -> tuple[np.ndarray, ...]:
-    """``r``, its increments and ``d log r / d log lam`` per grid interval.
+#: Points per octave of ``lam`` of the look-up table, as bits of the float32 mantissa: the
+#: table is indexed by the float32 bit pattern of ``lam`` (no logarithm), linear in ``lam``
+#: within each of its intervals (relative width 1/64: within 1e-5 of the exact ratio there)
+TABLE_MANTISSA_BITS = 6
+#: ``lam`` range of the look-up table: float32's smallest normal number (below it, psi is
+#: below 1e-19 v) to 2**24 (above it r = r(2**24), within 1e-7 of 1)
+TABLE_RANGE = (np.float32(2.0**-126), np.float32(2.0**24))
 
-    The slope of an interval is that of ``log r`` across it: piecewise constant, which is
-    all a Newton curvature needs, and one gather fewer than interpolating it.
+
+@dataclass(frozen=True, eq=False)
+class BitTable:
+    """``r(lam)`` on the float32 values ``lam`` whose low mantissa bits are 0.
+
+    Node ``j`` is the float32 whose bit pattern is ``first_bits + (j << shift)``; ``lam``
+    falls in interval ``j = (bits(lam) - first_bits) >> shift`` (clamped to ``[0, last]``)
+    at the fraction ``((bits(lam) - first_bits) & (2**shift - 1)) * fraction_scale``.
     """
-    log_lam, ratio = _table()
-    slope = np.diff(np.log(ratio)) / np.diff(log_lam)
-    return np.append(ratio, ratio[-1]), np.append(np.diff(ratio), 0.0), np.append(slope, 0.0)
+
+    first_bits: int
+    shift: int
+    last: int
+    fraction_scale: float
+    ratio: np.ndarray  # r at each node (float64)
+    increment: np.ndarray  # r[j + 1] - r[j], 0 at the last node
+    slope: np.ndarray  # 1 + 2 d log r / d log lam across each interval (psi's log-slope)
+    _in_dtype: dict = field(default_factory=dict, repr=False)
+
+    def arrays(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ratio, increment, slope)`` in ``dtype`` (NumPy), made once per dtype."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._in_dtype:
+            tables = (self.ratio, self.increment, self.slope)
+            self._in_dtype[dtype] = tuple(np.ascontiguousarray(a, dtype=dtype) for a in tables)
+        return self._in_dtype[dtype]
+
+
+@functools.cache
+def bit_table() -> BitTable:
+    """The look-up table of :func:`expected_amplitude` (computed once).
+
+    Its values are :func:`sqrt_poisson_ratio` at the nodes; the log-slope of an interval is
+    that of ``r`` across the interval of :data:`LOG_COUNT_GRID` that holds its middle
+    (piecewise constant, all a Newton curvature needs).
+    """
+    shift = 23 - TABLE_MANTISSA_BITS
+    low, high = (int(np.asarray(x, np.float32).view(np.int32)) for x in TABLE_RANGE)
+    last = (high - low) >> shift
+    nodes = (low + (np.arange(last + 1, dtype=np.int64) << shift)).astype(np.int32)
+    lam = nodes.view(np.float32).astype(np.float64)
+    ratio = sqrt_poisson_ratio(lam)
+    increment = np.append(np.diff(ratio), 0.0)
+    # the log-slope of r across the interval of the (finer) log grid holding each interval's
+    # middle: across an interval of this table the interpolated r is not a power of lam
+    log_lam, log_ratio = _table()[0], np.log(_table()[1])
+    log_slope = np.append(np.diff(log_ratio) / np.diff(log_lam), 0.0)  # 0 above the grid
+    middle = np.log(0.5 * (lam[:-1] + lam[1:]))
+    inside = np.clip(np.searchsorted(log_lam, middle) - 1, 0, len(log_lam) - 1)
+    slope = np.append(np.where(middle > log_lam[-1], 0.0, log_slope[inside]), 0.0)
+    return BitTable(low, shift, int(last), 2.0**-shift, ratio, increment, 1.0 + 2.0 * slope)
 
 
 def sqrt_poisson_ratio(lam):
@@ -97,30 +156,26 @@ def expected_amplitude(values, counts_per_intensity: float | None, with_slope: b
     if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
         return values, 1.0
     xp = get_array_module(values)
+    table = bit_table()
+    if xp is np and kernel.AVAILABLE:
+        return kernel.table_lookup(values, counts_per_intensity, table, with_slope)
     dtype = values.dtype
-    start, stop, num = LOG_COUNT_GRID
-    spacing = (stop - start) / (num - 1)
-    # per grid interval: value and increment of r in one complex table (one gather for
-    # both), and the slope; gathered by indexing (NumPy 1.26: 0.8 ms for 0.5 M int32 indices,
-    # where ``take`` converts them to intp first and needs 4 ms)
-    ratio, increment, slope_table = _steps()
-    pairs = xp.asarray(
-        ratio[: len(increment)] + 1j * increment, dtype=np.result_type(dtype, np.complex64)
-    )
-    lam = values * values * dtype.type(counts_per_intensity)
-    # the grid is uniform in log(lam) and starts below every float32 lam but 0: linear
-    # interpolation by direct indexing (np.interp's binary search costs ~10x more on a batch
-    # of far fields); lam = 0 takes the first point, psi = 0 there
-    position = xp.log(xp.maximum(lam, dtype.type(np.exp(start))))
-    position -= dtype.type(start)
-    position *= dtype.type(1.0 / spacing)
-    position = xp.minimum(position, dtype.type(num - 1), out=position)
-    index = position.astype(xp.int32)
-    position -= index.astype(dtype)  # the fraction within the interval
+    ratio, increment, slope_table = table.arrays(dtype)
+    # value and increment of r per interval in one complex table: one gather for both
+    pairs = xp.asarray(ratio + 1j * increment, dtype=np.result_type(dtype, np.complex64))
+    lam = values * values
+    lam *= dtype.type(counts_per_intensity)
+    bits = lam.astype(np.float32, copy=False).view(np.int32)  # lam is a temporary
+    bits -= np.int32(table.first_bits)
+    bits = xp.maximum(bits, 0, out=bits)
+    index = bits >> table.shift
+    index = xp.minimum(index, table.last, out=index)  # above the table: its last r
+    bits &= (1 << table.shift) - 1
+    fraction = bits.astype(dtype)
+    fraction *= dtype.type(table.fraction_scale)
     pair = pairs[index]
-    r = pair.imag * position
+    r = pair.imag * fraction
     r += pair.real
     if not with_slope:
         return values * r, None
-    s = xp.asarray(slope_table, dtype=dtype)[index]
-    return values * r, dtype.type(1) + dtype.type(2) * s
+    return values * r, xp.asarray(slope_table)[index]
