@@ -37,6 +37,36 @@ def test_the_intensity_of_one_count_is_measured_in_any_unit(scan, electrons, gai
     assert intensity_per_count(counts * gain, geometry) == pytest.approx(gain, rel=0.2)
 
 
+def test_structure_in_a_few_parts_of_a_region_does_not_raise_the_estimate(scan):
+    """Sharp bright spots (Bragg-like, one pixel each) in two parts of each region: the
+    regions' whole ratios (0.5's estimate took the smaller) take their structure for noise
+    (~100x the gain), the median over each region's parts does not (20% allowed, as above)."""
+    from scipy.ndimage import binary_erosion, convolve
+
+    from py4dstem_compressed.compression.shot_noise import (
+        INTERIOR_MARGIN_PX,
+        local_fit_kernel,
+        white_noise_residual,
+    )
+
+    datacube, shape = scan
+    geometry = pc.DetectorGeometry.from_datacube(datacube)
+    radius = geometry.radius_map()
+    interiors = [
+        binary_erosion(r, iterations=INTERIOR_MARGIN_PX) for r in (geometry.bf, geometry.df)
+    ]
+    spots = np.zeros(shape.shape[1:])
+    for inner in interiors:
+        for row, col in np.argwhere(inner & (radius >= np.median(radius[inner])))[:2]:
+            spots[row, col] = 0.02  # 2% of the mean pattern in one pixel
+    counts = np.random.default_rng(9).poisson((shape + spots) * 30000).astype(np.float64)
+    assert intensity_per_count(counts, geometry) == pytest.approx(1.0, rel=0.2)
+    residual = counts - convolve(counts, local_fit_kernel()[None], mode="nearest")
+    white = white_noise_residual(local_fit_kernel())
+    whole = [(residual[:, i] ** 2).sum() / white / counts[:, i].sum() for i in interiors]
+    assert min(whole) > 10.0
+
+
 def test_noise_free_patterns_look_like_far_more_counts_than_any_dose(scan):
     datacube, shape = scan
     geometry = pc.DetectorGeometry.from_datacube(datacube)
