@@ -60,7 +60,8 @@ def _table() -> tuple[np.ndarray, np.ndarray]:
 
 #: Points per octave of ``lam`` of the look-up table, as bits of the float32 mantissa: the
 #: table is indexed by the float32 bit pattern of ``lam`` (no logarithm), linear in ``lam``
-#: within each of its intervals (relative width 1/64: within 1e-5 of the exact ratio there)
+#: within each of its intervals (relative width 1/64: the interpolation adds < 1e-5 to the
+#: error of its nodes, :func:`sqrt_poisson_ratio`)
 TABLE_MANTISSA_BITS = 6
 #: ``lam`` range of the look-up table: float32's smallest normal number (below it, psi is
 #: below 1e-19 v) to 2**24 (above it r = r(2**24), within 1e-7 of 1)
@@ -109,10 +110,11 @@ def bit_table() -> BitTable:
     lam = nodes.view(np.float32).astype(np.float64)
     ratio = sqrt_poisson_ratio(lam)
     increment = np.append(np.diff(ratio), 0.0)
-    # the log-slope of r across the interval of the (finer) log grid holding each interval's
-    # middle: across an interval of this table the interpolated r is not a power of lam
-    log_lam, log_ratio = _table()[0], np.log(_table()[1])
-    log_slope = np.append(np.diff(log_ratio) / np.diff(log_lam), 0.0)  # 0 above the grid
+    # the log-slope of r across the interval of the (coarser) log grid holding each interval's
+    # middle: ratios interpolated within a log-grid interval are not a power of lam, so the
+    # slope between two of this table's nodes would wobble about it
+    log_lam, grid_ratio = _table()
+    log_slope = np.append(np.diff(np.log(grid_ratio)) / np.diff(log_lam), 0.0)  # 0 above it
     middle = np.log(0.5 * (lam[:-1] + lam[1:]))
     inside = np.clip(np.searchsorted(log_lam, middle) - 1, 0, len(log_lam) - 1)
     slope = np.append(np.where(middle > log_lam[-1], 0.0, log_slope[inside]), 0.0)
