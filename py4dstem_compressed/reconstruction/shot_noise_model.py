@@ -21,9 +21,9 @@ import functools
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy.special import gammaln
 
 from py4dstem_compressed.core.backend import get_array_module
+from py4dstem_compressed.core.poisson import LOG_COUNT_GRID, _table, sqrt_poisson_ratio
 from py4dstem_compressed.reconstruction import shot_noise_kernel as kernel
 
 __all__ = [
@@ -35,28 +35,6 @@ __all__ = [
     "expected_amplitude",
     "sqrt_poisson_ratio",
 ]
-
-#: ``log(lam)`` of the tabulated ratio ``r(lam)`` (uniform, 0.0576 per step): below it ``r =
-#: sqrt(lam)`` to float precision (it starts below any float32 ``v^2 n`` that is not 0),
-#: above it its last value (within 1.3e-7 of the exact ratio)
-LOG_COUNT_GRID = (np.log(1e-45), np.log(1e6), 2041)
-
-
-@functools.cache
-def _table() -> tuple[np.ndarray, np.ndarray]:
-    """``(log lam, r(lam))`` on :data:`LOG_COUNT_GRID` (computed once)."""
-    log_lam = np.linspace(*LOG_COUNT_GRID)
-    ratio = np.empty_like(log_lam)
-    for i, lam in enumerate(np.exp(log_lam)):
-        spread = 12.0 * np.sqrt(lam) + 20.0
-        if lam < 1e-12:  # E[sqrt N] = lam (1 - lam + ...) + O(lam^2): r = sqrt(lam) (1 - lam)
-            ratio[i] = np.sqrt(lam) * (1.0 - lam)
-            continue
-        k = np.arange(int(max(lam - spread, 0)), int(lam + spread) + 1, dtype=np.float64)
-        pmf = np.exp(k * np.log(lam) - lam - gammaln(k + 1.0))
-        ratio[i] = float((pmf * np.sqrt(k)).sum() / np.sqrt(lam))
-    return log_lam, ratio
-
 
 #: Points per octave of ``lam`` of the look-up table, as bits of the float32 mantissa: the
 #: table is indexed by the float32 bit pattern of ``lam`` (no logarithm), linear in ``lam``
@@ -119,19 +97,6 @@ def bit_table() -> BitTable:
     inside = np.clip(np.searchsorted(log_lam, middle) - 1, 0, len(log_lam) - 1)
     slope = np.append(np.where(middle > log_lam[-1], 0.0, log_slope[inside]), 0.0)
     return BitTable(low, shift, int(last), 2.0**-shift, ratio, increment, 1.0 + 2.0 * slope)
-
-
-def sqrt_poisson_ratio(lam):
-    """``r(lam) = E[sqrt(N)] / sqrt(lam)`` for ``N ~ Poisson(lam)`` (NumPy arrays).
-
-    Tabulated on :data:`LOG_COUNT_GRID` and interpolated in ``log lam``; exact sums, not an
-    approximation (relative error < 1e-4 between grid points).
-    """
-    log_lam, ratio = _table()
-    lam = np.asarray(lam, np.float64)
-    small = lam < np.exp(log_lam[0])
-    out = np.interp(np.log(np.maximum(lam, np.exp(log_lam[0]))), log_lam, ratio)
-    return np.where(small, np.sqrt(np.maximum(lam, 0.0)), out)
 
 
 def expected_amplitude(values, counts_per_intensity: float | None, with_slope: bool = True):
