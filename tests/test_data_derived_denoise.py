@@ -10,7 +10,8 @@ import pytest
 from test_basis_families import assert_valid
 
 import py4dstem_compressed as pc
-from py4dstem_compressed.bases.data_derived import default_smoothing_px
+from py4dstem_compressed.bases import data_derived
+from py4dstem_compressed.bases.data_derived import DF_SMOOTHING_TRIALS_BF_RADIUS
 from py4dstem_compressed.bases.denoise import (
     ROW_FLOOR_FRACTION,
     fit_intensity_subspace,
@@ -66,17 +67,58 @@ def _smoothed(vectors, region, sigma):
     """Naive normalised convolution inside ``region`` of ``(n, P)`` region vectors."""
     from scipy.ndimage import gaussian_filter
 
+    if sigma == 0:
+        return np.asarray(vectors, dtype=float)
     full = np.zeros((len(vectors), *region.shape))
     full[:, region] = vectors
     weight = gaussian_filter(region.astype(float), sigma, mode="constant")
-    out = [gaussian_filter(f * region, sigma, mode="constant") / weight for f in full]
+    out = [
+        np.divide(s, weight, out=np.zeros_like(s), where=region)
+        for s in (gaussian_filter(f * region, sigma, mode="constant") for f in full)
+    ]
     return np.stack(out)[:, region]
+
+
+def _naive_components_beyond(x, lead, count, region, sigma):
+    """Smoothed intensities, sqrt, centred, ``lead`` projected out: leading components."""
+    rest = np.sqrt(np.clip(_smoothed(x, region, sigma), 0, None))
+    rest -= rest.mean(0)
+    rest -= (rest @ lead.T) @ lead
+    return np.linalg.svd(rest, full_matrices=False)[2][:count]
+
+
+def _naive_held_out_smoothing(x, denoised, lead, count, region, trials, rank):
+    """Two-fold: components of one half capture the other's centred sqrt beyond its shot
+    noise, ``g Var[sqrt(N)]`` per pixel (exact Poisson sums), ``g`` from the rank-``r``
+    residual energy over the total; the trial with the most captured signal."""
+    from scipy.special import gammaln
+
+    n, p = x.shape
+    gain = ((x - denoised) ** 2).sum() * n * p / (n * p - rank * (n + p)) / x.sum()
+
+    def variance(mean):
+        lam = mean / gain
+        k = np.arange(200.0)[:, None]
+        pmf = np.exp(k * np.log(np.maximum(lam, 1e-300)) - lam - gammaln(k + 1))
+        return gain * (lam - ((pmf * np.sqrt(k)).sum(0)) ** 2)
+
+    halves = (x[0::2], x[1::2])
+    scores = []
+    for sigma in trials:
+        score = 0.0
+        for train, test in (halves, halves[::-1]):
+            m = _naive_components_beyond(train, lead, count, region, sigma)
+            t = np.sqrt(test) - np.sqrt(test).mean(0)
+            score += ((t @ m.T) ** 2).mean(0).sum() - ((m**2) @ variance(test.mean(0))).sum()
+        scores.append(score)
+    return trials[int(np.argmax(scores))]
 
 
 def test_pca_df_masks_match_a_naive_denoised_pca(noisy, geometry):
     """Reference: scale by sqrt of pixel and (floored) pattern means, keep the singular values
     above omega(beta) x median, unscale, sqrt, principal components (as many as the signal
-    rank); then components of the smoothed sqrt of the sample with those projected out."""
+    rank); then components of the sample's smoothed intensities, sqrt, centred, with those
+    projected out, the smoothing chosen by a naive two-fold held-out comparison."""
     basis = pc.pca_basis(noisy, geometry, 6, 3, num_samples=64, seed=0)
     x = np.stack([noisy[rx, ry][geometry.df] for rx, ry in basis.positions]).astype(float)
     col, row = np.sqrt(x.mean(0)), np.sqrt(np.maximum(x.mean(1), ROW_FLOOR_FRACTION * x.mean()))
@@ -88,12 +130,35 @@ def test_pca_df_masks_match_a_naive_denoised_pca(noisy, geometry):
     assert basis.parameters["df_denoised"] == rank
     denoised = np.clip((u[:, :rank] * s[:rank]) @ vt[:rank] * row[:, None] * col, 0, None)
     lead = np.linalg.svd(np.sqrt(denoised), full_matrices=False)[2][:rank]
-    rest = _smoothed(np.sqrt(x), geometry.df, default_smoothing_px(geometry))
-    rest -= (rest @ lead.T) @ lead
-    more = np.linalg.svd(rest, full_matrices=False)[2][: 3 - rank]
+    trials = [f * float(geometry.bf_radius) for f in DF_SMOOTHING_TRIALS_BF_RADIUS]
+    sigma = _naive_held_out_smoothing(x, denoised, lead, 3 - rank, geometry.df, trials, rank)
+    assert basis.parameters["df_smoothing_px"] == pytest.approx(sigma, rel=1e-12)
+    more = _naive_components_beyond(x, lead, 3 - rank, geometry.df, sigma)
     df = basis.df_masks[:, geometry.df].astype(np.float64)
     for k, reference in enumerate([*lead, *more]):  # each mask, in order, up to its sign
         assert abs(abs(df[k] @ reference) - 1) < 1e-5
+
+
+def test_the_chosen_smoothing_captures_the_noise_free_signal(clean, noisy, geometry):
+    """Of the smoothings tried, the held-out choice's masks capture (nearly) the most of the
+    noise-free DF variation, more than the fixed quarter of the BF radius of 0.6."""
+    df = geometry.df
+    signal = np.sqrt(clean[:, :, df].reshape(-1, int(df.sum())))
+    signal -= signal.mean(0)
+
+    def captured(basis):
+        masks = basis.df_masks[:, df].astype(np.float64)
+        return ((signal @ masks.T) ** 2).sum() / (signal**2).sum()
+
+    chosen = pc.pca_basis(noisy, geometry, 6, 6, seed=0)
+    shares = {}
+    for fraction in DF_SMOOTHING_TRIALS_BF_RADIUS:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(data_derived, "DF_SMOOTHING_TRIALS_BF_RADIUS", (fraction,))
+            shares[fraction] = captured(pc.pca_basis(noisy, geometry, 6, 6, seed=0))
+    assert captured(chosen) > shares[0.25]
+    best, worst = max(shares.values()), min(shares.values())
+    assert captured(chosen) > best - 0.25 * (best - worst)
 
 
 UNITS = {

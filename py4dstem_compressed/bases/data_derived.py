@@ -48,6 +48,12 @@ DF_DENOISE_SAMPLES = 320
 SMOOTHING_BF_RADIUS_FRACTION = 0.25
 
 
+#: Smoothings of the sampled DF intensities tried for the principal components beyond the
+#: signal rank (:func:`pca_basis`), as fractions of the BF radius: none to the quarter of
+#: :func:`diffraction_pattern_basis`; the one that captures the most held-out signal is used
+DF_SMOOTHING_TRIALS_BF_RADIUS = (0.0, 1 / 32, 1 / 16, 1 / 8, 3 / 16, 1 / 4)
+
+
 def default_smoothing_px(geometry: DetectorGeometry) -> float:
     """Default smoothing of :func:`diffraction_pattern_basis` [px]: a quarter of the BF radius."""
     return SMOOTHING_BF_RADIUS_FRACTION * float(geometry.bf_radius)
@@ -295,9 +301,13 @@ def pca_basis(
         ``sqrt(counts)`` at a realistic dose follow the shot noise (and ``sqrt`` of sparse
         counts is a biased amplitude). Components beyond the signal rank
         (``parameters["df_denoised"]`` come from the denoised sample) are those of the
-        sample smoothed by the default smoothing of :func:`diffraction_pattern_basis`, with
-        the first ones projected out: the denoised sample's further components would be
-        its shot noise. False: components of the raw sample (the behaviour of 0.1).
+        sample's DF intensities smoothed, taken to the mode and centred, with the first ones
+        projected out (the denoised sample's further components would be its shot noise);
+        the smoothing (``parameters["df_smoothing_px"]``) is the one of
+        :data:`DF_SMOOTHING_TRIALS_BF_RADIUS` whose components, built on half of the
+        sample, capture the most scan-varying signal of the other half beyond its shot
+        noise (:func:`~py4dstem_compressed.bases.denoise.held_out_signal`). False: components of
+        the raw sample (the behaviour of 0.1).
         Applies in amplitude mode only: in intensity mode the principal components of the
         sample already are its least-squares denoised subspace (measured: denoising it
         again makes them worse), and
@@ -340,17 +350,21 @@ def pca_basis(
         df = np.zeros((num_df, *geometry.shape))
         df_parts = intensities[:, geometry.df]
         if params["denoise_df"]:
-            sigma = default_smoothing_px(geometry)
+            radius = float(geometry.bf_radius)
+            trials = [fraction * radius for fraction in DF_SMOOTHING_TRIALS_BF_RADIUS]
 
-            def smooth(parts):
+            def smooth(parts, sigma):
                 full = np.zeros((len(parts), *geometry.shape))
                 full[:, geometry.df] = parts
                 smoothed = [smooth_in_region(p, geometry.df, sigma) for p in full]
                 return np.stack(smoothed)[:, geometry.df]
 
-            df[:, geometry.df], params["df_rank"], params["df_denoised"] = denoised_components(
-                df_parts, num_df, mode, smooth
-            )
+            (
+                df[:, geometry.df],
+                params["df_rank"],
+                params["df_denoised"],
+                params["df_smoothing_px"],
+            ) = denoised_components(df_parts, num_df, mode, smooth, trials)
         else:
             df_parts = in_mode(np.clip(df_parts, 0, None), mode)
             df[:, geometry.df] = principal_components(df_parts, num_df, "dark-field")

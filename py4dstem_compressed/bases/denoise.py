@@ -38,13 +38,18 @@ from py4dstem_compressed.bases.sampling import (
     region_intensities,
     smooth_in_region,
 )
+from py4dstem_compressed.core.poisson import sqrt_poisson_variance
 
 __all__ = [
     "IntensitySubspace",
+    "components_beyond",
     "denoised_components",
     "denoised_gram_schmidt",
     "fit_intensity_subspace",
     "gavish_donoho_omega",
+    "held_out_signal",
+    "pixel_noise_variance",
+    "residual_intensity_per_count",
 ]
 
 #: A pattern's mean is floored at this fraction of the sample's mean before it scales the
@@ -187,14 +192,24 @@ def denoised_gram_schmidt(
     return masks, used, rank, from_signal
 
 
-def denoised_components(intensities, count, mode, smooth) -> tuple[np.ndarray, int, int]:
+def denoised_components(
+    intensities, count, mode, smooth, smoothings_px=(0.0,)
+) -> tuple[np.ndarray, int, int, float | None]:
     """DF principal components of the denoised sample, then of the smoothed sample.
 
     As many leading components of the sample denoised at its signal rank ``r`` (taken to
     the mode) as it has signal components (at most ``count``), then the leading
-    components of the sample taken to the mode and smoothed (``smooth``: ``(n, P) ->
-    (n, P)``) with the first ones projected out (why: :func:`denoised_gram_schmidt`).
-    Returns the ``(count, P)`` components, ``r`` and how many come from the denoised sample.
+    components of the sample smoothed (``smooth(intensities, sigma_px)``: ``(n, P) -> (n,
+    P)``), taken to the mode and centred, with the first ones projected out (why not the
+    denoised sample's further components: :func:`denoised_gram_schmidt`). The smoothing is
+    the one of ``smoothings_px`` whose components, built on half of the sample, capture the
+    most scan-varying signal of the other half, each half in turn (:func:`held_out_signal`,
+    two-fold): the noise of the
+    two halves is independent, so what the components capture of the held-out half beyond
+    its shot noise is signal. Too little smoothing leaves the components following the
+    noise of the half they come from, too much blurs the dark field's features; no
+    parameter decides between them. Returns the ``(count, P)`` components, ``r``, how many
+    come from the denoised sample and the smoothing chosen [px] (None if none was needed).
     """
     subspace = fit_intensity_subspace(intensities)
     rank = max(1, subspace.signal_rank)
@@ -204,8 +219,81 @@ def denoised_components(intensities, count, mode, smooth) -> tuple[np.ndarray, i
     first = min(count, rank, numerical)
     lead = principal_components(denoised, first, "dark-field") if first else vt[:0]
     if first == count:
-        return lead, rank, first
-    rest = smooth(in_mode(np.clip(intensities, 0, None), mode))
-    rest = rest - (rest @ lead.T) @ lead
-    more = principal_components(rest, count - first, "dark-field")
-    return np.vstack([lead, more]), rank, first
+        return lead, rank, first, None
+    gain = residual_intensity_per_count(intensities, subspace, rank)
+    halves = (intensities[0::2], intensities[1::2])
+    scores = []
+    for sigma in smoothings_px:
+        try:  # two-fold: each half once the one the components are built on
+            score = sum(
+                held_out_signal(train, test, lead, count - first, mode, smooth, sigma, gain)
+                for train, test in (halves, halves[::-1])
+            )
+        except ValueError:  # heavy smoothing leaves the half fewer components than needed
+            score = -np.inf
+        scores.append(score)
+    sigma = float(smoothings_px[int(np.argmax(scores))])
+    more = components_beyond(intensities, lead, count - first, mode, smooth, sigma)
+    return np.vstack([lead, more]), rank, first, sigma
+
+
+def components_beyond(intensities, lead, count, mode, smooth, sigma_px) -> np.ndarray:
+    """``count`` principal components of the smoothed, centred sample orthogonal to ``lead``.
+
+    The intensities are smoothed before they are taken to the mode: ``sqrt`` of sparse
+    counts is a biased amplitude, and smoothing the counts first averages them.
+    """
+    values = in_mode(np.clip(smooth(np.clip(intensities, 0, None), sigma_px), 0, None), mode)
+    values = values - values.mean(axis=0)
+    if len(lead):
+        values = values - (values @ lead.T) @ lead
+    return principal_components(values, count, "dark-field")
+
+
+def held_out_signal(train, test, lead, count, mode, smooth, sigma_px, intensity_per_count):
+    """Scan-varying signal of ``test`` that components of ``train`` capture, less its noise.
+
+    The components (:func:`components_beyond` of ``train``) capture ``sum_k <m_k, x - mean
+    x>^2`` of each ``test`` pattern ``x`` (in the mode); of that, ``sum_k sum_p m_kp^2
+    sigma_p^2`` is the test pattern's own shot noise, independent of the components
+    (:func:`pixel_noise_variance`). Returns the mean over ``test`` of the difference.
+    """
+    components = components_beyond(train, lead, count, mode, smooth, sigma_px)
+    values = in_mode(np.clip(test, 0, None), mode)
+    values = values - values.mean(axis=0)
+    captured = float(((values @ components.T) ** 2).mean(axis=0).sum())
+    variance = pixel_noise_variance(np.clip(test, 0, None).mean(axis=0), intensity_per_count, mode)
+    return captured - float(((components**2) @ variance).sum())
+
+
+def residual_intensity_per_count(intensities, subspace: IntensitySubspace, rank: int) -> float:
+    """Intensity of one count from the sample's residual beyond its signal rank.
+
+    Poisson noise of gain ``g`` has the variance ``g E[I]``: the residual energy of the
+    sample's rank-``r`` model over its total intensity, with the degrees of freedom the
+    model took, is ``g`` plus the structure beyond the rank (which only adds). Scales with
+    the data's unit; 0 where the sample holds no intensity.
+    """
+    x = np.clip(np.asarray(intensities, dtype=np.float64), 0.0, None)
+    total = float(x.sum())
+    if total <= 0:
+        return 0.0
+    n, p = x.shape
+    residual = float(((x - subspace.denoise(x, rank)) ** 2).sum())
+    return residual * n * p / max(n * p - rank * (n + p), 1) / total
+
+
+def pixel_noise_variance(mean_intensity, intensity_per_count: float, mode: str) -> np.ndarray:
+    """Shot-noise variance of each pixel's value in the mode, from its mean intensity.
+
+    ``I = g N`` with ``N ~ Poisson(lam)``, ``lam = E[I] / g``: the variance of ``sqrt(I)``
+    is ``g Var[sqrt(N)]`` (:func:`~py4dstem_compressed.core.poisson.sqrt_poisson_variance`),
+    that of ``I`` is ``g E[I]``. ``g = 0`` (no noise measured): 0.
+    """
+    mean_intensity = np.clip(np.asarray(mean_intensity, dtype=np.float64), 0.0, None)
+    if not intensity_per_count > 0:
+        return np.zeros_like(mean_intensity)
+    if mode == "amplitude":
+        lam = mean_intensity / intensity_per_count
+        return intensity_per_count * sqrt_poisson_variance(lam)
+    return intensity_per_count * mean_intensity
