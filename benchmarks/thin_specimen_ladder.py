@@ -8,6 +8,8 @@ each case in its own process, scored after 30 and 90 iterations (one run continu
   ``df_pixels`` (Zernike 36 BF masks, every dark-field pixel measured: the data step
   replaces the dark-field amplitudes by the measured ones, as py4DSTEM does) and
   ``bf_pixels`` (every bright-field pixel as a mask, one uniform dark-field mask);
+  ``all_pixels`` (every bright-field pixel as a mask and every dark-field pixel measured:
+  nothing compressed, the package's data step and descan model on the whole pattern);
   ``df_in_span`` (Zernike 36 BF masks and N diffraction-pattern DF masks; the data step's
   dark-field amplitudes are the measured ones projected onto the span of the DF masks,
   clipped at 0 and rescaled to the measured DF energy: a decoding of the stored values
@@ -61,7 +63,7 @@ RESULTS = Path(__file__).parent / "results"
 #: families whose BF masks are Zernike polynomials of ``--num-bf`` orders
 ZERNIKE_BF = ("zernike", "zernike_bf_dp_df", "df_in_span")
 #: the oracles that give back every pixel of one region
-ORACLES = ("df_pixels", "bf_pixels")
+ORACLES = ("df_pixels", "bf_pixels", "all_pixels")
 
 
 def _in_disk_frame(patterns: np.ndarray, shifts_px) -> np.ndarray:
@@ -159,7 +161,7 @@ def _basis(case: dict, datacube, geometry):
     name = case["basis"]
     if name == "plain":
         return None
-    if name == "bf_pixels":
+    if name in ("bf_pixels", "all_pixels"):
         return pc.binning_basis(geometry, bf_bin=1)
     num_bf = case.get("num_bf") or 36
     if name == "df_pixels":
@@ -217,12 +219,16 @@ def run(case: dict) -> dict:
         compressed = pc.compress(data.datacube, basis, progress_bar=False)
         if case.get("drop_norms"):  # oracle: what the perpendicular norms contribute
             compressed = without_perpendicular_norms(compressed)
-        oracles = {"df_pixels": _oracle_class, "df_in_span": _span_oracle_class}
+        oracles = {
+            "df_pixels": _oracle_class,
+            "all_pixels": _oracle_class,
+            "df_in_span": _span_oracle_class,
+        }
         cls = oracles.get(case["basis"], _compressed_class)(mixed)
         ptycho = cls(datacube=compressed, **kwargs)
     ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
     measured = np.asarray(data.datacube.data, dtype=np.float64)
-    if case["basis"] == "df_pixels":
+    if case["basis"] in ("df_pixels", "all_pixels"):
         ptycho.attach_patterns(measured, compressed.descan_shift_px)
     elif case["basis"] == "df_in_span":
         ptycho.attach_patterns(measured, basis, compressed.descan_shift_px)
@@ -261,10 +267,11 @@ def _label(row: dict) -> str:
 
 def _basis_label(row: dict) -> str:
     num_bf = row.get("num_bf") or 36
-    if row["basis"] in ("plain", "bf_pixels", "df_pixels"):
+    if row["basis"] in ("plain", "bf_pixels", "df_pixels", "all_pixels"):
         return {
             "plain": "uncompressed (plain py4DSTEM)",
             "bf_pixels": "oracle: BF pixels + 1 DF value",
+            "all_pixels": "oracle: BF pixels + DF pixels (nothing compressed)",
             "df_pixels": f"oracle: Zernike {num_bf} BF + DF pixels",
         }[row["basis"]]
     if row["basis"] == "zernike_bf_dp_df":
