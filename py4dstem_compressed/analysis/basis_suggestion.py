@@ -25,12 +25,8 @@ __all__ = ["shot_noise_fractions", "suggest_basis"]
 #: BF masks: Zernike polynomials (analytic: they carry no noise of the sample)
 BF_FAMILY = "zernike"
 #: DF families considered (data-derived: the DF of a specimen is where its reflections are),
-#: in the order ties are broken: principal components first, the least-squares subspace of
-#: the (denoised) sample, whose masks captured more of the noise-free DF variation than
-#: diffraction-pattern masks on every noisy benchmark set and mask count (README, "Thin
-#: specimens"), while the held-out curves of a DF that is mostly shot noise hardly tell them
-#: apart
-DF_FAMILIES = ("pca", "diffraction_pattern")
+#: in the order ties are broken
+DF_FAMILIES = ("diffraction_pattern", "pca")
 #: Mask counts measured per region (capped by the budget)
 COUNTS = (1, 2, 3, 4, 6, 8, 10, 12, 15, 21, 28, 36, 45, 55, 66)
 #: Fewest values a suggestion can use: 1 BF + 1 DF mask + the 2 perpendicular norms
@@ -403,9 +399,8 @@ def suggest_basis(
        step takes any number of masks per region. Budget is left unused only where no mask
        captures signal any more.
     4. BF masks are Zernike polynomials; the DF masks come from the data-derived family
-       (principal components, then diffraction patterns, which must beat them by 0.02 of
-       the signal both regions' first masks miss) that leaves the least uncaptured signal
-       (BF + DF). With
+       (diffraction patterns, then PCA, which must beat it by 0.02 of the signal both
+       regions' first masks miss) that leaves the least uncaptured signal (BF + DF). With
        one DF mask the basis is a Zernike basis. Why
        not the smallest angles everywhere: data-derived BF masks fit held-out patterns
        better than Zernike polynomials but carry the sample's noise and one-off detail, and
