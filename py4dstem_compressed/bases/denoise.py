@@ -204,12 +204,12 @@ def denoised_components(
     denoised sample's further components: :func:`denoised_gram_schmidt`). The smoothing is
     the one of ``smoothings_px`` whose components, built on half of the sample, capture the
     most scan-varying signal of the other half, each half in turn (:func:`held_out_signal`,
-    two-fold): the noise of the
-    two halves is independent, so what the components capture of the held-out half beyond
-    its shot noise is signal. Too little smoothing leaves the components following the
-    noise of the half they come from, too much blurs the dark field's features; no
-    parameter decides between them. Returns the ``(count, P)`` components, ``r``, how many
-    come from the denoised sample and the smoothing chosen [px] (None if none was needed).
+    two-fold): the noise of the two halves is independent, so what the components capture
+    of the held-out half beyond its shot noise is signal. Too little smoothing leaves the
+    components following the noise of the half they come from, too much blurs the dark
+    field's features; no parameter decides between them. Returns the ``(count, P)``
+    components, ``r``, how many come from the denoised sample and the smoothing chosen [px]
+    (None if none was needed).
     """
     subspace = fit_intensity_subspace(intensities)
     rank = max(1, subspace.signal_rank)
@@ -222,12 +222,20 @@ def denoised_components(
         return lead, rank, first, None
     gain = residual_intensity_per_count(intensities, subspace, rank)
     halves = (intensities[0::2], intensities[1::2])
+    folds = []  # two-fold: each half once the one the components are built on
+    for train, test in (halves, halves[::-1]):
+        test = np.clip(test, 0, None)
+        values = in_mode(test, mode)
+        variance = pixel_noise_variance(test.mean(axis=0), gain, mode)
+        folds.append((train, values - values.mean(axis=0), variance))
     scores = []
     for sigma in smoothings_px:
-        try:  # two-fold: each half once the one the components are built on
+        try:
             score = sum(
-                held_out_signal(train, test, lead, count - first, mode, smooth, sigma, gain)
-                for train, test in (halves, halves[::-1])
+                held_out_signal(
+                    components_beyond(train, lead, count - first, mode, smooth, sigma), *fold
+                )
+                for train, *fold in folds
             )
         except ValueError:  # heavy smoothing leaves the half fewer components than needed
             score = -np.inf
@@ -250,19 +258,17 @@ def components_beyond(intensities, lead, count, mode, smooth, sigma_px) -> np.nd
     return principal_components(values, count, "dark-field")
 
 
-def held_out_signal(train, test, lead, count, mode, smooth, sigma_px, intensity_per_count):
-    """Scan-varying signal of ``test`` that components of ``train`` capture, less its noise.
+def held_out_signal(components, centred, variance) -> float:
+    """Scan-varying signal of held-out patterns that components capture, less their noise.
 
-    The components (:func:`components_beyond` of ``train``) capture ``sum_k <m_k, x - mean
-    x>^2`` of each ``test`` pattern ``x`` (in the mode); of that, ``sum_k sum_p m_kp^2
-    sigma_p^2`` is the test pattern's own shot noise, independent of the components
-    (:func:`pixel_noise_variance`). Returns the mean over ``test`` of the difference.
+    ``components`` (``(K, P)``, orthonormal, built without these patterns: see
+    :func:`components_beyond`) capture ``sum_k <m_k, x - mean x>^2`` of each held-out
+    pattern ``x`` (``centred``: ``(n, P)`` rows ``x - mean x`` in the mode); of that, ``sum_k
+    sum_p m_kp^2 sigma_p^2`` is the pattern's own shot noise, independent of the components
+    (``variance``: ``(P,)`` ``sigma_p^2`` of :func:`pixel_noise_variance`). Returns the mean
+    over the patterns of the difference.
     """
-    components = components_beyond(train, lead, count, mode, smooth, sigma_px)
-    values = in_mode(np.clip(test, 0, None), mode)
-    values = values - values.mean(axis=0)
-    captured = float(((values @ components.T) ** 2).mean(axis=0).sum())
-    variance = pixel_noise_variance(np.clip(test, 0, None).mean(axis=0), intensity_per_count, mode)
+    captured = float(((centred @ components.T) ** 2).mean(axis=0).sum())
     return captured - float(((components**2) @ variance).sum())
 
 
