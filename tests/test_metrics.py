@@ -118,6 +118,43 @@ def test_uncaptured_variation_against_a_naive_reference(datacube, geometry, rng)
     assert same["bf"]["variation"] == pytest.approx(0, abs=1e-20)
 
 
+def test_captured_noise_against_a_naive_reference(datacube, geometry, rng):
+    """The shot noise masks capture, sum_k sum_p w_kp^2 sigma_p^2 with w the orthonormalised
+    masks, against QR in float64; a mask on one pixel captures that pixel's variance, and the
+    unit of the intensities does not matter."""
+    from py4dstem_compressed.analysis.metrics import uncaptured_variation
+
+    frames = datacube.data.reshape(-1, 32, 32)[:20].astype(np.float64)
+    variance = rng.uniform(0.1, 2.0, size=(32, 32))
+    zernike = pc.zernike_basis(geometry, 10, 6)
+    measured = uncaptured_variation(frames, zernike, noise_variance=variance)
+    unit = (frames.reshape(20, -1).sum(1)).mean()  # amplitude mode: energy = total intensity
+    for region, masks in (("bf", zernike.bf_masks), ("df", zernike.df_masks)):
+        q = np.linalg.qr(masks.reshape(len(masks), -1).astype(np.float64).T)[0]
+        naive = float(((q**2).T @ variance.ravel()).sum()) / unit
+        assert measured[region]["captured_noise"] == pytest.approx(naive, rel=1e-9)
+        inside = getattr(geometry, region)
+        assert measured[region]["noise"] == pytest.approx(variance[inside].sum() / unit)
+        u = np.sqrt(frames.reshape(20, -1)) / np.sqrt(unit)
+        captured = (((u - u.mean(0)) @ q) ** 2).sum(1)
+        se = captured.std() / np.sqrt(20)
+        assert measured[region]["captured_se"] == pytest.approx(se, rel=1e-6)
+    scaled = uncaptured_variation(frames * 7.3, zernike, noise_variance=variance * 7.3)
+    for region in ("bf", "df"):
+        for key, value in measured[region].items():
+            assert scaled[region][key] == pytest.approx(value, rel=1e-9)
+    # a DF mask on one pixel captures that pixel's noise variance
+    pixel = tuple(np.argwhere(geometry.df)[7])
+    masks = zernike.masks[: zernike.num_bf + 1].copy()
+    masks[-1] = 0
+    masks[-1][pixel] = 1
+    one = pc.Basis(masks, zernike.num_bf, 1, geometry, "custom")
+    measured = uncaptured_variation(frames, one, noise_variance=variance)
+    assert measured["df"]["captured_noise"] == pytest.approx(variance[pixel] / unit, rel=1e-6)
+    with pytest.raises(ValueError, match="one value per detector pixel"):
+        uncaptured_variation(frames, one, noise_variance=variance[:8])
+
+
 def test_angle_curves_with_the_uncaptured_variation(datacube, geometry):
     curves = pc.angle_curves(
         datacube,

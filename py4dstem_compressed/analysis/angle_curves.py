@@ -28,7 +28,10 @@ class AngleCurves:
     bf: dict = field(default_factory=dict)
     df: dict = field(default_factory=dict)
     #: with ``variation=True``: ``region -> family -> (counts, uncaptured variation)`` and
-    #: ``region -> {"variation", "energy"}`` under ``"totals"``
+    #: ``region -> {"variation", "energy"[, "noise"]}`` under ``"totals"``, the standard
+    #: error of the captured variation under ``"captured_se" -> region -> family -> (counts,
+    #: se)``; with a ``noise_variance`` also ``"captured_noise" -> region -> family ->
+    #: (counts, noise the masks capture)``
     #: (:func:`~py4dstem_compressed.analysis.metrics.uncaptured_variation`)
     variation: dict = field(default_factory=dict)
 
@@ -115,6 +118,7 @@ def angle_curves(
     descan="auto",
     regions=("bf", "df"),
     variation: bool = False,
+    noise_variance=None,
 ) -> AngleCurves:
     """Mean BF and DF angles of a random sample of patterns for growing bases.
 
@@ -155,6 +159,10 @@ def angle_curves(
         Also measure what the masks miss of the signal that varies across the sampled
         patterns (:func:`~py4dstem_compressed.analysis.metrics.uncaptured_variation`), into
         ``curves.variation``.
+    noise_variance : numpy.ndarray, optional
+        With ``variation``: ``(Qx, Qy)`` shot-noise variance of each pixel's value in the
+        mode; how much of it each basis captures goes into
+        ``curves.variation["captured_noise"]``.
 
     Returns
     -------
@@ -192,11 +200,15 @@ def angle_curves(
         mean = angles.mean_bf if region == "bf" else angles.mean_df
         results[region].setdefault(family, []).append((k, mean))
         if variation:
-            measured = uncaptured_variation(frames, basis, mode)
-            missed[region].setdefault(family, []).append((k, measured[region]["uncaptured"]))
+            measured = uncaptured_variation(frames, basis, mode, noise_variance)[region]
+            missed[region].setdefault(family, []).append((k, measured["uncaptured"]))
             missed.setdefault("totals", {})[region] = {
-                key: measured[region][key] for key in ("variation", "energy")
+                key: measured[key] for key in ("variation", "energy", "noise") if key in measured
             }
+            for key in ("captured_noise", "captured_se"):
+                if key in measured:
+                    curve = missed.setdefault(key, {"bf": {}, "df": {}})[region]
+                    curve.setdefault(family, []).append((k, measured[key]))
     curves = AngleCurves()
     for region in ("bf", "df"):
         for family, pairs in results[region].items():
@@ -212,4 +224,13 @@ def angle_curves(
             for region in ("bf", "df")
         }
         curves.variation["totals"] = missed.get("totals", {})
+        for key in ("captured_noise", "captured_se"):
+            if key in missed:
+                curves.variation[key] = {
+                    region: {
+                        family: tuple(np.array(column) for column in zip(*sorted(pairs)))
+                        for family, pairs in missed[key][region].items()
+                    }
+                    for region in ("bf", "df")
+                }
     return curves

@@ -4,7 +4,7 @@
 on the other half, for a range of mask counts per region, the mean basis angle and what the
 masks miss of the signal that varies across the scan
 (:func:`~py4dstem_compressed.analysis.angle_curves.angle_curves` with ``held_out=`` and
-``variation=True``), estimates how much of each region's energy is shot noise, and spends
+``variation=True``), estimates how much of it is shot noise the masks capture, and spends
 the budget where masks capture the most signal. The record of the choice is stored in
 ``basis.parameters["suggestion"]`` and printed by ``basis.describe()``.
 """
@@ -15,12 +15,13 @@ import numpy as np
 
 from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
 from py4dstem_compressed.bases.basis import SUGGESTION_KEY, Basis
+from py4dstem_compressed.bases.denoise import pixel_noise_variance
 from py4dstem_compressed.bases.descan import descan_shifts
 from py4dstem_compressed.bases.geometry import DetectorGeometry
-from py4dstem_compressed.compression.shot_noise import white_noise_residual
+from py4dstem_compressed.compression.shot_noise import intensity_per_count
 from py4dstem_compressed.core.sources import data_array
 
-__all__ = ["shot_noise_fractions", "suggest_basis"]
+__all__ = ["suggest_basis"]
 
 #: BF masks: Zernike polynomials (analytic: they carry no noise of the sample)
 BF_FAMILY = "zernike"
@@ -44,11 +45,13 @@ BF_START_ORDER = 2
 MIN_GAIN_PER_MASK = 0.01
 #: ... or less than this many times the shot noise it stores (power SNR of its coefficient)
 MIN_MASK_SNR = 4.0
-#: A family must leave this much less uncaptured signal (fraction of the scan-varying signal)
-#: to beat one listed before it
+#: DF masks whose captured signal (beyond the noise they capture) is this many standard
+#: errors of the captured variation above 0 hold signal, not the sample's chance: the DF
+#: then gets what is left of the budget where it captures signal
+SIGNIFICANCE_Z = 2.0
+#: A family must leave this much less uncaptured signal (fraction of the scan-varying signal
+#: the DF's uniform mask misses) to beat one listed before it
 TIE_MARGIN = 0.02
-#: Smoothing [px] separating pixel-to-pixel shot noise from the pattern's structure
-NOISE_SMOOTHING_PX = 1.0
 
 
 def _sample(datacube, num_samples: int, seed) -> tuple[np.ndarray, np.ndarray | None]:
@@ -97,72 +100,55 @@ def _in_disk_frame(frames, positions, datacube, geometry) -> tuple[np.ndarray, i
     return moved, int(np.abs(shifts).max())
 
 
-def shot_noise_fractions(
-    frames: np.ndarray, geometry: DetectorGeometry, mode: str = "amplitude"
-) -> dict:
-    """Fraction of each region's energy that is pixel-to-pixel (shot) noise, per region.
+def _noise_variance(frames: np.ndarray, held_out: np.ndarray, geometry, mode) -> np.ndarray:
+    """``(Qx, Qy)`` shot-noise variance of the held-out patterns' values in the mode.
 
-    Each pattern (``sqrt(I)`` in amplitude mode) is smoothed inside its region by a Gaussian
-    of ``NOISE_SMOOTHING_PX``; the residual's energy, divided by what white noise of unit
-    variance leaves after the same smoothing (``1 - 2 k_0 + sum k^2`` for the kernel ``k``),
-    estimates the noise energy. Unit-free: scaling a pattern scales signal and noise alike.
-    Structure finer than the smoothing counts as noise, so this is an upper estimate.
-
-    Parameters
-    ----------
-    frames : numpy.ndarray
-        ``(N, Qx, Qy)`` intensities (any unit).
-    geometry : DetectorGeometry
-        Detector regions.
-    mode : {"amplitude", "intensity"}
-        Noise of ``sqrt(I)`` or of ``I``.
-
-    Returns
-    -------
-    dict
-        ``{"bf": f, "df": f}``: mean over patterns of the noise fraction, in [0, 1].
+    The intensity of one count ``g`` is measured from the sample's pixel-to-pixel noise
+    (:func:`~py4dstem_compressed.compression.shot_noise.intensity_per_count`, the estimate
+    the data step uses), each pixel's variance from the held-out patterns' mean intensity
+    (:func:`~py4dstem_compressed.bases.denoise.pixel_noise_variance`). Scales with the
+    data's unit as the patterns' energy does. Structure finer than the estimate's local fit
+    (noise-free data) passes for noise: :func:`_noise_scale` caps it.
     """
-    from scipy.ndimage import gaussian_filter
-
-    from py4dstem_compressed.bases.sampling import smooth_in_region
-
-    delta = np.zeros((9, 9))
-    delta[4, 4] = 1.0
-    kernel = gaussian_filter(delta, NOISE_SMOOTHING_PX, mode="constant")
-    white = white_noise_residual(kernel)
-    out = {}
-    for name, region in (("bf", geometry.bf), ("df", geometry.df)):
-        fractions = []
-        for frame in frames:
-            v = np.sqrt(np.clip(frame, 0, None)) if mode == "amplitude" else frame
-            energy = float((v[region] ** 2).sum())
-            if energy <= 0:
-                continue
-            residual = v - smooth_in_region(v, region, NOISE_SMOOTHING_PX)
-            fractions.append(float((residual[region] ** 2).sum()) / white / energy)
-        out[name] = float(np.clip(np.mean(fractions), 0, 1)) if fractions else 0.0
-    return out
+    g = intensity_per_count(frames, geometry)
+    mean = np.clip(np.asarray(held_out, np.float64).reshape(-1, *geometry.shape).mean(0), 0, None)
+    return pixel_noise_variance(mean, g, mode)
 
 
-def _held_out_cap(noise: dict, curves: AngleCurves, geometry) -> dict:
-    """The noise fractions, at most what the held-out angles leave room for.
+def _points(curves: dict, family: str, region: str) -> dict:
+    """``count -> value`` of a family's curve; the DF's one-mask point is the uniform mask
+    (Zernike's) for every family."""
+    points = dict(zip(*(np.asarray(a).tolist() for a in curves[region].get(family, ((), ())))))
+    if region == "df":
+        zernike = curves["df"]["zernike"]
+        points.setdefault(1, float(zernike[1][list(zernike[0]).index(1)]))
+    return {int(k): float(v) for k, v in points.items()}
 
-    Noise of a held-out pattern is independent of masks built from other patterns, so at
-    ``k`` masks at least ``f (1 - k / pixels)`` of the region's energy stays uncaptured:
-    ``f <= sin^2(angle) / (1 - k / pixels)`` at every point of every curve. Structure finer
-    than the smoothing (noise-free data) would otherwise pass for noise.
+
+def _noise_scale(curves: AngleCurves) -> dict:
+    """Per region, the factor (at most 1) that keeps the noise estimate within what every
+    held-out curve leaves uncaptured.
+
+    Noise of held-out patterns is independent of masks built from other patterns: of the
+    noise energy ``N``, masks capturing ``C`` of it leave ``N - C`` uncaptured, so ``N - C``
+    is at most what they miss of the patterns' variation at every point of every family's
+    curve. Structure finer than the noise estimate's local fit (noise-free data) would
+    otherwise pass for noise.
     """
-    capped = {}
-    for region, fraction in noise.items():
-        pixels = int(getattr(geometry, region).sum())
-        bounds = [
-            float(np.sin(a) ** 2) / (1 - k / pixels)
-            for ks, angles in getattr(curves, region).values()
-            for k, a in zip(ks, angles)
-            if k < pixels
-        ]
-        capped[region] = min([fraction, *bounds])
-    return capped
+    scale = {}
+    for region in ("bf", "df"):
+        total = curves.variation["totals"][region]["noise"]
+        ratios = [1.0]
+        for family in curves.variation[region]:
+            missed = _points(curves.variation, family, region)
+            captured = _points(curves.variation["captured_noise"], family, region)
+            ratios += [
+                missed[k] / (total - captured[k])
+                for k in missed
+                if k in captured and total - captured[k] > 0
+            ]
+        scale[region] = max(min(ratios), 0.0)
+    return scale
 
 
 def _bf_start(counts) -> int:
@@ -172,36 +158,33 @@ def _bf_start(counts) -> int:
     return max(fitting) if fitting else min(counts)
 
 
-def _signal_curves(curves: AngleCurves, df_family: str, noise: dict, geometry) -> tuple:
+def _signal_curves(curves: AngleCurves, df_family: str, scale: dict, geometry) -> tuple:
     """Uncaptured scan-varying signal of the Zernike BF and ``df_family`` DF masks, per count,
-    and the shot noise each mask stores, in units of the patterns' mean energy.
+    and the shot noise a mask stores, in units of the patterns' mean energy.
 
     What ``k`` masks miss of a held-out pattern's variation about the mean pattern
-    (``curves.variation``) holds its shot noise, all but ``k / pixels`` of it: the noise
-    energy is the region's noise fraction times its mean energy, at most what the curve
-    leaves uncaptured at any count (noise of held-out patterns is independent of masks built
-    from others). The rest is signal the masks miss. The DF's one-mask point is the uniform
-    mask for every family.
+    (``curves.variation``) holds the part of its shot noise they do not capture: the
+    region's noise energy less what those masks capture of it (``"captured_noise"``,
+    measured per mask set: masks that follow the bright pixels of a sparse dark field
+    capture much more of its noise than ``k / pixels``), both times :func:`_noise_scale`.
+    The rest is signal the masks miss. A mask stores, on average over the region, the noise
+    energy over the region's pixel count.
     """
     out, per_mask = [], {}
     for region, family in (("bf", BF_FAMILY), ("df", df_family)):
-        pixels = int(getattr(geometry, region).sum())
-        points = dict(
-            zip(*(np.asarray(a).tolist() for a in curves.variation[region].get(family, ((), ()))))
+        missed = _points(curves.variation, family, region)
+        captured = _points(curves.variation["captured_noise"], family, region)
+        noise = scale[region] * curves.variation["totals"][region]["noise"]
+        out.append(
+            {k: max(v - (noise - scale[region] * captured[k]), 0.0) for k, v in missed.items()}
         )
-        if region == "df":
-            zernike = curves.variation["df"]["zernike"]
-            points.setdefault(1, float(zernike[1][list(zernike[0]).index(1)]))
-        points = {int(k): float(v) for k, v in points.items()}
-        energy = noise[region] * curves.variation["totals"][region]["energy"]
-        bounds = [v / (1 - k / pixels) for k, v in points.items() if k < pixels]
-        energy = min([energy, *bounds])
-        out.append({k: max(v - energy * (1 - k / pixels), 0.0) for k, v in points.items()})
-        per_mask[region] = energy / pixels
+        per_mask[region] = noise / int(getattr(geometry, region).sum())
     return out[0], out[1], per_mask
 
 
-def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int, int] | None:
+def _allocate(
+    bf: dict, df: dict, masks: int, noise_per_mask: dict, df_se: dict
+) -> tuple[int, int] | None:
     """BF and DF counts (keys of the curves) for at most ``masks`` masks, or None.
 
     ``bf`` and ``df`` map counts to the uncaptured scan-varying signal, in the same units
@@ -211,7 +194,9 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
     mask, while a mask captures at least ``MIN_GAIN_PER_MASK`` of the signal both regions'
     first masks miss and ``MIN_MASK_SNR`` times the noise it stores (``noise_per_mask``).
     What is left of the budget then goes, the same way, to every step that still captures
-    signal (a gain above 0) in BF and, if it got a significant mask, in DF.
+    signal (a gain above 0) in BF and, if it got a significant mask or its masks capture
+    signal beyond the sampling error (``df_se``: count -> standard error of the captured
+    variation; :data:`SIGNIFICANCE_Z` of them at some count that fits), in DF.
     """
     kd = min(df)
     kb = _bf_start([k for k in bf if k + kd <= masks] or [min(bf)])
@@ -238,7 +223,13 @@ def _allocate(bf: dict, df: dict, masks: int, noise_per_mask: dict) -> tuple[int
     # on one pattern is averaged over the overlapping positions of the scan, and the data step
     # takes any number of masks, so stored values are not left unused while signal is missed
     # (a region whose first mask was not significant, a DF of shot noise, gets none)
-    regions = (("bf", bf), ("df", df)) if kd > min(df) else (("bf", bf),)
+    first = min(df)
+    signal = any(
+        df[first] - df[k] > SIGNIFICANCE_Z * df_se.get(k, np.inf)
+        for k in df
+        if first < k <= masks - kb
+    )
+    regions = (("bf", bf), ("df", df)) if kd > first or signal else (("bf", bf),)
     while found := steps(
         tuple((r, c, kb if r == "bf" else kd) for r, c in regions), kb, kd, significant=False
     ):
@@ -252,27 +243,34 @@ def _label(df_family: str, num_df: int) -> str:
     return BF_FAMILY if num_df == 1 else f"{BF_FAMILY}+{df_family}"
 
 
-def _choose(curves: AngleCurves, noise: dict, geometry, masks: int) -> tuple[str, int, int, dict]:
+def _choose(curves: AngleCurves, scale: dict, geometry, masks: int) -> tuple[str, int, int, dict]:
     """The DF family and counts leaving the least uncaptured signal (BF + DF), as a fraction
-    of what both regions' first masks miss."""
-    scores, picks = {}, {}
+    of what both regions' first masks miss.
+
+    A family listed later must leave less by :data:`TIE_MARGIN` of what the DF's uniform
+    mask misses: the families differ in their DF masks only, and a thin specimen's DF holds
+    a small part of the signal both regions miss.
+    """
+    scores, picks, margins = {}, {}, {}
     for family in DF_FAMILIES:
         if family not in curves.variation["df"]:
             continue
-        bf, df, noise_per_mask = _signal_curves(curves, family, noise, geometry)
-        counts = _allocate(bf, df, masks, noise_per_mask) if bf and df else None
+        bf, df, noise_per_mask = _signal_curves(curves, family, scale, geometry)
+        df_se = _points(curves.variation["captured_se"], family, "df")
+        counts = _allocate(bf, df, masks, noise_per_mask, df_se) if bf and df else None
         if counts is None:
             continue
         total = bf[min(bf)] + df[min(df)]
         picks[family] = counts
         scores[family] = (bf[counts[0]] + df[counts[1]]) / total if total > 0 else 0.0
+        margins[family] = TIE_MARGIN * df[min(df)] / total if total > 0 else 0.0
     if not scores:
         raise ValueError(
             f"no basis fits {masks} masks on this detector; raise max_values_per_pattern"
         )
     chosen = next(iter(scores))
     for family, score in scores.items():
-        if score < scores[chosen] - TIE_MARGIN:
+        if score < scores[chosen] - margins[family]:
             chosen = family
     return chosen, *picks[chosen], scores
 
@@ -327,22 +325,32 @@ def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
         region: {key: round(float(v), 7) for key, v in values.items()}
         for region, values in curves.variation["totals"].items()
     }
+    captured_noise = {
+        region: {
+            family: [[int(k), float(v)] for k, v in zip(*curve)]
+            for family, curve in curves.variation["captured_noise"][region].items()
+        }
+        for region in ("bf", "df")
+    }
     floor = {r: round(float(np.degrees(np.arcsin(np.sqrt(f)))), 3) for r, f in noise.items()}
     return {
         **fields,
-        "noise_fraction": {r: round(f, 5) for r, f in noise.items()},
+        "noise_fraction": {r: float(f) for r, f in noise.items()},
         "noise_floor_deg": floor,
         "uncaptured_signal": {f: round(float(s), 5) for f, s in scores.items()},
         "angle_curves_deg": as_deg,
         "uncaptured_variation": missed,
         "variation_totals": totals,
+        "captured_noise": captured_noise,
         "rule": (
             f"BF starts with the Zernike orders <= {BF_START_ORDER}, DF with its uniform mask; "
             "then masks go, a step at a time, to the region where they capture the most of "
             "the held-out patterns' scan-varying signal (the variation about the mean "
-            "pattern, less the shot noise the masks cannot capture; both regions in the same "
-            "units) while a mask captures >= 1% of it and >= 4x the noise it stores, then the "
-            "rest of the budget to every step that still captures signal; BF masks are "
+            "pattern, less the held-out patterns' shot noise the masks do not capture, "
+            "measured per mask set; both regions in the same units) while a mask captures "
+            ">= 1% of it and >= 4x the noise it stores, then the rest of the budget to every "
+            "step that still captures signal (in the DF if a DF mask was significant or its "
+            f"masks capture signal {SIGNIFICANCE_Z:g} standard errors above 0); BF masks are "
             "Zernike polynomials, DF masks the data-derived family leaving the least "
             "uncaptured signal"
         ),
@@ -379,28 +387,34 @@ def suggest_basis(
        a thin specimen's dark field holds a few percent of the energy but as much of the
        varying signal as its bright field. Without holding out, data-derived masks would fit
        the sample's own noise.
-    2. The shot-noise fraction ``f`` of each region's energy is estimated, unit-free, from the
-       difference between each pattern and a smoothed copy (:func:`shot_noise_fractions`),
-       at most what the held-out angles leave room for. The noise energy ``f E_R`` (at most
-       what the masks miss at any count) is all but ``k / pixels`` uncaptured by ``k``
-       masks; the rest of what they miss is uncaptured signal. The noise floor of the angle
-       is ``arcsin(sqrt(f))``.
+    2. The shot noise of each held-out pixel is estimated, unit-free: the intensity of one
+       count from the sample's pixel-to-pixel noise (the data step's estimate,
+       :func:`~py4dstem_compressed.compression.shot_noise.intensity_per_count`), each
+       pixel's variance from the held-out patterns' mean intensity. Of a region's noise
+       energy ``N``, a mask set captures ``C = sum_k sum_p w_kp^2 sigma_p^2`` (measured per
+       set: masks that follow the bright pixels of a sparse dark field capture much more of
+       its noise than ``k / pixels``); ``N - C`` is the noise in what the masks miss, the
+       rest is uncaptured signal. ``N`` is scaled down where it would exceed what a curve
+       leaves uncaptured (noise of held-out patterns is independent of the masks;
+       structure finer than the estimate's local fit, noise-free data, would otherwise pass
+       for noise). The noise floor of the angle is ``arcsin(sqrt(N / E_R))``.
     3. BF starts with the Zernike polynomials of radial order <= 2 (piston, the tilts that
        carry the disk's centre of mass, the second moments that carry its curvature: the
        object's long wavelengths, a large part of the image in little of the energy), DF
        with its uniform mask. The remaining masks go, a step of
        a curve at a time, to the region where they capture the most signal per mask, while
        a mask captures at least 1% of the signal both regions' first masks miss and at least
-       4 times the shot noise it stores (``f E_R / pixels`` per mask: the power SNR of its
-       coefficient >= 4). A DF that is nearly all noise keeps its one uniform mask. What is
-       left of the budget then goes the same way to every step that still captures signal
-       (in the DF only if a DF mask was significant): a coefficient too noisy on one pattern
-       is averaged over the scan's overlapping positions by the reconstruction, whose data
-       step takes any number of masks per region. Budget is left unused only where no mask
-       captures signal any more.
+       4 times the shot noise it stores (``N / pixels`` per mask: the power SNR of its
+       coefficient >= 4). What is left of the budget then goes the same way to every step
+       that still captures signal, in the DF only if a DF mask was significant or the DF
+       masks capture signal 2 standard errors (of the held-out mean) above 0: a
+       coefficient too noisy on one pattern is averaged over the scan's overlapping
+       positions by the reconstruction, whose data step takes any number of masks per
+       region, while a DF of shot noise keeps its one uniform mask. Budget is left unused
+       only where no mask captures signal any more.
     4. BF masks are Zernike polynomials; the DF masks come from the data-derived family
-       (diffraction patterns, then PCA, which must beat it by 0.02 of the signal both
-       regions' first masks miss) that leaves the least uncaptured signal (BF + DF). With
+       (diffraction patterns, then PCA, which must beat it by 0.02 of the signal the DF's
+       uniform mask misses) that leaves the least uncaptured signal (BF + DF). With
        one DF mask the basis is a Zernike basis. Why
        not the smallest angles everywhere: data-derived BF masks fit held-out patterns
        better than Zernike polynomials but carry the sample's noise and one-off detail, and
@@ -462,6 +476,7 @@ def suggest_basis(
         progress_bar=progress_bar,
         held_out=test,
         variation=True,
+        noise_variance=_noise_variance(frames, test, geometry, mode),
     )
     common["descan"] = None  # the sample is in the frame of the disk already
     # Zernike curves of both regions (the DF's uniform first mask included), then the
@@ -470,9 +485,12 @@ def suggest_basis(
     dark = angle_curves(train, geometry, counts, DF_FAMILIES, **common, regions=("df",))
     curves.df.update(dark.df)
     curves.variation["df"].update(dark.variation["df"])
-    smoothed = shot_noise_fractions(frames, geometry, mode)
-    noise = _held_out_cap(smoothed, curves, geometry)
-    df_family, num_bf, num_df, scores = _choose(curves, noise, geometry, masks)
+    for key in ("captured_noise", "captured_se"):
+        curves.variation[key]["df"].update(dark.variation[key]["df"])
+    scale = _noise_scale(curves)
+    totals = curves.variation["totals"]
+    noise = {r: scale[r] * totals[r]["noise"] / totals[r]["energy"] for r in ("bf", "df")}
+    df_family, num_bf, num_df, scores = _choose(curves, scale, geometry, masks)
     basis = _build(df_family, geometry, sample, num_bf, num_df, seed, mode)
     record = _record(
         curves,
@@ -488,8 +506,8 @@ def suggest_basis(
         patterns={"masks_from": len(train), "held_out": len(test)},
         seed=seed,
         mode=mode,
-        smoothing_noise_fraction={r: round(f, 5) for r, f in smoothed.items()},
         descan_px_max=descan_px,
+        noise_scale={r: float(f) for r, f in scale.items()},
     )
     used = basis.positions
     if positions is not None and used is not None:

@@ -181,7 +181,9 @@ def basis_angles(
     return BasisAngles(out[..., 0], out[..., 1])
 
 
-def uncaptured_variation(frames: np.ndarray, basis: Basis, mode: str = "amplitude") -> dict:
+def uncaptured_variation(
+    frames: np.ndarray, basis: Basis, mode: str = "amplitude", noise_variance=None
+) -> dict:
     """What a basis's masks miss of the signal that varies across the patterns, per region.
 
     Each pattern ``v`` (``sqrt(I)`` in amplitude mode) minus the patterns' mean ``vbar`` is
@@ -201,11 +203,24 @@ def uncaptured_variation(frames: np.ndarray, basis: Basis, mode: str = "amplitud
         :func:`basis_angles`).
     mode : {"amplitude", "intensity"}
         Variation of ``sqrt(I)`` or ``I``.
+    noise_variance : numpy.ndarray, optional
+        ``(Qx, Qy)`` shot-noise variance of each pixel's value in the mode, in the square of
+        the mode's unit (``sqrt(intensity)`` or intensity: see
+        :func:`~py4dstem_compressed.bases.denoise.pixel_noise_variance`). Then each region
+        also gets ``"noise"``, the patterns' noise energy ``sum_p sigma_p^2``, and
+        ``"captured_noise"``, how much of it the masks capture, ``sum_k sum_p w_kp^2
+        sigma_p^2`` (``w`` the orthonormalised masks): noise independent of the masks, as
+        that of patterns the masks were not built from, is captured by them only where the
+        masks weigh its pixels, so masks that follow bright pixels capture more of it
+        than ``k / pixels``.
 
     Returns
     -------
     dict
-        ``{"bf": {"uncaptured", "variation", "energy"}, "df": {...}}`` floats.
+        ``{"bf": {"uncaptured", "variation", "energy", "captured_se"[, "noise",
+        "captured_noise"]}, "df": {...}}`` floats; ``captured_se`` is the standard error of
+        the mean captured variation (its standard deviation over the patterns over the square
+        root of their number).
     """
     v = np.asarray(frames, dtype=np.float64).reshape(len(frames), -1)
     if mode == "amplitude":
@@ -214,6 +229,14 @@ def uncaptured_variation(frames: np.ndarray, basis: Basis, mode: str = "amplitud
     v = v / np.sqrt(unit) if unit > 0 else v
     u = v - v.mean(axis=0)
     masks = basis.masks_flat.astype(np.float64)
+    if noise_variance is not None:
+        variance = np.asarray(noise_variance, dtype=np.float64).reshape(-1)
+        if variance.shape != masks.shape[1:]:
+            raise ValueError(
+                f"noise_variance must be one value per detector pixel {basis.geometry.shape}, "
+                f"got {np.shape(noise_variance)}"
+            )
+        variance = variance / unit if unit > 0 else variance
     out = {}
     for region, part in (
         ("bf", slice(0, basis.num_bf)),
@@ -222,11 +245,17 @@ def uncaptured_variation(frames: np.ndarray, basis: Basis, mode: str = "amplitud
         inside = getattr(basis.geometry, region).ravel()
         captured = ((u @ masks[part].T) @ _inverse_cholesky(masks[part]).T) ** 2
         variation = (u[:, inside] ** 2).sum(axis=1)
+        captured = captured.sum(axis=1)
         out[region] = {
-            "uncaptured": float(np.maximum(variation - captured.sum(axis=1), 0.0).mean()),
+            "uncaptured": float(np.maximum(variation - captured, 0.0).mean()),
             "variation": float(variation.mean()),
             "energy": float((v[:, inside] ** 2).sum(axis=1).mean()),
+            "captured_se": float(captured.std() / np.sqrt(len(captured))),
         }
+        if noise_variance is not None:
+            weights = _inverse_cholesky(masks[part]) @ masks[part]
+            out[region]["noise"] = float(variance[inside].sum())
+            out[region]["captured_noise"] = float(((weights**2) @ variance).sum())
     return out
 
 
