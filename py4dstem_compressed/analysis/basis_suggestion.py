@@ -193,10 +193,13 @@ def _allocate(
     go, a step of a curve at a time, to the region whose step captures the most signal per
     mask, while a mask captures at least ``MIN_GAIN_PER_MASK`` of the signal both regions'
     first masks miss and ``MIN_MASK_SNR`` times the noise it stores (``noise_per_mask``).
-    What is left of the budget then goes, the same way, to every step that still captures
-    signal (a gain above 0) in BF and, if it got a significant mask or its masks capture
-    signal beyond the sampling error (``df_se``: count -> standard error of the captured
-    variation; :data:`SIGNIFICANCE_Z` of them at some count that fits), in DF.
+    What is left of the budget then goes, the step capturing the most signal per mask
+    first, to every step that fits, in BF and, if it got a significant mask or its masks
+    capture signal beyond the sampling error (``df_se``: count -> standard error of the
+    captured variation; :data:`SIGNIFICANCE_Z` of them at some count that fits), in DF.
+    The masks of a curve are nested, so a step never captures less of the variation; where
+    its estimated signal gain is below 0 it has captured noise, which the data step shrinks,
+    within the sampling error of the noise subtraction.
     """
     kd = min(df)
     kb = _bf_start([k for k in bf if k + kd <= masks] or [min(bf)])
@@ -213,16 +216,17 @@ def _allocate(
             if k > now and kb + kd + k - now <= masks
         ]
         if not significant:
-            return [step for step in found if step[0] > 0]
+            return found
         return [step for step in found if step[0] >= floor[step[1]] and step[0] > 0]
 
     while found := steps((("bf", bf, kb), ("df", df, kd)), kb, kd):
         _, region, k = max(found)
         kb, kd = (k, kd) if region == "bf" else (kb, k)
-    # the rest of the budget: every step that still captures signal. A coefficient too noisy
-    # on one pattern is averaged over the overlapping positions of the scan, and the data step
-    # takes any number of masks, so stored values are not left unused while signal is missed
-    # (a region whose first mask was not significant, a DF of shot noise, gets none)
+    # the rest of the budget: every step that fits. A coefficient too noisy on one pattern is
+    # averaged over the overlapping positions of the scan, and the data step takes any number
+    # of masks and shrinks noisy coefficients, so stored values are not left unused (a region
+    # whose first mask was not significant and whose masks hold no signal beyond the sampling
+    # error, a DF of shot noise, gets none)
     first = min(df)
     signal = any(
         df[first] - df[k] > SIGNIFICANCE_Z * df_se.get(k, np.inf)
@@ -349,8 +353,9 @@ def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
             "pattern, less the held-out patterns' shot noise the masks do not capture, "
             "measured per mask set; both regions in the same units) while a mask captures "
             ">= 1% of it and >= 4x the noise it stores, then the rest of the budget to every "
-            "step that still captures signal (in the DF if a DF mask was significant or its "
-            f"masks capture signal {SIGNIFICANCE_Z:g} standard errors above 0); BF masks are "
+            "step that fits, most signal per mask first (in the DF if a DF mask was "
+            f"significant or its masks capture signal {SIGNIFICANCE_Z:g} standard errors above "
+            "0); BF masks are "
             "Zernike polynomials, DF masks the data-derived family leaving the least "
             "uncaptured signal"
         ),
@@ -405,13 +410,13 @@ def suggest_basis(
        a curve at a time, to the region where they capture the most signal per mask, while
        a mask captures at least 1% of the signal both regions' first masks miss and at least
        4 times the shot noise it stores (``N / pixels`` per mask: the power SNR of its
-       coefficient >= 4). What is left of the budget then goes the same way to every step
-       that still captures signal, in the DF only if a DF mask was significant or the DF
-       masks capture signal 2 standard errors (of the held-out mean) above 0: a
+       coefficient >= 4). What is left of the budget then goes the same way (most signal
+       per mask first) to every step that fits, in the DF only if a DF mask was significant
+       or the DF masks capture signal 2 standard errors (of the held-out mean) above 0: a
        coefficient too noisy on one pattern is averaged over the scan's overlapping
        positions by the reconstruction, whose data step takes any number of masks per
        region, while a DF of shot noise keeps its one uniform mask. Budget is left unused
-       only where no mask captures signal any more.
+       only where no step of a curve fits in it.
     4. BF masks are Zernike polynomials; the DF masks come from the data-derived family
        (diffraction patterns, then PCA, which must beat it by 0.02 of the signal the DF's
        uniform mask misses) that leaves the least uncaptured signal (BF + DF). With
