@@ -14,11 +14,15 @@ from __future__ import annotations
 import numpy as np
 
 from py4dstem_compressed.analysis.angle_curves import AngleCurves, angle_curves
+from py4dstem_compressed.analysis.uncaptured_signal import (
+    curve_points,
+    held_out_noise_variance,
+    noise_scale,
+    signal_curves,
+)
 from py4dstem_compressed.bases.basis import SUGGESTION_KEY, Basis
-from py4dstem_compressed.bases.denoise import pixel_noise_variance
 from py4dstem_compressed.bases.descan import descan_shifts
 from py4dstem_compressed.bases.geometry import DetectorGeometry
-from py4dstem_compressed.compression.shot_noise import intensity_per_count
 from py4dstem_compressed.core.sources import data_array
 
 __all__ = ["suggest_basis"]
@@ -100,86 +104,11 @@ def _in_disk_frame(frames, positions, datacube, geometry) -> tuple[np.ndarray, i
     return moved, int(np.abs(shifts).max())
 
 
-def _noise_variance(frames: np.ndarray, held_out: np.ndarray, geometry, mode) -> np.ndarray:
-    """``(Qx, Qy)`` shot-noise variance of the held-out patterns' values in the mode.
-
-    The intensity of one count ``g`` is measured from the sample's pixel-to-pixel noise
-    (:func:`~py4dstem_compressed.compression.shot_noise.intensity_per_count`, the estimate
-    the data step uses), each pixel's variance from the held-out patterns' mean intensity
-    (:func:`~py4dstem_compressed.bases.denoise.pixel_noise_variance`). Scales with the
-    data's unit as the patterns' energy does. Structure finer than the estimate's local fit
-    (noise-free data) passes for noise: :func:`_noise_scale` caps it.
-    """
-    g = intensity_per_count(frames, geometry)
-    mean = np.clip(np.asarray(held_out, np.float64).reshape(-1, *geometry.shape).mean(0), 0, None)
-    return pixel_noise_variance(mean, g, mode)
-
-
-def _points(curves: dict, family: str, region: str) -> dict:
-    """``count -> value`` of a family's curve; the DF's one-mask point is the uniform mask
-    (Zernike's) for every family."""
-    points = dict(zip(*(np.asarray(a).tolist() for a in curves[region].get(family, ((), ())))))
-    if region == "df":
-        zernike = curves["df"]["zernike"]
-        points.setdefault(1, float(zernike[1][list(zernike[0]).index(1)]))
-    return {int(k): float(v) for k, v in points.items()}
-
-
-def _noise_scale(curves: AngleCurves) -> dict:
-    """Per region, the factor (at most 1) that keeps the noise estimate within what every
-    held-out curve leaves uncaptured.
-
-    Noise of held-out patterns is independent of masks built from other patterns: of the
-    noise energy ``N``, masks capturing ``C`` of it leave ``N - C`` uncaptured, so ``N - C``
-    is at most what they miss of the patterns' variation at every point of every family's
-    curve. Structure finer than the noise estimate's local fit (noise-free data) would
-    otherwise pass for noise.
-    """
-    scale = {}
-    for region in ("bf", "df"):
-        total = curves.variation["totals"][region]["noise"]
-        ratios = [1.0]
-        for family in curves.variation[region]:
-            missed = _points(curves.variation, family, region)
-            captured = _points(curves.variation["captured_noise"], family, region)
-            ratios += [
-                missed[k] / (total - captured[k])
-                for k in missed
-                if k in captured and total - captured[k] > 0
-            ]
-        scale[region] = max(min(ratios), 0.0)
-    return scale
-
-
 def _bf_start(counts) -> int:
     """The fewest BF masks: Zernike radial orders up to :data:`BF_START_ORDER`, or what fits."""
     complete = (BF_START_ORDER + 1) * (BF_START_ORDER + 2) // 2
     fitting = [k for k in counts if k <= complete]
     return max(fitting) if fitting else min(counts)
-
-
-def _signal_curves(curves: AngleCurves, df_family: str, scale: dict, geometry) -> tuple:
-    """Uncaptured scan-varying signal of the Zernike BF and ``df_family`` DF masks, per count,
-    and the shot noise a mask stores, in units of the patterns' mean energy.
-
-    What ``k`` masks miss of a held-out pattern's variation about the mean pattern
-    (``curves.variation``) holds the part of its shot noise they do not capture: the
-    region's noise energy less what those masks capture of it (``"captured_noise"``,
-    measured per mask set: masks that follow the bright pixels of a sparse dark field
-    capture much more of its noise than ``k / pixels``), both times :func:`_noise_scale`.
-    The rest is signal the masks miss. A mask stores, on average over the region, the noise
-    energy over the region's pixel count.
-    """
-    out, per_mask = [], {}
-    for region, family in (("bf", BF_FAMILY), ("df", df_family)):
-        missed = _points(curves.variation, family, region)
-        captured = _points(curves.variation["captured_noise"], family, region)
-        noise = scale[region] * curves.variation["totals"][region]["noise"]
-        out.append(
-            {k: max(v - (noise - scale[region] * captured[k]), 0.0) for k, v in missed.items()}
-        )
-        per_mask[region] = noise / int(getattr(geometry, region).sum())
-    return out[0], out[1], per_mask
 
 
 def _allocate(
@@ -259,8 +188,8 @@ def _choose(curves: AngleCurves, scale: dict, geometry, masks: int) -> tuple[str
     for family in DF_FAMILIES:
         if family not in curves.variation["df"]:
             continue
-        bf, df, noise_per_mask = _signal_curves(curves, family, scale, geometry)
-        df_se = _points(curves.variation["captured_se"], family, "df")
+        bf, df, noise_per_mask = signal_curves(curves, BF_FAMILY, family, scale, geometry)
+        df_se = curve_points(curves.variation["captured_se"], family, "df")
         counts = _allocate(bf, df, masks, noise_per_mask, df_se) if bf and df else None
         if counts is None:
             continue
@@ -481,7 +410,7 @@ def suggest_basis(
         progress_bar=progress_bar,
         held_out=test,
         variation=True,
-        noise_variance=_noise_variance(frames, test, geometry, mode),
+        noise_variance=held_out_noise_variance(frames, test, geometry, mode),
     )
     common["descan"] = None  # the sample is in the frame of the disk already
     # Zernike curves of both regions (the DF's uniform first mask included), then the
@@ -492,7 +421,7 @@ def suggest_basis(
     curves.variation["df"].update(dark.variation["df"])
     for key in ("captured_noise", "captured_se"):
         curves.variation[key]["df"].update(dark.variation[key]["df"])
-    scale = _noise_scale(curves)
+    scale = noise_scale(curves)
     totals = curves.variation["totals"]
     noise = {r: scale[r] * totals[r]["noise"] / totals[r]["energy"] for r in ("bf", "df")}
     df_family, num_bf, num_df, scores = _choose(curves, scale, geometry, masks)
