@@ -184,6 +184,7 @@ def test_describe_says_why(noisy):
     assert f"{basis.num_bf} BF + {basis.num_df} DF masks + 2 perpendicular norms" in text
     assert f"family {record['family']}" in text
     assert "shot noise" in text and "deg" in text
+    assert "share of the held-out shot noise the chosen masks capture" in text
     for region in ("bf", "df"):  # the chosen family's curves
         assert f"*{region.upper()} {record[f'{region}_family']}" in text
     k, angle = record["angle_curves_deg"]["df"][record["df_family"]][0]

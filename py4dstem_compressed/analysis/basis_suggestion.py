@@ -442,6 +442,7 @@ def suggest_basis(
         mode=mode,
         descan_px_max=descan_px,
         noise_scale={r: float(f) for r, f in scale.items()},
+        pixels={r: int(getattr(geometry, r).sum()) for r in ("bf", "df")},
     )
     used = basis.positions
     if positions is not None and used is not None:

@@ -354,6 +354,7 @@ def describe_suggestion(record: dict) -> list[str]:
                 mark = "*" if family == chosen else " "
                 values = " ".join(f"{k}:{100 * v:.3f}" for k, v in points)
                 lines.append(f"   {mark}{region.upper()} {family:<20}{values}")
+        lines += _captured_noise_lines(record)
         unit = "% of the scan-varying signal both regions' first masks miss"
     else:
         unit = "% of each region's structure"
@@ -361,3 +362,26 @@ def describe_suggestion(record: dict) -> list[str]:
     lines.append(f"  uncaptured signal (BF + DF, {unit}): {scores}")
     lines.append(f"  rule: {record['rule']}")
     return lines
+
+
+def _captured_noise_lines(record: dict) -> list[str]:
+    """What the chosen masks capture of each region's held-out shot noise (0.8 and later)."""
+    captured = record.get("captured_noise")
+    if captured is None:
+        return []
+    parts = []
+    for region in ("bf", "df"):
+        total = record["variation_totals"][region].get("noise", 0.0)
+        family = record.get(f"{region}_family", record["family"])
+        count = record[f"num_{region}"]
+        points = dict(captured[region].get(family, []))
+        if total > 0 and count in points:
+            pixels = record.get("pixels", {}).get(region)
+            white = f" (white noise: {100 * count / pixels:.2f}%)" if pixels else ""
+            parts.append(f"{region.upper()} {100 * points[count] / total:.2f}%{white}")
+    if not parts:
+        return []
+    return [
+        "  share of the held-out shot noise the chosen masks capture (subtracted from what "
+        "they capture): " + ", ".join(parts)
+    ]
