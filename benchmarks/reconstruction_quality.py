@@ -36,6 +36,7 @@ from harness import Stopwatch, emit, own_peak_memory_mb, run_case
 #: basis name -> (family of ``bases.registry``, keyword arguments, compression mode)
 BASES = {
     "zernike36": ("zernike", {"num_bf": 36, "num_df": 1}, "amplitude"),
+    "zernike15": ("zernike", {"num_bf": 15, "num_df": 1}, "amplitude"),
     "binning7": ("binning", {"bf_bin": 7}, "amplitude"),
     "dp15": ("diffraction_pattern", {"num_bf": 15, "num_df": 1, "seed": 0}, "amplitude"),
     "dp8": ("diffraction_pattern", {"num_bf": 8, "num_df": 1, "seed": 0}, "amplitude"),
