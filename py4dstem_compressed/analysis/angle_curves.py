@@ -216,21 +216,20 @@ def angle_curves(
             ks, means = zip(*pairs)
             getattr(curves, region)[family] = (np.array(ks), np.array(means))
     if variation:
-        curves.variation = {
-            region: {
-                family: tuple(np.array(column) for column in zip(*sorted(pairs)))
-                for family, pairs in missed[region].items()
-            }
-            for region in ("bf", "df")
-        }
+        curves.variation = _as_curves(missed)
         curves.variation["totals"] = missed.get("totals", {})
         for key in ("captured_noise", "captured_se"):
             if key in missed:
-                curves.variation[key] = {
-                    region: {
-                        family: tuple(np.array(column) for column in zip(*sorted(pairs)))
-                        for family, pairs in missed[key][region].items()
-                    }
-                    for region in ("bf", "df")
-                }
+                curves.variation[key] = _as_curves(missed[key])
     return curves
+
+
+def _as_curves(pairs_by_region: dict) -> dict:
+    """``region -> family -> (counts, values)`` arrays from lists of ``(count, value)``."""
+    return {
+        region: {
+            family: tuple(np.array(column) for column in zip(*sorted(pairs)))
+            for family, pairs in pairs_by_region[region].items()
+        }
+        for region in ("bf", "df")
+    }

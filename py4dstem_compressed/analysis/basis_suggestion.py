@@ -240,31 +240,24 @@ def _build(df_family, geometry, sample, num_bf, num_df, seed, mode) -> Basis:
 def _record(curves: AngleCurves, noise: dict, scores: dict, **fields) -> dict:
     """The JSON-serialisable record of a suggestion (angles in degrees, the uncaptured
     scan-varying signal as a fraction of the patterns' mean energy)."""
-    as_deg = {
-        region: {
-            family: [[int(k), round(float(np.degrees(a)), 3)] for k, a in zip(*curve)]
-            for family, curve in getattr(curves, region).items()
+
+    def as_lists(by_region, value):
+        """``region -> family -> [[count, value(v)], ...]`` of curves ``(counts, values)``."""
+        return {
+            region: {
+                family: [[int(k), value(v)] for k, v in zip(*curve)]
+                for family, curve in by_region[region].items()
+            }
+            for region in ("bf", "df")
         }
-        for region in ("bf", "df")
-    }
-    missed = {
-        region: {
-            family: [[int(k), round(float(v), 7)] for k, v in zip(*curve)]
-            for family, curve in curves.variation[region].items()
-        }
-        for region in ("bf", "df")
-    }
+
+    as_deg = as_lists({"bf": curves.bf, "df": curves.df}, lambda a: round(float(np.degrees(a)), 3))
+    missed = as_lists(curves.variation, lambda v: round(float(v), 7))
     totals = {
         region: {key: round(float(v), 7) for key, v in values.items()}
         for region, values in curves.variation["totals"].items()
     }
-    captured_noise = {
-        region: {
-            family: [[int(k), float(v)] for k, v in zip(*curve)]
-            for family, curve in curves.variation["captured_noise"][region].items()
-        }
-        for region in ("bf", "df")
-    }
+    captured_noise = as_lists(curves.variation["captured_noise"], float)
     floor = {r: round(float(np.degrees(np.arcsin(np.sqrt(f)))), 3) for r, f in noise.items()}
     return {
         **fields,

@@ -243,9 +243,9 @@ def uncaptured_variation(
         ("df", slice(basis.num_bf, basis.num_masks)),
     ):
         inside = getattr(basis.geometry, region).ravel()
-        captured = ((u @ masks[part].T) @ _inverse_cholesky(masks[part]).T) ** 2
+        weights = _inverse_cholesky(masks[part]) @ masks[part]  # orthonormalised masks
+        captured = ((u @ weights.T) ** 2).sum(axis=1)
         variation = (u[:, inside] ** 2).sum(axis=1)
-        captured = captured.sum(axis=1)
         out[region] = {
             "uncaptured": float(np.maximum(variation - captured, 0.0).mean()),
             "variation": float(variation.mean()),
@@ -253,7 +253,6 @@ def uncaptured_variation(
             "captured_se": float(captured.std() / np.sqrt(len(captured))),
         }
         if noise_variance is not None:
-            weights = _inverse_cholesky(masks[part]) @ masks[part]
             out[region]["noise"] = float(variance[inside].sum())
             out[region]["captured_noise"] = float(((weights**2) @ variance).sum())
     return out
