@@ -91,11 +91,11 @@ def amplitude_of_expected(expected, counts_per_intensity):
     ``phi(lam) = E[sqrt(N)] = y``, ``v = sqrt(lam / n)``; below the table ``phi(lam) = lam``,
     above it ``sqrt(lam)``. Noise-free data (None): ``v = expected``.
     """
-    from py4dstem_compressed.reconstruction.shot_noise_model import _table
+    from py4dstem_compressed.core.poisson import sqrt_poisson_table
 
     if counts_per_intensity is None or not np.isfinite(counts_per_intensity):
         return expected
-    log_lam_grid, ratio = _table()
+    log_lam_grid, ratio = sqrt_poisson_table()
     log_phi = np.log(ratio) + 0.5 * log_lam_grid
     root = np.sqrt(counts_per_intensity)
     y = np.maximum(expected, 0).astype(np.float64) * root

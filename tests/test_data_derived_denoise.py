@@ -17,7 +17,7 @@ from py4dstem_compressed.bases.denoise import (
     fit_intensity_subspace,
     gavish_donoho_omega,
 )
-from py4dstem_compressed.reconstruction.shot_noise_model import _table
+from py4dstem_compressed.core.poisson import sqrt_poisson_table
 
 ELECTRONS_PER_PATTERN = 1e4
 FAMILIES = ["diffraction_pattern", "pca"]
@@ -206,7 +206,7 @@ def test_more_df_masks_than_signal_components(noisy, geometry, family):
 def _coefficient_noise_ratio(masks, counts, rate):
     """Mean of ``(c - E c)^2 / Var c`` over patterns and masks, ``c = M sqrt(counts)``, the
     expectation and variance from the Poisson rates (1 for masks independent of the noise)."""
-    log_lam, ratio = _table()
+    log_lam, ratio = sqrt_poisson_table()
     phi = np.interp(np.log(np.maximum(rate, 1e-300)), log_lam, ratio) * np.sqrt(rate)
     variance = np.maximum(rate - phi**2, 0) @ (masks**2).T
     return float(np.mean((np.sqrt(counts) @ masks.T - phi @ masks.T) ** 2 / variance))

@@ -14,7 +14,7 @@ import functools
 import numpy as np
 from scipy.special import gammaln
 
-__all__ = ["LOG_COUNT_GRID", "sqrt_poisson_ratio", "sqrt_poisson_variance"]
+__all__ = ["LOG_COUNT_GRID", "sqrt_poisson_ratio", "sqrt_poisson_table", "sqrt_poisson_variance"]
 
 #: ``log(lam)`` of the tabulated ratio ``r(lam)`` (uniform, 0.0576 per step): below it ``r =
 #: sqrt(lam)`` to float precision (it starts below any float32 ``v^2 n`` that is not 0),
@@ -23,7 +23,7 @@ LOG_COUNT_GRID = (np.log(1e-45), np.log(1e6), 2041)
 
 
 @functools.cache
-def _table() -> tuple[np.ndarray, np.ndarray]:
+def sqrt_poisson_table() -> tuple[np.ndarray, np.ndarray]:
     """``(log lam, r(lam))`` on :data:`LOG_COUNT_GRID` (computed once)."""
     log_lam = np.linspace(*LOG_COUNT_GRID)
     ratio = np.empty_like(log_lam)
@@ -44,7 +44,7 @@ def sqrt_poisson_ratio(lam):
     Tabulated on :data:`LOG_COUNT_GRID` and interpolated in ``log lam``; exact sums, not an
     approximation (relative error < 1e-4 between grid points).
     """
-    log_lam, ratio = _table()
+    log_lam, ratio = sqrt_poisson_table()
     lam = np.asarray(lam, np.float64)
     small = lam < np.exp(log_lam[0])
     out = np.interp(np.log(np.maximum(lam, np.exp(log_lam[0]))), log_lam, ratio)

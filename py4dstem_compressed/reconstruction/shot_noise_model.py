@@ -23,7 +23,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from py4dstem_compressed.core.backend import get_array_module
-from py4dstem_compressed.core.poisson import LOG_COUNT_GRID, _table, sqrt_poisson_ratio
+from py4dstem_compressed.core.poisson import (
+    LOG_COUNT_GRID,
+    sqrt_poisson_ratio,
+    sqrt_poisson_table,
+)
 from py4dstem_compressed.reconstruction import shot_noise_kernel as kernel
 
 __all__ = [
@@ -91,7 +95,7 @@ def bit_table() -> BitTable:
     # the log-slope of r across the interval of the (coarser) log grid holding each interval's
     # middle: ratios interpolated within a log-grid interval are not a power of lam, so the
     # slope between two of this table's nodes would wobble about it
-    log_lam, grid_ratio = _table()
+    log_lam, grid_ratio = sqrt_poisson_table()
     log_slope = np.append(np.diff(np.log(grid_ratio)) / np.diff(log_lam), 0.0)  # 0 above it
     middle = np.log(0.5 * (lam[:-1] + lam[1:]))
     inside = np.clip(np.searchsorted(log_lam, middle) - 1, 0, len(log_lam) - 1)
