@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from py4dstem_compressed.bases.basis import Basis
+from py4dstem_compressed.bases.denoise import captured_noise
 from py4dstem_compressed.core.sources import data_array, frame_batch
 from py4dstem_compressed.storage.compressed_datacube import CompressedDataCube
 
@@ -254,7 +255,7 @@ def uncaptured_variation(
         }
         if noise_variance is not None:
             out[region]["noise"] = float(variance[inside].sum())
-            out[region]["captured_noise"] = float(((weights**2) @ variance).sum())
+            out[region]["captured_noise"] = captured_noise(weights, variance)
     return out
 
 

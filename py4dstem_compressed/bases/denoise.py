@@ -42,6 +42,7 @@ from py4dstem_compressed.core.poisson import sqrt_poisson_variance
 
 __all__ = [
     "IntensitySubspace",
+    "captured_noise",
     "components_beyond",
     "denoised_components",
     "denoised_gram_schmidt",
@@ -269,7 +270,28 @@ def held_out_signal(components, centred, variance) -> float:
     over the patterns of the difference.
     """
     captured = float(((centred @ components.T) ** 2).mean(axis=0).sum())
-    return captured - float(((components**2) @ variance).sum())
+    return captured - captured_noise(components, variance)
+
+
+def captured_noise(components, variance) -> float:
+    """Shot noise that orthonormal ``components`` capture of patterns independent of them.
+
+    ``sum_k sum_p m_kp^2 sigma_p^2``: a pattern's noise, independent across pixels and of the
+    components, projects onto component ``k`` with the variance ``sum_p m_kp^2 sigma_p^2``.
+
+    Parameters
+    ----------
+    components : numpy.ndarray
+        ``(K, P)`` orthonormal rows.
+    variance : numpy.ndarray
+        ``(P,)`` each pixel's noise variance ``sigma_p^2``.
+
+    Returns
+    -------
+    float
+        The captured noise energy, in the unit of ``variance``.
+    """
+    return float(((components**2) @ variance).sum())
 
 
 def residual_intensity_per_count(intensities, subspace: IntensitySubspace, rank: int) -> float:
