@@ -365,21 +365,15 @@ def fourier_projection(
         0-d coefficient loss ``sum (c - chat)^2`` of the batch, in the units of the
         coefficients squared.
     """
-    xp = get_array_module(fourier_overlap)
-    amplitudes, projected, residual = _projected_amplitudes(
-        fourier_overlap, coefficients, operator, perpendicular_norms, options, counts_per_intensity
+    return _stepped_far_fields(
+        _modified_far_fields,
+        fourier_overlap,
+        coefficients,
+        operator,
+        perpendicular_norms,
+        options,
+        counts_per_intensity,
     )
-    nonzero = amplitudes > 0
-    if fourier_overlap.ndim == 4:
-        # one factor per pixel for every mode; 0 where no mode carries intensity (py4DSTEM
-        # 0.14.18, ObjectNDProbeMixedMethodsMixin._gradient_descent_fourier_projection)
-        factor = xp.where(nonzero, projected / xp.where(nonzero, amplitudes, 1.0), 0.0)
-        return factor[:, None] * fourier_overlap, coefficient_error(residual)
-    # keep the predicted phase: unit phasors by division (cheaper than exp(i angle)); where
-    # the prediction is 0 its phase is taken as 0, as np.angle does
-    phasors = xp.where(nonzero, fourier_overlap / xp.where(nonzero, amplitudes, 1.0), 1.0)
-    modified = projected * phasors
-    return modified, coefficient_error(residual)
 
 
 def fourier_difference(
@@ -397,38 +391,38 @@ def fourier_difference(
     passes over complex arrays fewer). Pixels where the prediction is 0 get ``a'`` (phase
     0, as :func:`fourier_projection`). Parameters as :func:`fourier_projection`.
     """
-    xp = get_array_module(fourier_overlap)
-    amplitudes, projected, residual = _projected_amplitudes(
-        fourier_overlap, coefficients, operator, perpendicular_norms, options, counts_per_intensity
+    return _stepped_far_fields(
+        _far_field_differences,
+        fourier_overlap,
+        coefficients,
+        operator,
+        perpendicular_norms,
+        options,
+        counts_per_intensity,
     )
-    nonzero = amplitudes > 0
-    factor = projected / xp.where(nonzero, amplitudes, 1.0)
-    factor -= 1.0
-    if fourier_overlap.ndim == 4:
-        # every mode by the same factor; where no mode carries intensity the modified
-        # field is 0 as in fourier_projection, so the difference is 0 too
-        factor *= nonzero
-        return factor[:, None] * fourier_overlap, coefficient_error(residual)
-    difference = fourier_overlap * factor
-    zero = ~nonzero
-    if bool(zero.any()):
-        difference[zero] = projected[zero]
-    return difference, coefficient_error(residual)
 
 
-def _projected_amplitudes(
-    fourier_overlap, coefficients, operator, perpendicular_norms, options, counts_per_intensity
+def _stepped_far_fields(
+    combine,
+    fourier_overlap,
+    coefficients,
+    operator,
+    perpendicular_norms,
+    options,
+    counts_per_intensity,
 ):
-    """``(amplitudes, projected amplitudes, coefficient residual)`` of a batch of far fields.
+    """``(combine's far fields, batch error)``: the data step, pattern by pattern.
 
-    ``amplitudes`` and the projected amplitudes (clipped at 0) have the shape of the
-    far fields without the modes axis. Patterns are independent: on the CPU the batch is
-    split over the cores (:func:`~py4dstem_compressed.core.batch_threads.map_over_batch`).
+    Patterns are independent: on the CPU the batch is split over the cores
+    (:func:`~py4dstem_compressed.core.batch_threads.map_over_batch`) and every part, from
+    the predicted amplitudes to ``combine``'s per-pixel product with the far fields, runs
+    in its own thread and writes its rows of one output array (no joining copy).
     """
+    xp = get_array_module(fourier_overlap)
     operator = operator.in_dtype(fourier_overlap.real.dtype)
+    stepped = xp.empty_like(fourier_overlap)
 
-    def project(overlap, measured, norms):
-        xp = get_array_module(overlap)
+    def part(overlap, measured, norms, out):
         amplitudes = far_field_amplitudes(overlap)
         values = measured_from_amplitude(amplitudes, operator.mode).reshape(len(overlap), -1)
         projected, residual = project_values(
@@ -437,9 +431,46 @@ def _projected_amplitudes(
         projected = xp.maximum(projected, 0.0)
         if operator.mode == "intensity":
             projected = xp.sqrt(projected)
-        return amplitudes, projected.reshape(amplitudes.shape), residual
+        combine(overlap, amplitudes, projected.reshape(amplitudes.shape), out)
+        return (residual,)
 
-    return map_over_batch(project, fourier_overlap, coefficients, perpendicular_norms)
+    (residual,) = map_over_batch(part, fourier_overlap, coefficients, perpendicular_norms, stepped)
+    return stepped, coefficient_error(residual)
+
+
+def _modified_far_fields(overlap, amplitudes, projected, out) -> None:
+    """``out``: the projected amplitudes with the predicted phase (per mode: one factor)."""
+    xp = get_array_module(overlap)
+    nonzero = amplitudes > 0
+    if overlap.ndim == 4:
+        # one factor per pixel for every mode; 0 where no mode carries intensity (py4DSTEM
+        # 0.14.18, ObjectNDProbeMixedMethodsMixin._gradient_descent_fourier_projection)
+        factor = xp.where(nonzero, projected / xp.where(nonzero, amplitudes, 1.0), 0.0)
+        xp.multiply(factor[:, None], overlap, out=out)
+        return
+    # keep the predicted phase: unit phasors by division (cheaper than exp(i angle)); where
+    # the prediction is 0 its phase is taken as 0, as np.angle does
+    xp.divide(overlap, xp.where(nonzero, amplitudes, 1.0), out=out)
+    out[~nonzero] = 1.0
+    out *= projected
+
+
+def _far_field_differences(overlap, amplitudes, projected, out) -> None:
+    """``out``: ``Psi (a' / |Psi| - 1)``; ``a'`` where the prediction is 0 (phase 0)."""
+    xp = get_array_module(overlap)
+    nonzero = amplitudes > 0
+    factor = projected / xp.where(nonzero, amplitudes, 1.0)
+    factor -= 1.0
+    if overlap.ndim == 4:
+        # every mode by the same factor; where no mode carries intensity the modified
+        # field is 0 as in fourier_projection, so the difference is 0 too
+        factor *= nonzero
+        xp.multiply(factor[:, None], overlap, out=out)
+        return
+    xp.multiply(overlap, factor, out=out)
+    zero = ~nonzero
+    if bool(zero.any()):
+        out[zero] = projected[zero]
 
 
 def probe_aperture_step(probe: Any, outside_aperture: Any, weight: float) -> Any:
