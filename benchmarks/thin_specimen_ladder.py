@@ -24,6 +24,9 @@ each case in its own process, scored after 30 and 90 iterations (one run continu
   ``zernike_bf_dp_df`` and ``df_in_span`` (e.g. 15 BF + 23 DF masks: 40 stored values);
 * ``--descan PX``: a linear descan drift of PX detector pixels across the scan, simulated
   before the shot noise (descan-aware compression, as by default);
+* ``--blur-shift PX``: every recorded pattern moved by PX px along both axes, bilinearly
+  (after the shot noise): the re-sampling plain py4DSTEM gives drifting patterns, here
+  given to any scan and to every run;
 * ``--oracles NAME ...``: which oracles run (default both; ``--no-oracles``: none);
 * ``--num-probes M``: mixed state with M probe modes (py4DSTEM's
   ``MixedstateMultislicePtychography`` and its compressed twin; the oracles then act on the
@@ -206,6 +209,11 @@ def run(case: dict) -> dict:
         progress_bar=False,
         **options,
     )
+    if case.get("blur_shift"):  # every recorded pattern moved bilinearly (plain's re-sampling)
+        from py4dstem_compressed.simulation.detector import shift_patterns
+
+        patterns = np.asarray(data.datacube.data, dtype=np.float32)
+        data.datacube.data = shift_patterns(patterns, case["blur_shift"]).astype(np.float32)
     kwargs = {**data.reconstruction_kwargs(), "object_type": "potential", "verbose": False}
     mixed = bool(case.get("num_probes"))
     if mixed:
@@ -324,6 +332,13 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--descan", type=float, default=0.0, help="linear descan drift [px]")
     parser.add_argument(
+        "--blur-shift",
+        type=float,
+        default=0.0,
+        help="move every recorded pattern by this many px, bilinearly (an oracle: the "
+        "re-sampling plain py4DSTEM applies to drifting patterns, on any scan)",
+    )
+    parser.add_argument(
         "--num-probes", type=int, default=None, help="mixed state with this many probe modes"
     )
     parser.add_argument(
@@ -351,6 +366,8 @@ def main(argv=None) -> int:
         base["descan"] = args.descan
     if args.num_probes:
         base["num_probes"] = args.num_probes
+    if args.blur_shift:
+        base["blur_shift"] = args.blur_shift
     base["iterations"] = sorted(args.iterations)
     zernike_bf = {} if args.num_bf == 36 else {"num_bf": args.num_bf}
     cases = [{**base, "basis": "plain"}]
@@ -375,12 +392,13 @@ def main(argv=None) -> int:
     source = f"_source{args.source_size:g}" if args.source_size else ""
     source += f"_descan{args.descan:g}" if args.descan else ""
     source += f"_modes{args.num_probes}" if args.num_probes else ""
+    source += f"_blur{args.blur_shift:g}" if args.blur_shift else ""
     name = f"thin_specimen_ladder_{args.preset}_{dose}{source}.json"
     output = Path(args.output or RESULTS / name)
     rows = json.loads(output.read_text()) if output.exists() else []
     for case in cases:
         names = ("basis", "num_df", "budget", "iterations", "dose", "kind", "source_size")
-        names += ("drop_norms", "reconstruct", "num_bf", "descan", "num_probes")
+        names += ("drop_norms", "reconstruct", "num_bf", "descan", "num_probes", "blur_shift")
         key = {k: case.get(k) for k in names}
         if any({k: r.get(k) for k in key} == key for r in rows):
             continue  # measured already: delete the file (or the row) to measure again
