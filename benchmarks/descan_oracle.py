@@ -11,7 +11,8 @@ Usage::
     python benchmarks/descan_oracle.py '{"kind": "2d", "dose": 2e4, "descan": 2.0, "basis": "z36"}'
 
 Case fields: ``kind`` ("2d" or "crystal"), ``dose`` [e/A^2] or null, ``descan`` [px],
-``basis`` ("plain", "z36" or "dp15"), optional ``preset`` (default "small"),
+``basis`` ("plain", "z36", "dp15" or "suggestedN": ``suggest_basis`` within N values per
+pattern), optional ``preset`` (default "small"),
 ``iterations`` (30), ``scale`` (multiply the intensities), ``normalise`` (divide by the
 total), ``blur_shift`` [px] (bilinear shift of the recorded patterns), ``fixed_masks``
 (``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan), ``kw``
@@ -113,10 +114,19 @@ def reconstruct_and_score(case: dict, data) -> dict:
                 geometry.mask,
             )
         descan = None if case.get("fixed_masks") else "auto"
-        family, basis_kwargs = BASES[case["basis"]]
-        if family == "diffraction_pattern":
-            basis_kwargs = {**basis_kwargs, "descan": descan}
-        basis = build_basis(family, geometry, datacube, **basis_kwargs)
+        if case["basis"].startswith("suggested"):  # e.g. "suggested40": suggest_basis's choice
+            basis = pc.suggest_basis(
+                datacube,
+                geometry,
+                max_values_per_pattern=int(case["basis"][len("suggested") :]),
+                seed=0,
+                progress_bar=False,
+            )
+        else:
+            family, basis_kwargs = BASES[case["basis"]]
+            if family == "diffraction_pattern":
+                basis_kwargs = {**basis_kwargs, "descan": descan}
+            basis = build_basis(family, geometry, datacube, **basis_kwargs)
         compressed = pc.compress(datacube, basis, progress_bar=False, descan=descan)
         ptycho = pc.CompressedMultislicePtychography(datacube=compressed, **kwargs)
         ptycho.preprocess(**KNOWN_ROTATION_PREPROCESS_KWARGS)
