@@ -11,8 +11,9 @@ Usage::
     python benchmarks/descan_oracle.py '{"kind": "2d", "dose": 2e4, "descan": 2.0, "basis": "z36"}'
 
 Case fields: ``kind`` ("2d" or "crystal"), ``dose`` [e/A^2] or null, ``descan`` [px],
-``basis`` ("plain", "z36", "dp15" or "suggestedN": ``suggest_basis`` within N values per
-pattern), optional ``preset`` (default "small"),
+``basis`` ("plain", "z36", "dp15", "suggestedN": ``suggest_basis`` within N values per
+pattern, or "zK+pcaN" / "zK+dpN": K Zernike BF and N data-derived DF masks built as
+``reconstruction_quality.py`` builds them), optional ``preset`` (default "small"),
 ``iterations`` (30), ``scale`` (multiply the intensities), ``normalise`` (divide by the
 total), ``blur_shift`` [px] (bilinear shift of the recorded patterns), ``fixed_masks``
 (``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan), ``kw``
@@ -32,6 +33,7 @@ import sys
 
 import numpy as np
 from harness import Stopwatch, emit
+from reconstruction_quality import SPLIT_NAME, _entry, _split_basis
 
 #: case basis -> (family of ``bases.registry``, keyword arguments); descan-aware families get
 #: the case's ``descan`` too
@@ -122,6 +124,9 @@ def reconstruct_and_score(case: dict, data) -> dict:
                 seed=0,
                 progress_bar=False,
             )
+        elif SPLIT_NAME.match(case["basis"]):  # "zK+pcaN" / "zK+dpN", as the benchmark builds
+            _, split, _ = _entry(case["basis"])
+            basis = _split_basis(datacube, geometry, **split)
         else:
             family, basis_kwargs = BASES[case["basis"]]
             if family == "diffraction_pattern":
