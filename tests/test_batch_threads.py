@@ -8,7 +8,7 @@ import pytest
 import py4dstem_compressed.core.batch_threads as batch_threads
 from py4dstem_compressed.core.batch_threads import MIN_ROWS_PER_THREAD, map_over_batch
 from py4dstem_compressed.reconstruction.operator import CompressedOperator
-from py4dstem_compressed.reconstruction.projection import fourier_difference
+from py4dstem_compressed.reconstruction.projection import fourier_difference, fourier_projection
 
 
 def _rowwise(values, scale, shared):
@@ -36,8 +36,11 @@ def test_a_small_batch_stays_in_one_thread():
     assert np.all(lengths == len(values))
 
 
-def test_the_threaded_data_step_equals_the_single_thread_one(monkeypatch):
-    """fourier_difference on a batch of 40 signed-region patterns: threads change nothing."""
+@pytest.mark.parametrize("step", [fourier_difference, fourier_projection])
+@pytest.mark.parametrize("modes", [None, 2])
+def test_the_threaded_data_step_equals_the_single_thread_one(monkeypatch, step, modes):
+    """Both data steps on a batch of 40 signed-region patterns (one probe or two modes),
+    each thread writing its rows of the output: threads change nothing."""
     rng = np.random.default_rng(1)
     shape = (16, 16)
     qx, qy = np.indices(shape)
@@ -52,14 +55,14 @@ def test_the_threaded_data_step_equals_the_single_thread_one(monkeypatch):
             mask[region] = row
             masks.append(mask)
     op = CompressedOperator.from_detector(np.array(masks), bf, df, (8, 8))
-    fourier = (rng.normal(size=(40, *shape)) + 1j * rng.normal(size=(40, *shape))).astype(
-        np.complex64
-    )
+    fields = (40, *shape) if modes is None else (40, modes, *shape)
+    fourier = (rng.normal(size=fields) + 1j * rng.normal(size=fields)).astype(np.complex64)
+    fourier[3, ..., :2, :] = 0  # pixels without intensity: their own branch of each step
     coefficients = rng.normal(size=(40, len(masks))).astype(np.float32)
     norms = rng.random((40, 2)).astype(np.float32)
-    threaded, error = fourier_difference(fourier, coefficients, op, norms, None, 50.0)
+    threaded, error = step(fourier, coefficients, op, norms, None, 50.0)
     monkeypatch.setattr(batch_threads, "available_cores", lambda: 1)
-    single, error_single = fourier_difference(fourier, coefficients, op, norms, None, 50.0)
+    single, error_single = step(fourier, coefficients, op, norms, None, 50.0)
     scale = np.abs(single).max()
     np.testing.assert_allclose(threaded, single, rtol=0, atol=1e-5 * scale)
     np.testing.assert_allclose(error, error_single, rtol=1e-5)
