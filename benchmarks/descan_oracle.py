@@ -11,9 +11,9 @@ Usage::
     python benchmarks/descan_oracle.py '{"kind": "2d", "dose": 2e4, "descan": 2.0, "basis": "z36"}'
 
 Case fields: ``kind`` ("2d" or "crystal"), ``dose`` [e/A^2] or null, ``descan`` [px],
-``basis`` ("plain", "z36", "dp15", "suggestedN": ``suggest_basis`` within N values per
-pattern, or "zK+pcaN" / "zK+dpN": K Zernike BF and N data-derived DF masks built as
-``reconstruction_quality.py`` builds them), optional ``preset`` (default "small"),
+``basis`` ("plain", "z36", "dp15", or any basis name of ``reconstruction_quality.py``, built
+as it builds it: e.g. "suggested40", "suggested20", "zK+pcaN" / "zK+dpN"), optional
+``preset`` (default "small"),
 ``iterations`` (30), ``scale`` (multiply the intensities), ``normalise`` (divide by the
 total), ``blur_shift`` [px] (bilinear shift of the recorded patterns), ``fixed_masks``
 (``compress(descan=None)``), ``no_ramp`` (the model ignores the sub-pixel descan), ``kw``
@@ -33,7 +33,7 @@ import sys
 
 import numpy as np
 from harness import Stopwatch, emit
-from reconstruction_quality import SPLIT_NAME, _entry, _split_basis
+from reconstruction_quality import _basis as benchmark_basis
 
 #: case basis -> (family of ``bases.registry``, keyword arguments); descan-aware families get
 #: the case's ``descan`` too
@@ -116,17 +116,8 @@ def reconstruct_and_score(case: dict, data) -> dict:
                 geometry.mask,
             )
         descan = None if case.get("fixed_masks") else "auto"
-        if case["basis"].startswith("suggested"):  # e.g. "suggested40": suggest_basis's choice
-            basis = pc.suggest_basis(
-                datacube,
-                geometry,
-                max_values_per_pattern=int(case["basis"][len("suggested") :]),
-                seed=0,
-                progress_bar=False,
-            )
-        elif SPLIT_NAME.match(case["basis"]):  # "zK+pcaN" / "zK+dpN", as the benchmark builds
-            _, split, _ = _entry(case["basis"])
-            basis = _split_basis(datacube, geometry, **split)
+        if case["basis"] not in BASES:  # a basis of the benchmark, built as it builds it
+            basis = benchmark_basis(case["basis"], datacube, geometry)
         else:
             family, basis_kwargs = BASES[case["basis"]]
             if family == "diffraction_pattern":

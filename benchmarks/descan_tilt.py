@@ -15,7 +15,8 @@ intensities of these waves are abTEM's patterns to 1e-6), and records the drift 
 
 Then the centred crop of the detector, shot noise (seed 0) if ``dose`` is given, and one
 reconstruction of :func:`descan_oracle.reconstruct_and_score` (``basis``: ``"plain"``,
-``"z36"``, ``"dp15"``, ``"suggestedN"`` or ``"zK+pcaN"``; 30 iterations). One JSON line per call.
+``"z36"``, ``"dp15"`` or a basis name of ``reconstruction_quality.py`` such as
+``"suggested40"`` or ``"z36+pca2"``; 30 iterations). One JSON line per call.
 
 Usage::
 
